@@ -1,0 +1,43 @@
+"""mcp-trio: an MCP server framework on trio structured concurrency.
+
+Write tools, resources and prompts as plain functions on a ``Server``; serve it over stdio
+(``mcp-trio serve module:server``) or from Python (``mcp_trio.transports.stdio.serve_stdio``).
+"""
+
+from ._content import AssistantMessage, Audio, Image, Message, UserMessage
+from ._context import CapabilityMissing, Context
+from ._limits import Limits
+from ._server import Server
+from .protocol._errors import InvalidParams, McpError, ResourceNotFound
+from .protocol._types import (
+    BlobResourceContents,
+    CallToolResult,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+)
+
+__all__ = [
+    "AssistantMessage",
+    "Audio",
+    "BlobResourceContents",
+    "CallToolResult",
+    "CapabilityMissing",
+    "Context",
+    "EmbeddedResource",
+    "Image",
+    "ImageContent",
+    "InvalidParams",
+    "Limits",
+    "McpError",
+    "Message",
+    "ResourceLink",
+    "ResourceNotFound",
+    "Server",
+    "TextContent",
+    "TextResourceContents",
+    "UserMessage",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,389 @@
+"""One MCP session on one transport channel: a nursery of reader, dispatcher and writer.
+
+::
+
+    channel ─► reader ─► dispatcher ─┬─► request task ─┐
+                 │                   └─► request task ─┼─► writer ─► channel
+                 └─ responses to our own requests, cancellations: routed at once
+
+* The reader decodes, answers malformed input itself, handles ``initialize`` in order (so a
+  pipelined request after it sees the new phase), routes responses to our own requests and
+  ``notifications/cancelled`` at once, and hands requests to the dispatcher.
+* The dispatcher takes a slot (``max_in_flight``) before it starts a request task, so a
+  flooding client stalls its own reader, nobody else.
+* Request tasks convert every outcome to exactly one reply, in ``_answer``.
+* The writer is the only task that sends; a frame is never half-written (the write is
+  shielded, bounded by ``send_timeout``).
+
+Shutdown cascades: EOF or ``stop_reading`` ends the reader; the dispatcher lets in-flight
+requests finish within the grace period, then cancels them, each still answered; then the
+writer drains and closes the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import trio
+
+from . import _handlers
+from ._channel import MessageTooLarge
+from ._logging import request_id_var, session_id_var
+from ._supervisor import Supervisor
+from .protocol._errors import (
+    InternalError,
+    InvalidRequest,
+    McpError,
+    MethodNotFound,
+    PeerError,
+    RequestTimeout,
+    ShuttingDown,
+)
+from .protocol._jsonrpc import (
+    ErrorResponse,
+    Malformed,
+    Message,
+    MessageCodec,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    error_object,
+)
+from .protocol._session import ClientProfile, SessionState
+
+logger = logging.getLogger("mcp_trio.connection")
+
+Handler = Callable[["Connection", Request, "InFlight"], Awaitable[Any]]
+
+_CANCELLED_BY_CLIENT = "client"
+_CANCELLED_BY_SHUTDOWN = "shutdown"
+
+
+class InFlight:
+    """A request between arrival and answer: its cancel scope and why it was cancelled."""
+
+    __slots__ = ("scope", "reason", "holds_slot")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.reason: str | None = None
+        self.holds_slot = False
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+
+class _Pending:
+    """A request we sent to the client, waiting for its answer."""
+
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: Response | ErrorResponse | None = None
+
+
+class Connection:
+    """One session: the actors, the session state and the maps between them."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        channel: trio.abc.Channel[bytes],
+        *,
+        session_id: str | None = None,
+        principal: Any = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.server = supervisor.server
+        self.limits = supervisor.limits
+        self.channel = channel
+        self.session_id = session_id or supervisor.next_session_id()
+        self.principal = principal
+        self.state = SessionState()
+        self.codec = MessageCodec(self.limits.max_message_size)
+        self.encoder = msgspec.json.Encoder()
+        self.subscriptions: set[str] = set()
+        self._running: dict[RequestId, InFlight] = {}
+        self._pending: dict[RequestId, _Pending] = {}
+        self._next_request_id = 0
+        self._slots = trio.Semaphore(self.limits.max_in_flight)
+        self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
+        self._reader_scope = trio.CancelScope()
+        self._drained: trio.Event | None = None
+        self._out_send, self._out_recv = trio.open_memory_channel[Message | Malformed](0)
+        self._side_nursery: trio.Nursery | None = None
+        self._posted: set[tuple[str, str]] = set()
+
+    @property
+    def client(self) -> ClientProfile | None:
+        return self.state.client
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the session until the peer leaves or the server shuts down."""
+        session_id_var.set(self.session_id)
+        self.supervisor.attach(self)
+        req_send, req_recv = trio.open_memory_channel[tuple[Request, InFlight]](0)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, self._out_recv)
+                async with trio.open_nursery() as side:
+                    self._side_nursery = side
+                    side.start_soon(self._dispatcher, req_recv, self._out_send.clone())
+                    await self._reader(req_send, self._out_send.clone())
+                self._side_nursery = None
+                await self._out_send.aclose()
+        finally:
+            self.supervisor.detach(self)
+            for pending in self._pending.values():
+                pending.done.set()
+
+    def stop_reading(self) -> None:
+        """Stop taking new messages; what is in flight still finishes (graceful shutdown)."""
+        self._reader_scope.cancel()
+
+    # -- reader -----------------------------------------------------------------------------
+    async def _reader(self, req_send: trio.MemorySendChannel[tuple[Request, InFlight]], out: trio.MemorySendChannel[Message | Malformed]) -> None:
+        decode = self.codec.decode
+        receive = self.channel.receive
+        with req_send, out, self._reader_scope:
+            try:
+                await self._read_loop(receive, decode, req_send, out)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                logger.debug("writer gone; reader stops")
+
+    async def _read_loop(
+        self,
+        receive: Callable[[], Awaitable[bytes]],
+        decode: Callable[[bytes], Message | Malformed],
+        req_send: trio.MemorySendChannel[tuple[Request, InFlight]],
+        out: trio.MemorySendChannel[Message | Malformed],
+    ) -> None:
+        while True:
+            try:
+                data = await receive()
+            except trio.EndOfChannel:
+                return
+            except MessageTooLarge as exc:
+                await out.send(Malformed(None, InvalidRequest(str(exc))))
+                continue
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            message = decode(data)
+            if type(message) is Request:
+                await self._accept_request(message, req_send, out)
+            elif type(message) is Notification:
+                self._on_notification(message)
+            elif type(message) is Malformed:
+                await out.send(message)
+            else:
+                self._route_reply(message)  # type: ignore[arg-type]
+
+    async def _accept_request(
+        self,
+        request: Request,
+        req_send: trio.MemorySendChannel[tuple[Request, InFlight]],
+        out: trio.MemorySendChannel[Message | Malformed],
+    ) -> None:
+        if request.id in self._running:
+            await out.send(Malformed(request.id, InvalidRequest(f"duplicate request id {request.id!r}: a request with this id is still in flight")))
+            return
+        if request.method == "initialize":
+            # Answered here, in arrival order, so requests pipelined behind it see the new phase.
+            await out.send(self._answer_now(request, _handlers.initialize))
+            return
+        try:
+            self.state.check_request(request.method)
+        except McpError as exc:
+            await out.send(ErrorResponse(request.id, error_object(exc)))
+            return
+        in_flight = InFlight()
+        self._running[request.id] = in_flight
+        await req_send.send((request, in_flight))
+
+    def _answer_now(self, request: Request, handler: Callable[[Connection, Request], Any]) -> Message:
+        try:
+            return Response(request.id, handler(self, request))
+        except McpError as exc:
+            return ErrorResponse(request.id, error_object(exc))
+
+    def _on_notification(self, note: Notification) -> None:
+        method = note.method
+        if method == "notifications/cancelled":
+            request_id = _handlers.cancelled_request_id(note)
+            in_flight = self._running.get(request_id) if request_id is not None else None
+            if in_flight is not None:
+                in_flight.cancel(_CANCELLED_BY_CLIENT)
+        elif method == "notifications/initialized":
+            self.state.initialized_notified = True
+        elif method == "notifications/roots/list_changed":
+            logger.debug("client roots changed")
+        # Other notifications (progress on our requests, unknown ones) need no action.
+
+    def _route_reply(self, reply: Response | ErrorResponse) -> None:
+        pending = self._pending.get(reply.id) if reply.id is not None else None
+        if pending is None:
+            logger.debug("dropping a response to unknown request id %r", reply.id)
+            return
+        pending.reply = reply
+        pending.done.set()
+
+    # -- dispatcher -------------------------------------------------------------------------
+    async def _dispatcher(
+        self,
+        req_recv: trio.MemoryReceiveChannel[tuple[Request, InFlight]],
+        out: trio.MemorySendChannel[Message | Malformed],
+    ) -> None:
+        with out:
+            async with trio.open_nursery() as requests:
+                with req_recv:
+                    async for request, in_flight in req_recv:
+                        await self._slots.acquire()
+                        in_flight.holds_slot = True
+                        requests.start_soon(self._run_request, request, in_flight, out)
+                # No more input: give what is running the grace period, then cancel it.
+                if self._running:
+                    self._drained = trio.Event()
+                    with trio.move_on_after(self.limits.grace_period):
+                        await self._drained.wait()
+                    for in_flight in list(self._running.values()):
+                        in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
+
+    async def _run_request(self, request: Request, in_flight: InFlight, out: trio.MemorySendChannel[Message | Malformed]) -> None:
+        request_id_var.set(request.id)
+        try:
+            with in_flight.scope:
+                reply = await self._answer(request, in_flight)
+            if in_flight.scope.cancelled_caught or in_flight.reason is not None:
+                if in_flight.reason == _CANCELLED_BY_CLIENT:
+                    return  # the client asked; the spec says not to answer
+                reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
+            try:
+                await out.send(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                logger.debug("peer gone before its answer could be sent")
+        finally:
+            if in_flight.holds_slot:
+                self._slots.release()
+            del self._running[request.id]
+            if self._drained is not None and not self._running:
+                self._drained.set()
+
+    async def _answer(self, request: Request, in_flight: InFlight) -> Message:
+        """Run a request's handler and convert its outcome to one reply: the only place."""
+        handler = _handlers.HANDLERS.get(request.method)
+        try:
+            if handler is None:
+                raise MethodNotFound(f"method not found: {request.method!r}")
+            return Response(request.id, await handler(self, request, in_flight))
+        except McpError as exc:
+            return ErrorResponse(request.id, error_object(exc))
+        except Exception:
+            logger.exception("unexpected error in %s", request.method)
+            return ErrorResponse(request.id, error_object(InternalError("internal error")))
+
+    # -- writer -----------------------------------------------------------------------------
+    async def _writer(self, out_recv: trio.MemoryReceiveChannel[Message | Malformed]) -> None:
+        encode = self.codec.encode
+        send = self.channel.send
+        timeout = self.limits.send_timeout
+        try:
+            with out_recv:
+                async for message in out_recv:
+                    data = encode(message)
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as write:
+                        await send(data)
+                    if write.cancelled_caught:
+                        logger.warning("peer did not read for %.1f s; closing the connection", timeout)
+                        break
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("peer gone; writer stops")
+        finally:
+            self._reader_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self.channel.aclose()
+
+    # -- used by handlers and Context -------------------------------------------------------
+    async def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification to the client (from a request task)."""
+        await self._out_send.send(Notification(method, params))
+
+    def post_notification(self, method: str, params: Any = None, *, key: str = "") -> None:
+        """Queue a server-initiated notification without waiting (for the supervisor).
+
+        Repeats of the same (method, key) while one is still queued are coalesced: a slow
+        client costs one pending task per kind of change, not one per change.
+        """
+        if self._side_nursery is None or not self.state.client:
+            return
+        tag = (method, key)
+        if tag in self._posted:
+            return
+        self._posted.add(tag)
+        self._side_nursery.start_soon(self._deliver_posted, tag, Notification(method, params))
+
+    async def _deliver_posted(self, tag: tuple[str, str], note: Notification) -> None:
+        self._posted.discard(tag)
+        try:
+            await self._out_send.send(note)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("connection closed before %s was sent", note.method)
+
+    async def request(self, method: str, params: Any, result_type: type, *, in_flight: InFlight | None = None) -> Any:
+        """Send a request to the client and wait for its answer (sampling, elicitation, roots).
+
+        While waiting, the calling request gives back its in-flight slot: it is parked on the
+        client, and the client's answer must not queue behind a reader stalled on a full
+        dispatcher.
+        """
+        async with self._client_request_slots:
+            self._next_request_id += 1
+            request_id = self._next_request_id
+            pending = _Pending()
+            self._pending[request_id] = pending
+            released = in_flight is not None and in_flight.holds_slot
+            if released:
+                self._slots.release()
+                in_flight.holds_slot = False  # type: ignore[union-attr]
+            try:
+                await self._out_send.send(Request(request_id, method, params))
+                with trio.move_on_after(self.limits.client_request_timeout) as waited:
+                    await pending.done.wait()
+                if waited.cancelled_caught:
+                    await self._cancel_client_request(request_id, "timed out")
+                    raise RequestTimeout(f"the client did not answer {method} within {self.limits.client_request_timeout:g} s")
+            except trio.Cancelled:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0):
+                    await self._cancel_client_request(request_id, "request cancelled")
+                raise
+            finally:
+                del self._pending[request_id]
+                if released:
+                    await self._slots.acquire()
+                    in_flight.holds_slot = True  # type: ignore[union-attr]
+        reply = pending.reply
+        if reply is None:
+            raise PeerError(f"the connection closed before the client answered {method}")
+        if isinstance(reply, ErrorResponse):
+            raise PeerError(f"the client refused {method}: {reply.error.message}", reply.error.data, code=reply.error.code)
+        return _handlers.decode_result(reply.result, result_type, method)
+
+    async def _cancel_client_request(self, request_id: int, reason: str) -> None:
+        try:
+            await self._out_send.send(Notification("notifications/cancelled", {"requestId": request_id, "reason": reason}))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("peer gone; no need to cancel request %d", request_id)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "in_flight": len(self._running),
+            "client_requests_pending": len(self._pending),
+            "slots_free": self._slots.value,
+        }

@@ -1,0 +1,301 @@
+"""The MCP methods: one function per method, from a request to its result body.
+
+Handlers raise ``McpError`` for protocol errors; the connection converts outcomes to replies
+in one place. A tool's own failure is not a protocol error: it becomes a result with
+``isError: true`` here, since the model, not the client program, should read it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+import trio
+from msgspec import UNSET, Raw
+
+from ._context import Context
+from ._registry import paginate
+from ._results import ResultEncodingError, error_result, prompt_messages, resource_contents, tool_result
+from .protocol._errors import InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
+from .protocol._jsonrpc import Notification, Request
+from .protocol._types import (
+    CallToolParams,
+    CancelledParams,
+    CompleteParams,
+    CompleteResult,
+    Completion,
+    EmptyResult,
+    GetPromptParams,
+    GetPromptResult,
+    InitializeParams,
+    InitializeResult,
+    ListChangedCapability,
+    ListPromptsResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedParams,
+    PromptRef,
+    ReadResourceParams,
+    ReadResourceResult,
+    ResourcesCapability,
+    ServerCapabilities,
+    SetLevelParams,
+    SubscribeParams,
+)
+
+if TYPE_CHECKING:
+    from ._connection import Connection, InFlight
+
+logger = logging.getLogger("mcp_trio.handlers")
+
+T = TypeVar("T")
+_EMPTY = EmptyResult()
+_MAX_COMPLETIONS = 100  # spec: "completion.values" holds at most 100 items
+
+
+class _Decoders:
+    """One reusable decoder per params type, built on first use (immutable afterwards)."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[type, msgspec.json.Decoder[Any]] = {}
+
+    def get(self, tp: type[T]) -> msgspec.json.Decoder[T]:
+        decoder = self._by_type.get(tp)
+        if decoder is None:
+            decoder = self._by_type[tp] = msgspec.json.Decoder(tp)
+        return decoder
+
+
+_decoders = _Decoders()
+
+
+def decode_params(raw: Raw | None, tp: type[T], method: str) -> T:
+    """Decode ``params`` into ``tp``; a mismatch is ``InvalidParams`` saying where and why."""
+    try:
+        return _decoders.get(tp).decode(b"{}" if raw is None else raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidParams(f"invalid params for {method}: {exc}") from None
+    except msgspec.DecodeError as exc:  # pragma: no cover - the envelope was already valid JSON
+        raise InvalidParams(f"invalid params for {method}: {exc}") from None
+
+
+def decode_result(raw: Any, tp: type[T], method: str) -> T:
+    """Decode the client's answer to one of our requests."""
+    try:
+        return _decoders.get(tp).decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PeerError(f"the client's answer to {method} is invalid: {exc}") from None
+
+
+def cancelled_request_id(note: Notification) -> int | str | None:
+    try:
+        params = _decoders.get(CancelledParams).decode(b"{}" if note.params is None else note.params)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return None if params.request_id is UNSET else params.request_id  # type: ignore[return-value]
+
+
+async def _call(fn: Callable[..., Any], is_async: bool, kwargs: dict[str, Any]) -> Any:
+    """Run user code: async functions in the request task, sync ones in a worker thread."""
+    if is_async:
+        return await fn(**kwargs)
+    return await trio.to_thread.run_sync(functools.partial(fn, **kwargs))
+
+
+def _context(conn: Connection, request: Request, in_flight: InFlight, meta: Any) -> Context:
+    token = None
+    if meta is not UNSET and meta is not None and meta.progress_token is not UNSET:
+        token = meta.progress_token
+    return Context(conn, request.id, request.method, token, conn.state.client, conn.principal, in_flight)
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+def initialize(conn: Connection, request: Request) -> InitializeResult:
+    params = decode_params(request.params, InitializeParams, "initialize")
+    client = conn.state.initialize(params)
+    server = conn.server
+    logger.debug("initialized: client %s %s, revision %s", client.info.name, client.info.version, client.protocol_version)
+    return InitializeResult(
+        protocol_version=client.protocol_version,
+        capabilities=capabilities(),
+        server_info=server.info,
+        instructions=server.instructions if server.instructions else UNSET,
+    )
+
+
+def capabilities() -> ServerCapabilities:
+    return ServerCapabilities(
+        tools=ListChangedCapability(list_changed=True),
+        resources=ResourcesCapability(subscribe=True, list_changed=True),
+        prompts=ListChangedCapability(list_changed=True),
+        logging={},
+        completions={},
+    )
+
+
+async def ping(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    return _EMPTY
+
+
+async def set_level(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    params = decode_params(request.params, SetLevelParams, request.method)
+    conn.state.set_log_level(params.level)
+    return _EMPTY
+
+
+# -- tools ------------------------------------------------------------------------------------
+async def list_tools(conn: Connection, request: Request, in_flight: InFlight) -> ListToolsResult:
+    params = decode_params(request.params, PaginatedParams, request.method)
+    tools = [tool.wire for tool in conn.supervisor.registry.visible_tools()]
+    page, cursor = paginate(tools, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
+    return ListToolsResult(tools=page, next_cursor=UNSET if cursor is None else cursor)
+
+
+async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> Any:
+    params = decode_params(request.params, CallToolParams, request.method)
+    tool = conn.supervisor.registry.tools.get(params.name)
+    if tool is None or not tool.enabled:
+        raise InvalidParams(f"unknown tool: {params.name!r}", {"tool": params.name})
+    kwargs = tool.parser.parse(params.arguments)
+    if tool.parser.context_param is not None:
+        kwargs[tool.parser.context_param] = _context(conn, request, in_flight, params.meta)
+    try:
+        if tool.timeout is None:
+            value = await _call(tool.fn, tool.is_async, kwargs)
+        else:
+            with trio.move_on_after(tool.timeout) as deadline:
+                value = await _call(tool.fn, tool.is_async, kwargs)
+            if deadline.cancelled_caught:
+                raise RequestTimeout(f"tool {tool.name!r} timed out after {tool.timeout:g} s", {"tool": tool.name, "timeout": tool.timeout})
+    except RequestTimeout:
+        raise
+    except Exception as exc:  # boundary: a tool's own failure is reported to the model, not raised
+        logger.debug("tool %r failed", tool.name, exc_info=True)
+        return error_result(str(exc) or type(exc).__name__)
+    try:
+        return tool_result(value, tool.output, conn.encoder)
+    except ResultEncodingError as exc:
+        logger.error("tool %r returned an unencodable value: %s", tool.name, exc)
+        return error_result(str(exc))
+
+
+# -- resources --------------------------------------------------------------------------------
+async def list_resources(conn: Connection, request: Request, in_flight: InFlight) -> ListResourcesResult:
+    params = decode_params(request.params, PaginatedParams, request.method)
+    items = [resource.wire for resource in conn.supervisor.registry.resources.values()]
+    page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
+    return ListResourcesResult(resources=page, next_cursor=UNSET if cursor is None else cursor)
+
+
+async def list_templates(conn: Connection, request: Request, in_flight: InFlight) -> ListResourceTemplatesResult:
+    params = decode_params(request.params, PaginatedParams, request.method)
+    items = [template.wire for template in conn.supervisor.registry.templates]
+    page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
+    return ListResourceTemplatesResult(resource_templates=page, next_cursor=UNSET if cursor is None else cursor)
+
+
+async def read_resource(conn: Connection, request: Request, in_flight: InFlight) -> ReadResourceResult:
+    params = decode_params(request.params, ReadResourceParams, request.method)
+    registry = conn.supervisor.registry
+    uri = params.uri
+    resource = registry.resources.get(uri)
+    if resource is not None:
+        fn, is_async, parser, mime_type, kwargs = resource.fn, resource.is_async, resource.parser, resource.mime_type, {}
+    else:
+        found = registry.find_template(uri)
+        if found is None:
+            raise ResourceNotFound(f"resource not found: {uri}", {"uri": uri})
+        template, values = found
+        fn, is_async, parser, mime_type = template.fn, template.is_async, template.parser, template.mime_type
+        kwargs = parser.parse_mapping(values)
+    if parser.context_param is not None:
+        kwargs[parser.context_param] = _context(conn, request, in_flight, params.meta)
+    try:
+        value = await _call(fn, is_async, kwargs)
+        return ReadResourceResult(contents=resource_contents(uri, value, mime_type, conn.encoder))
+    except McpError:
+        raise
+    except LookupError as exc:  # a template function saying "no such item"
+        raise ResourceNotFound(f"resource not found: {uri}: {exc}", {"uri": uri}) from None
+
+
+async def subscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    params = decode_params(request.params, SubscribeParams, request.method)
+    conn.supervisor.subscribe(conn, params.uri)
+    return _EMPTY
+
+
+async def unsubscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    params = decode_params(request.params, SubscribeParams, request.method)
+    conn.supervisor.unsubscribe(conn, params.uri)
+    return _EMPTY
+
+
+# -- prompts ----------------------------------------------------------------------------------
+async def list_prompts(conn: Connection, request: Request, in_flight: InFlight) -> ListPromptsResult:
+    params = decode_params(request.params, PaginatedParams, request.method)
+    items = [prompt.wire for prompt in conn.supervisor.registry.prompts.values()]
+    page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
+    return ListPromptsResult(prompts=page, next_cursor=UNSET if cursor is None else cursor)
+
+
+async def get_prompt(conn: Connection, request: Request, in_flight: InFlight) -> GetPromptResult:
+    params = decode_params(request.params, GetPromptParams, request.method)
+    prompt = conn.supervisor.registry.prompts.get(params.name)
+    if prompt is None:
+        raise InvalidParams(f"unknown prompt: {params.name!r}", {"prompt": params.name})
+    kwargs = prompt.parser.parse_mapping(params.arguments)
+    if prompt.parser.context_param is not None:
+        kwargs[prompt.parser.context_param] = _context(conn, request, in_flight, params.meta)
+    value = await _call(prompt.fn, prompt.is_async, kwargs)
+    try:
+        messages = prompt_messages(value)
+    except (ResultEncodingError, TypeError) as exc:
+        logger.error("prompt %r returned an invalid value: %s", prompt.name, exc)
+        raise
+    return GetPromptResult(messages=messages, description=prompt.wire.description)
+
+
+# -- completion -------------------------------------------------------------------------------
+async def complete(conn: Connection, request: Request, in_flight: InFlight) -> CompleteResult:
+    params = decode_params(request.params, CompleteParams, request.method)
+    registry = conn.supervisor.registry
+    ref = params.ref
+    if isinstance(ref, PromptRef):
+        if ref.name not in registry.prompts:
+            raise InvalidParams(f"unknown prompt: {ref.name!r}")
+        key = ("ref/prompt", ref.name, params.argument.name)
+    else:
+        if registry.find_template(ref.uri) is None and all(t.uri_template != ref.uri for t in registry.templates) and ref.uri not in registry.resources:
+            raise InvalidParams(f"unknown resource template: {ref.uri!r}")
+        key = ("ref/resource", ref.uri, params.argument.name)
+    completion = registry.completions.get(key)
+    if completion is None:
+        return CompleteResult(completion=Completion(values=[], has_more=False))
+    context = {} if params.context is UNSET else params.context.arguments
+    values = await _call(completion.fn, completion.is_async, {"value": params.argument.value, "context": context})
+    values = [str(v) for v in values]
+    return CompleteResult(completion=Completion(values=values[:_MAX_COMPLETIONS], total=len(values), has_more=len(values) > _MAX_COMPLETIONS))
+
+
+Handler = Callable[["Connection", Request, "InFlight"], Awaitable[Any]]
+
+#: Request methods served after ``initialize`` (which the connection answers itself).
+HANDLERS: dict[str, Handler] = {
+    "ping": ping,
+    "logging/setLevel": set_level,
+    "tools/list": list_tools,
+    "tools/call": call_tool,
+    "resources/list": list_resources,
+    "resources/templates/list": list_templates,
+    "resources/read": read_resource,
+    "resources/subscribe": subscribe,
+    "resources/unsubscribe": unsubscribe,
+    "prompts/list": list_prompts,
+    "prompts/get": get_prompt,
+    "completion/complete": complete,
+}

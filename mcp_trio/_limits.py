@@ -1,0 +1,42 @@
+"""Every limit the server enforces, with its named default, in one frozen object.
+
+``Limits`` is built once in ``main`` (from flags) and passed down; nothing reads a global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Largest accepted message (a stdio line, a WebSocket message, an HTTP body), in bytes.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+#: Requests one connection may have running at once; past it, its reader stops reading.
+DEFAULT_MAX_IN_FLIGHT = 64
+#: Seconds in-flight requests get to finish at shutdown before they are cancelled.
+DEFAULT_GRACE_PERIOD = 10.0
+#: Items per page of ``tools/list``, ``resources/list``, ``prompts/list``.
+DEFAULT_PAGE_SIZE = 100
+#: Seconds a single write may take before the peer is deemed stalled and disconnected.
+DEFAULT_SEND_TIMEOUT = 30.0
+#: Seconds to wait for the client to answer sampling, elicitation or roots requests.
+DEFAULT_CLIENT_REQUEST_TIMEOUT = 300.0
+#: Server-to-client requests one connection may have outstanding at once.
+DEFAULT_MAX_CLIENT_REQUESTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    page_size: int = DEFAULT_PAGE_SIZE
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    client_request_timeout: float = DEFAULT_CLIENT_REQUEST_TIMEOUT
+    max_client_requests: int = DEFAULT_MAX_CLIENT_REQUESTS
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("grace_period", "send_timeout", "client_request_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")

@@ -1,0 +1,184 @@
+"""What a server offers: tool, resource, template and prompt definitions, and the immutable
+snapshot of them that request tasks read.
+
+The supervisor is the only writer: it builds a new ``Registry`` (copy on write) and publishes
+it; a request task takes the snapshot once and uses it to the end, so a change never shows a
+half-updated registry and needs no lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from ._schema import ArgumentParser, OutputShape
+from .protocol._errors import InvalidParams
+from .protocol._types import Prompt, Resource, ResourceTemplate, Tool
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDef:
+    """One tool: the function, how its arguments are parsed, and how it is listed."""
+
+    name: str
+    fn: Handler
+    parser: ArgumentParser
+    output: OutputShape
+    wire: Tool
+    is_async: bool
+    timeout: float | None = None
+    tags: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDef:
+    """A resource at a fixed URI."""
+
+    uri: str
+    fn: Handler
+    parser: ArgumentParser
+    wire: Resource
+    is_async: bool
+    mime_type: str | None
+
+
+_TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def compile_template(uri_template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """RFC 6570 level 1 and 2 templates: ``{var}`` matches one path segment, ``{+var}`` any text."""
+    names: list[str] = []
+    pattern = ["^"]
+    pos = 0
+    for match in _TEMPLATE_VAR.finditer(uri_template):
+        pattern.append(re.escape(uri_template[pos:match.start()]))
+        reserved, name = match.groups()
+        names.append(name)
+        pattern.append(f"(?P<{name}>.+)" if reserved else f"(?P<{name}>[^/?#]+)")
+        pos = match.end()
+    pattern.append(re.escape(uri_template[pos:]) + "$")
+    return re.compile("".join(pattern)), tuple(names)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateDef:
+    """A family of resources named by a URI template (``test://template/{id}/data``)."""
+
+    uri_template: str
+    pattern: re.Pattern[str]
+    variables: tuple[str, ...]
+    fn: Handler
+    parser: ArgumentParser
+    wire: ResourceTemplate
+    is_async: bool
+    mime_type: str | None
+
+    def match(self, uri: str) -> dict[str, str] | None:
+        found = self.pattern.match(uri)
+        return found.groupdict() if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptDef:
+    name: str
+    fn: Handler
+    parser: ArgumentParser
+    wire: Prompt
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionDef:
+    """Suggests values for one prompt argument or template variable."""
+
+    fn: Handler
+    is_async: bool
+
+
+CompletionKey = tuple[str, str, str]  # ("ref/prompt" | "ref/resource", prompt name | uri template, argument)
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """An immutable snapshot of everything a server offers. Build new ones with ``with_*``."""
+
+    tools: Mapping[str, ToolDef] = field(default_factory=lambda: _frozen({}))
+    resources: Mapping[str, ResourceDef] = field(default_factory=lambda: _frozen({}))
+    templates: tuple[TemplateDef, ...] = ()
+    prompts: Mapping[str, PromptDef] = field(default_factory=lambda: _frozen({}))
+    completions: Mapping[CompletionKey, CompletionDef] = field(default_factory=lambda: _frozen({}))
+    #: Bumped on every change, so caches of listings know when to rebuild.
+    version: int = 0
+
+    def with_tool(self, tool: ToolDef) -> Registry:
+        return replace(self, tools=_frozen({**self.tools, tool.name: tool}), version=self.version + 1)
+
+    def without_tool(self, name: str) -> Registry:
+        tools = dict(self.tools)
+        tools.pop(name, None)
+        return replace(self, tools=_frozen(tools), version=self.version + 1)
+
+    def with_resource(self, resource: ResourceDef) -> Registry:
+        return replace(self, resources=_frozen({**self.resources, resource.uri: resource}), version=self.version + 1)
+
+    def with_template(self, template: TemplateDef) -> Registry:
+        others = tuple(t for t in self.templates if t.uri_template != template.uri_template)
+        return replace(self, templates=(*others, template), version=self.version + 1)
+
+    def with_prompt(self, prompt: PromptDef) -> Registry:
+        return replace(self, prompts=_frozen({**self.prompts, prompt.name: prompt}), version=self.version + 1)
+
+    def with_completion(self, key: CompletionKey, completion: CompletionDef) -> Registry:
+        return replace(self, completions=_frozen({**self.completions, key: completion}), version=self.version + 1)
+
+    def find_template(self, uri: str) -> tuple[TemplateDef, dict[str, str]] | None:
+        for template in self.templates:
+            values = template.match(uri)
+            if values is not None:
+                return template, values
+        return None
+
+    def visible_tools(self) -> list[ToolDef]:
+        return [tool for tool in self.tools.values() if tool.enabled]
+
+
+# -- pagination -------------------------------------------------------------------------------
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The offset a cursor stands for; a cursor we did not issue is ``InvalidParams``."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+        prefix, _, number = text.partition(":")
+        offset = int(number)
+    except (ValueError, UnicodeError):
+        raise InvalidParams(f"invalid cursor: {cursor!r}") from None
+    if prefix != "o" or offset < 0:
+        raise InvalidParams(f"invalid cursor: {cursor!r}")
+    return offset
+
+
+def paginate(items: list[Any], cursor: str | None, page_size: int) -> tuple[list[Any], str | None]:
+    """One page of ``items`` and the cursor of the next page (None on the last page)."""
+    start = 0 if cursor is None else decode_cursor(cursor)
+    end = start + page_size
+    return items[start:end], (encode_cursor(end) if end < len(items) else None)
+
+
+def is_async_callable(fn: Handler) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))

@@ -1,0 +1,217 @@
+"""From a Python signature to a JSON Schema and a validating argument parser.
+
+Each tool gets a msgspec ``Struct`` type built from its parameters (``Annotated`` constraints
+included), so one ``msgspec.json.decode`` call both validates the raw ``arguments`` bytes and
+converts them, and ``msgspec.json.schema`` of the same type is the tool's ``inputSchema``: the
+schema the client sees and the check the server runs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw, UnsetType
+
+from .protocol._errors import InvalidParams
+
+_PATH_RE = re.compile(r"at `\$\.([^`.\[]+)")
+_EMPTY_OBJECT = b"{}"
+_NULL = Raw(b"null")
+
+
+class SignatureError(TypeError):
+    """A decorated function's signature cannot be served (``*args``, two contexts, ...)."""
+
+
+def _is_context(annotation: Any, context_type: type) -> bool:
+    if annotation is context_type:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return typing.get_args(annotation)[0] is context_type
+    if origin in (typing.Union, types.UnionType):
+        return any(arg is context_type for arg in typing.get_args(annotation))
+    return False
+
+
+def _resolve_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise SignatureError(f"cannot resolve the annotations of {fn.__qualname__}: {exc}") from None
+
+
+class ArgumentParser:
+    """Validates a raw ``arguments`` object against a function's parameters.
+
+    ``parse`` returns keyword arguments ready for the call; a mismatch raises ``InvalidParams``
+    naming the argument and what was wrong with it.
+    """
+
+    __slots__ = ("owner", "struct", "field_names", "context_param", "_decoder", "schema", "_empty")
+
+    def __init__(self, owner: str, struct: type[msgspec.Struct], context_param: str | None) -> None:
+        self.owner = owner
+        self.struct = struct
+        self.field_names: tuple[str, ...] = struct.__struct_fields__
+        self.context_param = context_param
+        self._decoder = msgspec.json.Decoder(struct)
+        self.schema = object_schema(struct)
+        self._empty: dict[str, Any] | None = None
+
+    def parse(self, raw: Raw | None | UnsetType) -> dict[str, Any]:
+        """Validate and convert ``arguments``; absent or ``null`` arguments mean ``{}``."""
+        data = _EMPTY_OBJECT if raw is None or raw is UNSET or raw == _NULL else raw
+        try:
+            value = self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            match = _PATH_RE.search(text)
+            detail = {"argument": match.group(1)} if match else None
+            if detail is None and ("missing required field" in text or "unknown field" in text):
+                missing = re.search(r"`([^`]+)`", text)
+                detail = {"argument": missing.group(1)} if missing else None
+            raise InvalidParams(f"invalid arguments for {self.owner}: {text}", detail) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidParams(f"invalid arguments for {self.owner}: {exc}") from None
+        return {name: getattr(value, name) for name in self.field_names}
+
+    def parse_mapping(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Like ``parse`` for an already-decoded mapping (prompt arguments, template variables).
+
+        Strings convert to the annotated type (``"123"`` to ``int``), as URIs and prompt
+        arguments carry only strings.
+        """
+        try:
+            value = msgspec.convert(values, self.struct, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidParams(f"invalid arguments for {self.owner}: {exc}") from None
+        return {name: getattr(value, name) for name in self.field_names}
+
+
+def build_parser(
+    fn: Callable[..., Any],
+    owner: str,
+    context_type: type,
+    *,
+    forbid_unknown: bool = True,
+) -> ArgumentParser:
+    """Compile ``fn``'s signature into an ``ArgumentParser``.
+
+    A parameter annotated with ``context_type`` is injected, not read from the client, and is
+    absent from the schema. Unannotated parameters accept any JSON value.
+    """
+    hints = _resolve_hints(fn)
+    fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
+    context_param: str | None = None
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise SignatureError(f"{fn.__qualname__}: *args and **kwargs cannot be described to a client")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise SignatureError(f"{fn.__qualname__}: positional-only parameter {param.name!r} cannot be passed by name")
+        annotation = hints.get(param.name, Any)
+        if _is_context(annotation, context_type):
+            if context_param is not None:
+                raise SignatureError(f"{fn.__qualname__}: more than one Context parameter")
+            context_param = param.name
+            continue
+        if param.default is param.empty:
+            fields.append((param.name, annotation))
+        else:
+            fields.append((param.name, annotation, param.default))
+    name = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", owner) if part) + "Arguments"
+    struct = msgspec.defstruct(name or "Arguments", fields, kw_only=True, forbid_unknown_fields=forbid_unknown)
+    try:
+        parser = ArgumentParser(owner, struct, context_param)
+    except (TypeError, msgspec.ValidationError) as exc:
+        raise SignatureError(f"{fn.__qualname__}: a parameter type has no JSON Schema: {exc}") from None
+    return parser
+
+
+def object_schema(tp: Any) -> dict[str, Any]:
+    """The JSON Schema of ``tp`` with its top-level definition inlined and ``$defs`` kept.
+
+    MCP wants ``inputSchema``/``outputSchema`` to be an object schema at the top, not a ``$ref``.
+    """
+    (top,), components = msgspec.json.schema_components((tp,), ref_template="#/$defs/{name}")
+    ref = top.get("$ref")
+    if ref is not None:
+        top = dict(components.pop(ref.rsplit("/", 1)[1]))
+    top.pop("title", None)
+    if components:
+        top["$defs"] = components
+    return top
+
+
+# -- return types -----------------------------------------------------------------------------
+def _is_structured_type(tp: Any) -> bool:
+    """Types whose values become ``structuredContent`` objects as they are."""
+    origin = typing.get_origin(tp) or tp
+    if origin is typing.Annotated:
+        return _is_structured_type(typing.get_args(tp)[0])
+    if isinstance(origin, type):
+        if issubclass(origin, msgspec.Struct) or dataclasses.is_dataclass(origin):
+            return True
+        if issubclass(origin, dict):
+            return True
+        if typing.is_typeddict(origin):
+            return True
+        if issubclass(origin, tuple) and hasattr(origin, "_fields"):  # NamedTuple
+            return False
+    return False
+
+
+class OutputShape(msgspec.Struct, frozen=True):
+    """How a tool's return value becomes structured content.
+
+    ``schema`` is the advertised ``outputSchema`` (None: the tool returns content, not data);
+    ``wrap`` is True when a non-object value (a number, a list) is sent as ``{"result": value}``,
+    since MCP requires structured content to be an object.
+    """
+
+    schema: dict[str, Any] | None
+    wrap: bool
+
+
+_CONTENT_RETURNS: tuple[str, ...] = ("str", "Image", "Audio", "TextContent", "ImageContent", "AudioContent",
+                                     "EmbeddedResource", "ResourceLink", "NoneType", "Message")
+
+
+def output_shape(fn: Callable[..., Any]) -> OutputShape:
+    """Derive the output schema from ``fn``'s return annotation."""
+    hints = _resolve_hints(fn)
+    if "return" not in hints:
+        return OutputShape(None, False)
+    tp = hints["return"]
+    if tp is None or tp is type(None) or tp is Any:
+        return OutputShape(None, False)
+    if _names_content(tp):
+        return OutputShape(None, False)
+    if _is_structured_type(tp):
+        try:
+            return OutputShape(object_schema(tp), False)
+        except TypeError:
+            return OutputShape(None, False)
+    try:
+        wrapped = msgspec.defstruct("Result", [("result", tp)])
+        return OutputShape(object_schema(wrapped), True)
+    except TypeError:
+        return OutputShape(None, False)
+
+
+def _names_content(tp: Any) -> bool:
+    """True when ``tp`` is content (text, image, blocks), or a list or union of content."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _names_content(typing.get_args(tp)[0])
+    if origin in (list, tuple, typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(tp) if arg is not Ellipsis]
+        return bool(args) and all(_names_content(arg) for arg in args)
+    return getattr(tp, "__name__", "") in _CONTENT_RETURNS

@@ -1,0 +1,269 @@
+"""``Server``: the decorator API that turns plain functions into tools, resources and prompts.
+
+Decorators compile each function once (schema, argument parser, output shape, listing entry)
+into a definition and add it to the registry. Before serving, the server keeps that registry
+itself; while serving, every change goes through the running supervisor, which publishes a new
+snapshot and tells live sessions their lists changed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._registry import (
+    CompletionDef,
+    PromptDef,
+    Registry,
+    ResourceDef,
+    TemplateDef,
+    ToolDef,
+    compile_template,
+    is_async_callable,
+)
+from ._schema import SignatureError, build_parser, output_shape
+from .protocol._types import Implementation, Prompt, PromptArgument, Resource, ResourceTemplate, Tool, ToolAnnotations
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _description(fn: Callable[..., Any]) -> str | None:
+    doc = inspect.getdoc(fn)
+    return doc.strip() if doc else None
+
+
+def _context_type() -> type:
+    from ._context import Context
+
+    return Context
+
+
+class Server:
+    """An MCP server: a name, a version, and what it offers.
+
+    >>> server = Server("weather", version="1.0")
+    >>> @server.tool
+    ... async def forecast(city: str) -> str:
+    ...     "Forecast for a city."
+    ...     return "sunny"
+    """
+
+    def __init__(self, name: str, version: str = "0.0.0", *, instructions: str | None = None, title: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.instructions = instructions
+        self.title = title
+        self._registry = Registry()
+        self._supervisor: Supervisor | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def info(self) -> Implementation:
+        from msgspec import UNSET
+
+        return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET)
+
+    @property
+    def registry(self) -> Registry:
+        """The current snapshot: the supervisor's while serving, else the server's own."""
+        return self._supervisor.registry if self._supervisor is not None else self._registry
+
+    def _update(self, change: Callable[[Registry], Registry], kind: str) -> None:
+        if self._supervisor is not None:
+            self._supervisor.update_registry(change, kind)
+        else:
+            self._registry = change(self._registry)
+
+    def _attach(self, supervisor: Supervisor) -> Registry:
+        """Hand the registry to a starting supervisor; from now on it owns changes."""
+        if self._supervisor is not None:
+            raise RuntimeError(f"server {self.name!r} is already being served")
+        self._supervisor = supervisor
+        return self._registry
+
+    def _detach(self, supervisor: Supervisor) -> None:
+        if self._supervisor is supervisor:
+            self._registry = supervisor.registry
+            self._supervisor = None
+
+    # -- tools ------------------------------------------------------------------------------
+    @overload
+    def tool(self, fn: F, /) -> F: ...
+    @overload
+    def tool(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def tool(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Register ``fn`` as a tool. Use bare (``@server.tool``) or with options:
+
+        ``name``, ``title``, ``description`` (default: the docstring), ``read_only``,
+        ``destructive``, ``idempotent``, ``open_world`` (MCP tool annotations), ``timeout``
+        (seconds; a call past it is cancelled and answered with a timeout error), ``tags``,
+        ``scopes``, ``deprecated`` (a message; shown in the description and ``_meta``),
+        ``input_schema``/``output_schema`` (raw overrides), ``meta``.
+        """
+
+        def register(func: F) -> F:
+            self.add_tool(func, **options)
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        read_only: bool | None = None,
+        destructive: bool | None = None,
+        idempotent: bool | None = None,
+        open_world: bool | None = None,
+        timeout: float | None = None,
+        tags: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        deprecated: str | bool | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> ToolDef:
+        from msgspec import UNSET
+
+        tool_name = name or fn.__name__
+        parser = build_parser(fn, f"tool {tool_name!r}", _context_type())
+        shape = output_shape(fn)
+        if output_schema is not None:
+            shape = type(shape)(output_schema, shape.wrap)
+        text = description if description is not None else _description(fn)
+        wire_meta = dict(meta or {})
+        if tags:
+            wire_meta["tags"] = sorted(tags)
+        if deprecated:
+            note = deprecated if isinstance(deprecated, str) else "This tool is deprecated."
+            text = f"DEPRECATED: {note}" + (f"\n\n{text}" if text else "")
+            wire_meta["deprecated"] = note
+        hints = {"read_only_hint": read_only, "destructive_hint": destructive, "idempotent_hint": idempotent, "open_world_hint": open_world}
+        annotations = ToolAnnotations(**{k: v for k, v in hints.items() if v is not None}) if any(v is not None for v in hints.values()) else UNSET
+        wire = Tool(
+            name=tool_name,
+            title=title if title else UNSET,
+            description=text if text else UNSET,
+            input_schema=input_schema if input_schema is not None else parser.schema,
+            output_schema=shape.schema if shape.schema is not None else UNSET,
+            annotations=annotations,
+            meta=wire_meta if wire_meta else UNSET,
+        )
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        definition = ToolDef(
+            name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async_callable(fn),
+            timeout=timeout, tags=frozenset(tags), scopes=frozenset(scopes),
+        )
+        self._update(lambda r: r.with_tool(definition), "tools")
+        return definition
+
+    def remove_tool(self, name: str) -> None:
+        self._update(lambda r: r.without_tool(name), "tools")
+
+    # -- resources --------------------------------------------------------------------------
+    def resource(
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        mime_type: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register a resource at ``uri``, or a template when ``uri`` has ``{variables}``.
+
+        The function returns ``str`` (text), ``bytes`` (sent as a base64 blob), resource
+        contents, or JSON data. A template's variables are passed as keyword arguments,
+        converted to their annotated types.
+        """
+
+        def register(fn: F) -> F:
+            from msgspec import UNSET
+
+            res_name = name or fn.__name__
+            text = description if description is not None else _description(fn)
+            is_async = is_async_callable(fn)
+            if "{" in uri:
+                pattern, variables = compile_template(uri)
+                parser = build_parser(fn, f"resource template {uri!r}", _context_type(), forbid_unknown=False)
+                missing = set(variables) - set(parser.field_names)
+                if missing:
+                    raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
+                wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type)
+                self._update(lambda r: r.with_template(template), "resources")
+            else:
+                parser = build_parser(fn, f"resource {uri!r}", _context_type())
+                if parser.field_names:
+                    raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
+                wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                resource = ResourceDef(uri, fn, parser, wire_r, is_async, mime_type)
+                self._update(lambda r: r.with_resource(resource), "resources")
+            return fn
+
+        return register
+
+    def notify_resource_updated(self, uri: str) -> None:
+        """Tell every session subscribed to ``uri`` that it changed (no-op when not serving)."""
+        if self._supervisor is not None:
+            self._supervisor.resource_updated(uri)
+
+    # -- prompts ----------------------------------------------------------------------------
+    @overload
+    def prompt(self, fn: F, /) -> F: ...
+    @overload
+    def prompt(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def prompt(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Register a prompt; its parameters are the prompt's arguments (``name``, ``title``,
+        ``description`` options). It returns text, a message, or a list of messages."""
+
+        def register(func: F) -> F:
+            self.add_prompt(func, **options)
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def add_prompt(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None, description: str | None = None) -> PromptDef:
+        from msgspec import UNSET
+
+        prompt_name = name or fn.__name__
+        parser = build_parser(fn, f"prompt {prompt_name!r}", _context_type())
+        required = set(parser.schema.get("required", ()))
+        props = parser.schema.get("properties", {})
+        arguments = [
+            PromptArgument(name=arg, description=props.get(arg, {}).get("description", UNSET), required=arg in required)
+            for arg in parser.field_names
+        ]
+        text = description if description is not None else _description(fn)
+        wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET)
+        definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn))
+        self._update(lambda r: r.with_prompt(definition), "prompts")
+        return definition
+
+    # -- completions ------------------------------------------------------------------------
+    def completion(self, *, argument: str, prompt: str | None = None, template: str | None = None) -> Callable[[F], F]:
+        """Register value suggestions for a prompt argument or a template variable.
+
+        The function takes ``(value: str, context: dict[str, str])`` and returns a list of
+        strings (at most 100 are sent, with ``hasMore`` set when there were more).
+        """
+        if (prompt is None) == (template is None):
+            raise ValueError("give exactly one of prompt= and template=")
+        key = ("ref/prompt", prompt, argument) if prompt is not None else ("ref/resource", template, argument)
+
+        def register(fn: F) -> F:
+            definition = CompletionDef(fn, is_async_callable(fn))
+            self._update(lambda r: r.with_completion(key, definition), "none")  # type: ignore[arg-type]
+            return fn
+
+        return register

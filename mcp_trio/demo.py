@@ -1,0 +1,277 @@
+"""The built-in demo app: what ``mcp-trio serve`` serves with no APP.
+
+It exposes every fixture the official conformance suite expects (see the project's
+``shared/conformance/FIXTURES.md``), plus ``echo`` for benchmarks and ``sleep`` for
+progress and cancellation.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from typing import Annotated, Any
+
+import msgspec
+import trio
+
+from . import Audio, Context, EmbeddedResource, Image, Server, TextContent, TextResourceContents, UserMessage
+
+server = Server(
+    "mcp-trio-demo",
+    version="0.1.0",
+    instructions="A demo server: conformance fixtures, plus echo and sleep tools.",
+)
+
+
+def _png_1x1() -> bytes:
+    """A valid 1x1 red PNG, built here rather than shipped as an opaque blob."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _wav_silence(samples: int = 800, rate: int = 8000) -> bytes:
+    """A short mono 8-bit WAV of silence."""
+    data = b"\x80" * samples
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+PNG = _png_1x1()
+WAV = _wav_silence()
+
+
+# -- benchmark and behaviour tools ------------------------------------------------------------
+@server.tool(read_only=True, idempotent=True)
+async def echo(text: str) -> str:
+    """Return the text unchanged (used by the benchmarks)."""
+    return text
+
+
+@server.tool
+async def sleep(seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)], ctx: Context) -> str:
+    """Sleep for a while, reporting progress every 100 ms; cancellable."""
+    elapsed = 0.0
+    step = 0.1
+    while elapsed < seconds:
+        await trio.sleep(min(step, seconds - elapsed))
+        elapsed = min(seconds, elapsed + step)
+        await ctx.report_progress(elapsed, seconds)
+    return f"slept {seconds:g} s"
+
+
+# -- conformance: tools -----------------------------------------------------------------------
+@server.tool
+async def test_simple_text() -> str:
+    """Return a simple text response."""
+    return "This is a simple text response for testing."
+
+
+@server.tool
+async def test_image_content() -> Image:
+    """Return an image (PNG)."""
+    return Image(PNG, "image/png")
+
+
+@server.tool
+async def test_audio_content() -> Audio:
+    """Return audio (WAV)."""
+    return Audio(WAV, "audio/wav")
+
+
+@server.tool
+async def test_embedded_resource() -> EmbeddedResource:
+    """Return an embedded text resource."""
+    return EmbeddedResource(resource=TextResourceContents(
+        uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content."))
+
+
+@server.tool
+async def test_multiple_content_types() -> list[TextContent | Image | EmbeddedResource]:
+    """Return text, an image and an embedded resource together."""
+    return [
+        TextContent(text="Multiple content types test:"),
+        Image(PNG, "image/png"),
+        EmbeddedResource(resource=TextResourceContents(
+            uri="test://mixed-content-resource", mime_type="application/json", text='{"test":"data","value":123}')),
+    ]
+
+
+@server.tool
+async def test_tool_with_logging(ctx: Context) -> str:
+    """Send three log messages about 50 ms apart while running."""
+    await ctx.info("Tool execution started")
+    await trio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await trio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Logging test completed"
+
+
+@server.tool
+async def test_error_handling() -> str:
+    """Always fail: the failure is reported as a result with isError."""
+    raise RuntimeError("This tool intentionally returns an error for testing")
+
+
+@server.tool
+async def test_tool_with_progress(ctx: Context) -> str:
+    """Report progress 0, 50 and 100 of 100."""
+    for progress in (0, 50, 100):
+        await ctx.report_progress(progress, 100, f"step {progress // 50 + 1} of 3")
+        await trio.sleep(0.05)
+    return "Progress test completed"
+
+
+@server.tool
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    """Ask the client's model to answer the prompt."""
+    result = await ctx.sample(prompt, max_tokens=100)
+    content = result.content
+    text = content.get("text") if isinstance(content, dict) else None
+    return f"LLM response: {text if text is not None else content}"
+
+
+def _elicited(result: Any) -> str:
+    content = result.content if result.content is not msgspec.UNSET else None
+    return f"User response: action={result.action}, content={msgspec.json.encode(content).decode()}"
+
+
+@server.tool
+async def test_elicitation(message: str, ctx: Context) -> str:
+    """Ask the user for a username and an email address."""
+    result = await ctx.elicit(message, {
+        "type": "object",
+        "properties": {
+            "username": {"type": "string", "description": "User's response"},
+            "email": {"type": "string", "description": "User's email address"},
+        },
+        "required": ["username", "email"],
+    })
+    return _elicited(result)
+
+
+@server.tool
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    """Elicit a form whose fields all have defaults (SEP-1034)."""
+    result = await ctx.elicit("Please review and update the form fields with defaults", {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "User name", "default": "John Doe"},
+            "age": {"type": "integer", "description": "User age", "default": 30},
+            "score": {"type": "number", "description": "User score", "default": 95.5},
+            "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"], "default": "active"},
+            "verified": {"type": "boolean", "description": "Verification status", "default": True},
+        },
+    })
+    return f"Elicitation completed: action={result.action}, content={msgspec.json.encode(result.content if result.content is not msgspec.UNSET else None).decode()}"
+
+
+@server.tool
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    """Elicit a form with the five enum shapes of SEP-1330."""
+    options = ["option1", "option2", "option3"]
+    titled = [{"const": "value1", "title": "First Option"}, {"const": "value2", "title": "Second Option"}, {"const": "value3", "title": "Third Option"}]
+    result = await ctx.elicit("Please select options from the enum fields", {
+        "type": "object",
+        "properties": {
+            "untitledSingle": {"type": "string", "description": "Select one option", "enum": options},
+            "titledSingle": {"type": "string", "description": "Select one option with titles", "oneOf": titled},
+            "legacyEnum": {"type": "string", "description": "Select one option (legacy)", "enum": options,
+                           "enumNames": ["Option One", "Option Two", "Option Three"]},
+            "untitledMulti": {"type": "array", "description": "Select multiple options", "minItems": 1, "maxItems": 3,
+                              "items": {"type": "string", "enum": options}},
+            "titledMulti": {"type": "array", "description": "Select multiple options with titles", "minItems": 1, "maxItems": 3,
+                            "items": {"anyOf": titled}},
+        },
+        "required": [],
+    })
+    return f"Elicitation completed: action={result.action}, content={msgspec.json.encode(result.content if result.content is not msgspec.UNSET else None).decode()}"
+
+
+_ADDRESS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        },
+    },
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+
+
+@server.tool(name="json_schema_2020_12_tool", input_schema=_ADDRESS_SCHEMA)
+async def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+    """A tool whose input schema uses JSON Schema 2020-12 features ($defs, $ref)."""
+    return f"name={name}, address={msgspec.json.encode(address).decode()}"
+
+
+# -- conformance: resources -------------------------------------------------------------------
+@server.resource("test://static-text", name="static-text", mime_type="text/plain", description="A static text resource")
+async def static_text() -> str:
+    return "This is the content of the static text resource."
+
+
+@server.resource("test://static-binary", name="static-binary", mime_type="image/png", description="A static binary resource (PNG)")
+async def static_binary() -> bytes:
+    return PNG
+
+
+@server.resource("test://template/{id}/data", name="template", mime_type="application/json", description="A resource template with an id")
+async def template_data(id: str) -> str:  # noqa: A002 - the template variable's name
+    return msgspec.json.encode({"id": id, "templateTest": True, "data": f"Data for ID: {id}"}).decode()
+
+
+@server.resource("test://watched-resource", name="watched-resource", mime_type="text/plain", description="A resource clients may subscribe to")
+async def watched_resource() -> str:
+    return "Watched resource content"
+
+
+# -- conformance: prompts ---------------------------------------------------------------------
+@server.prompt
+async def test_simple_prompt() -> str:
+    """A prompt with no arguments."""
+    return "This is a simple prompt for testing."
+
+
+@server.prompt
+async def test_prompt_with_arguments(
+    arg1: Annotated[str, msgspec.Meta(description="First test argument")],
+    arg2: Annotated[str, msgspec.Meta(description="Second test argument")],
+) -> str:
+    """A prompt with two required arguments."""
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+@server.prompt
+async def test_prompt_with_embedded_resource(resourceUri: Annotated[str, msgspec.Meta(description="URI of the resource to embed")]) -> list[Any]:  # noqa: N803
+    """A prompt that embeds a resource."""
+    return [
+        UserMessage(EmbeddedResource(resource=TextResourceContents(uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."))),
+        UserMessage("Please process the embedded resource above."),
+    ]
+
+
+@server.prompt
+async def test_prompt_with_image() -> list[Any]:
+    """A prompt that includes an image."""
+    return [UserMessage(Image(PNG, "image/png")), UserMessage("Please analyze the image above.")]
+
+
+@server.completion(prompt="test_prompt_with_arguments", argument="arg1")
+async def complete_arg1(value: str, context: dict[str, str]) -> list[str]:
+    return [v for v in ("paris", "park", "party", "zebra") if v.startswith(value)]
+
+
+@server.completion(template="test://template/{id}/data", argument="id")
+async def complete_template_id(value: str, context: dict[str, str]) -> list[str]:
+    return [v for v in ("1", "12", "123", "456") if v.startswith(value)]
