@@ -23,6 +23,7 @@ writer drains and closes the channel.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -61,6 +62,8 @@ Handler = Callable[["Connection", Request, "InFlight"], Awaitable[Any]]
 
 _CANCELLED_BY_CLIENT = "client"
 _CANCELLED_BY_SHUTDOWN = "shutdown"
+#: Messages the writer encodes and writes together at most.
+_MAX_BATCH = 64
 
 
 class InFlight:
@@ -116,6 +119,7 @@ class Connection:
         self._slots = trio.Semaphore(self.limits.max_in_flight)
         self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
         self._reader_scope = trio.CancelScope()
+        self._input_done = trio.Event()
         self._drained: trio.Event | None = None
         self._out_send, self._out_recv = trio.open_memory_channel[Message | Malformed](0)
         self._side_nursery: trio.Nursery | None = None
@@ -130,16 +134,19 @@ class Connection:
         """Serve the session until the peer leaves or the server shuts down."""
         session_id_var.set(self.session_id)
         self.supervisor.attach(self)
-        req_send, req_recv = trio.open_memory_channel[tuple[Request, InFlight]](0)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, self._out_recv)
-                async with trio.open_nursery() as side:
-                    self._side_nursery = side
-                    side.start_soon(self._dispatcher, req_recv, self._out_send.clone())
-                    await self._reader(req_send, self._out_send.clone())
-                self._side_nursery = None
-                await self._out_send.aclose()
+                # Closing the send side, however this block ends, lets the writer drain and stop.
+                with self._out_send:
+                    async with trio.open_nursery() as side:
+                        self._side_nursery = side
+                        requests: trio.Nursery = await side.start(self._dispatcher)
+                        try:
+                            await self._reader(requests)
+                        finally:
+                            self._input_done.set()
+                    self._side_nursery = None
         finally:
             self.supervisor.detach(self)
             for pending in self._pending.values():
@@ -150,22 +157,17 @@ class Connection:
         self._reader_scope.cancel()
 
     # -- reader -----------------------------------------------------------------------------
-    async def _reader(self, req_send: trio.MemorySendChannel[tuple[Request, InFlight]], out: trio.MemorySendChannel[Message | Malformed]) -> None:
-        decode = self.codec.decode
-        receive = self.channel.receive
-        with req_send, out, self._reader_scope:
+    async def _reader(self, requests: trio.Nursery) -> None:
+        with self._reader_scope:
             try:
-                await self._read_loop(receive, decode, req_send, out)
+                await self._read_loop(requests)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.debug("writer gone; reader stops")
 
-    async def _read_loop(
-        self,
-        receive: Callable[[], Awaitable[bytes]],
-        decode: Callable[[bytes], Message | Malformed],
-        req_send: trio.MemorySendChannel[tuple[Request, InFlight]],
-        out: trio.MemorySendChannel[Message | Malformed],
-    ) -> None:
+    async def _read_loop(self, requests: trio.Nursery) -> None:
+        decode = self.codec.decode
+        receive = self.channel.receive
+        out = self._out_send
         while True:
             try:
                 data = await receive()
@@ -178,7 +180,7 @@ class Connection:
                 return
             message = decode(data)
             if type(message) is Request:
-                await self._accept_request(message, req_send, out)
+                await self._accept_request(message, requests)
             elif type(message) is Notification:
                 self._on_notification(message)
             elif type(message) is Malformed:
@@ -186,12 +188,8 @@ class Connection:
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
 
-    async def _accept_request(
-        self,
-        request: Request,
-        req_send: trio.MemorySendChannel[tuple[Request, InFlight]],
-        out: trio.MemorySendChannel[Message | Malformed],
-    ) -> None:
+    async def _accept_request(self, request: Request, requests: trio.Nursery) -> None:
+        out = self._out_send
         if request.id in self._running:
             await out.send(Malformed(request.id, InvalidRequest(f"duplicate request id {request.id!r}: a request with this id is still in flight")))
             return
@@ -204,9 +202,7 @@ class Connection:
         except McpError as exc:
             await out.send(ErrorResponse(request.id, error_object(exc)))
             return
-        in_flight = InFlight()
-        self._running[request.id] = in_flight
-        await req_send.send((request, in_flight))
+        await self._dispatch(request, requests)
 
     def _answer_now(self, request: Request, handler: Callable[[Connection, Request], Any]) -> Message:
         try:
@@ -236,27 +232,42 @@ class Connection:
         pending.done.set()
 
     # -- dispatcher -------------------------------------------------------------------------
-    async def _dispatcher(
-        self,
-        req_recv: trio.MemoryReceiveChannel[tuple[Request, InFlight]],
-        out: trio.MemorySendChannel[Message | Malformed],
-    ) -> None:
-        with out:
-            async with trio.open_nursery() as requests:
-                with req_recv:
-                    async for request, in_flight in req_recv:
-                        await self._slots.acquire()
-                        in_flight.holds_slot = True
-                        requests.start_soon(self._run_request, request, in_flight, out)
-                # No more input: give what is running the grace period, then cancel it.
-                if self._running:
-                    self._drained = trio.Event()
-                    with trio.move_on_after(self.limits.grace_period):
-                        await self._drained.wait()
-                    for in_flight in list(self._running.values()):
-                        in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
+    async def _dispatcher(self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the request nursery; when input ends, give in-flight requests the grace period."""
+        async with trio.open_nursery() as requests:
+            task_status.started(requests)
+            await self._input_done.wait()
+            if self._running:
+                self._drained = trio.Event()
+                with trio.move_on_after(self.limits.grace_period):
+                    await self._drained.wait()
+                for in_flight in list(self._running.values()):
+                    in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
 
-    async def _run_request(self, request: Request, in_flight: InFlight, out: trio.MemorySendChannel[Message | Malformed]) -> None:
+    async def _dispatch(self, request: Request, requests: trio.Nursery) -> None:
+        """Take an in-flight slot, then start the request's task (called by the reader).
+
+        Taking the slot is synchronous when one is free (no extra trip through the scheduler
+        on the hot path); when all are taken the reader waits here, so a flooding client
+        stalls only its own reader.
+        """
+        in_flight = InFlight()
+        self._running[request.id] = in_flight
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            try:
+                await self._slots.acquire()
+            except trio.Cancelled:
+                # Shutdown stopped the reader while this request waited: it was read, so it
+                # is still answered (with the shutdown error) rather than silently dropped.
+                in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
+                requests.start_soon(self._run_request, request, in_flight)
+                raise
+        in_flight.holds_slot = True
+        requests.start_soon(self._run_request, request, in_flight)
+
+    async def _run_request(self, request: Request, in_flight: InFlight) -> None:
         request_id_var.set(request.id)
         try:
             with in_flight.scope:
@@ -266,7 +277,7 @@ class Connection:
                     return  # the client asked; the spec says not to answer
                 reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
             try:
-                await out.send(reply)
+                await self._out_send.send(reply)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.debug("peer gone before its answer could be sent")
         finally:
@@ -291,18 +302,44 @@ class Connection:
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Message | Malformed]) -> None:
+        """Encode and send everything, in order; the only task that writes to the channel.
+
+        Whatever is already waiting is encoded and written together (``send_batch`` when the
+        transport has it), so pipelined answers cost one write, not one each.
+        """
         encode = self.codec.encode
-        send = self.channel.send
         timeout = self.limits.send_timeout
+        send_batch = getattr(self.channel, "send_batch", None)
+        # One scope for the writer's life, shielded and given a deadline only while a write
+        # is under way: a frame is never half-written, and a peer that stops reading for
+        # ``send_timeout`` is closed. (A scope per write costs a measurable share per request.)
         try:
-            with out_recv:
-                async for message in out_recv:
-                    data = encode(message)
-                    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as write:
-                        await send(data)
-                    if write.cancelled_caught:
-                        logger.warning("peer did not read for %.1f s; closing the connection", timeout)
+            with out_recv, trio.CancelScope() as writing:
+                ended = False
+                while not ended:
+                    try:
+                        batch = [encode(await out_recv.receive())]
+                    except trio.EndOfChannel:
                         break
+                    while len(batch) < _MAX_BATCH:
+                        try:
+                            batch.append(encode(out_recv.receive_nowait()))
+                        except trio.WouldBlock:
+                            break
+                        except trio.EndOfChannel:
+                            ended = True
+                            break
+                    writing.shield = True
+                    writing.deadline = trio.current_time() + timeout
+                    if send_batch is not None:
+                        await send_batch(batch)
+                    else:
+                        for data in batch:
+                            await self.channel.send(data)
+                    writing.deadline = math.inf
+                    writing.shield = False
+            if writing.cancelled_caught:
+                logger.warning("peer did not read for %.1f s; closing the connection", timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             logger.debug("peer gone; writer stops")
         finally:

@@ -127,6 +127,15 @@ class MessageCodec:
         """Classify one whole message. Never raises on any input."""
         if self.max_size is not None and len(data) > self.max_size:
             return Malformed(None, InvalidRequest(f"message of {len(data)} bytes exceeds the limit of {self.max_size} bytes"))
+        # msgspec checks UTF-8 only in strings it decodes: bytes inside ``params``/``result``
+        # (kept Raw) or skipped fields would pass here and raise UnicodeDecodeError later, in a
+        # handler, as an internal error. JSON text must be UTF-8 (RFC 8259 8.1): refuse it here.
+        # ``isascii`` is a ~20 ns fast path for the usual all-ASCII message.
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return Malformed(None, ParseError("parse error: message is not valid UTF-8"))
         try:
             env = self._decoder.decode(data)
         except msgspec.ValidationError as exc:

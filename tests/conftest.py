@@ -1,0 +1,9 @@
+import pytest
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # The official SDK client is built on anyio; under pytest-trio it runs on trio.
+    return "trio"
