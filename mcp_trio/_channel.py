@@ -8,6 +8,10 @@ skipped the oversized message, so the connection can answer it and go on.
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from .protocol._jsonrpc import RequestId
+
 
 class MessageTooLarge(Exception):
     """A message longer than the transport's limit arrived and was discarded."""
@@ -16,3 +20,21 @@ class MessageTooLarge(Exception):
         super().__init__(f"message of at least {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class RoutedChannel(Protocol):
+    """What a transport offers when it must know which request a message belongs to.
+
+    Streamable HTTP answers each POST on its own response (JSON or an SSE stream) and sends
+    server-initiated messages on the GET stream. A channel with ``send_related`` gets every
+    outgoing message with ``related``, the id of the client request it belongs to (None for
+    server-initiated messages), and ``final``, True for the reply that ends that request.
+    """
+
+    async def send_related(self, data: bytes, related: RequestId | None, final: bool) -> None: ...
+
+
+class BatchChannel(Protocol):
+    """A channel that can write several messages at once (the writer batches what is ready)."""
+
+    async def send_batch(self, messages: list[bytes]) -> None: ...

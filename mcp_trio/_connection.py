@@ -64,6 +64,12 @@ _CANCELLED_BY_CLIENT = "client"
 _CANCELLED_BY_SHUTDOWN = "shutdown"
 #: Messages the writer encodes and writes together at most.
 _MAX_BATCH = 64
+#: Messages that end their request's exchange (the transport may close its stream after one).
+_FINAL = frozenset({Response, ErrorResponse, Malformed})
+
+#: What the writer gets: a message and the id of the client request it belongs to (its reply,
+#: or a notification or request sent while serving it), or None for server-initiated ones.
+Outgoing = tuple[Message | Malformed, RequestId | None]
 
 
 class InFlight:
@@ -121,7 +127,7 @@ class Connection:
         self._reader_scope = trio.CancelScope()
         self._input_done = trio.Event()
         self._drained: trio.Event | None = None
-        self._out_send, self._out_recv = trio.open_memory_channel[Message | Malformed](0)
+        self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](0)
         self._side_nursery: trio.Nursery | None = None
         self._posted: set[tuple[str, str]] = set()
 
@@ -174,7 +180,7 @@ class Connection:
             except trio.EndOfChannel:
                 return
             except MessageTooLarge as exc:
-                await out.send(Malformed(None, InvalidRequest(str(exc))))
+                await out.send((Malformed(None, InvalidRequest(str(exc))), None))
                 continue
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
@@ -184,23 +190,23 @@ class Connection:
             elif type(message) is Notification:
                 self._on_notification(message)
             elif type(message) is Malformed:
-                await out.send(message)
+                await out.send((message, message.id))
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
 
     async def _accept_request(self, request: Request, requests: trio.Nursery) -> None:
         out = self._out_send
         if request.id in self._running:
-            await out.send(Malformed(request.id, InvalidRequest(f"duplicate request id {request.id!r}: a request with this id is still in flight")))
+            await out.send((Malformed(request.id, InvalidRequest(f"duplicate request id {request.id!r}: a request with this id is still in flight")), request.id))
             return
         if request.method == "initialize":
             # Answered here, in arrival order, so requests pipelined behind it see the new phase.
-            await out.send(self._answer_now(request, _handlers.initialize))
+            await out.send((self._answer_now(request, _handlers.initialize), request.id))
             return
         try:
             self.state.check_request(request.method)
         except McpError as exc:
-            await out.send(ErrorResponse(request.id, error_object(exc)))
+            await out.send((ErrorResponse(request.id, error_object(exc)), request.id))
             return
         await self._dispatch(request, requests)
 
@@ -277,7 +283,7 @@ class Connection:
                     return  # the client asked; the spec says not to answer
                 reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
             try:
-                await self._out_send.send(reply)
+                await self._out_send.send((reply, request.id))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.debug("peer gone before its answer could be sent")
         finally:
@@ -301,7 +307,7 @@ class Connection:
             return ErrorResponse(request.id, error_object(InternalError("internal error")))
 
     # -- writer -----------------------------------------------------------------------------
-    async def _writer(self, out_recv: trio.MemoryReceiveChannel[Message | Malformed]) -> None:
+    async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:
         """Encode and send everything, in order; the only task that writes to the channel.
 
         Whatever is already waiting is encoded and written together (``send_batch`` when the
@@ -309,6 +315,7 @@ class Connection:
         """
         encode = self.codec.encode
         timeout = self.limits.send_timeout
+        send_related = getattr(self.channel, "send_related", None)
         send_batch = getattr(self.channel, "send_batch", None)
         # One scope for the writer's life, shielded and given a deadline only while a write
         # is under way: a frame is never half-written, and a peer that stops reading for
@@ -318,12 +325,12 @@ class Connection:
                 ended = False
                 while not ended:
                     try:
-                        batch = [encode(await out_recv.receive())]
+                        batch = [await out_recv.receive()]
                     except trio.EndOfChannel:
                         break
                     while len(batch) < _MAX_BATCH:
                         try:
-                            batch.append(encode(out_recv.receive_nowait()))
+                            batch.append(out_recv.receive_nowait())
                         except trio.WouldBlock:
                             break
                         except trio.EndOfChannel:
@@ -331,11 +338,14 @@ class Connection:
                             break
                     writing.shield = True
                     writing.deadline = trio.current_time() + timeout
-                    if send_batch is not None:
-                        await send_batch(batch)
+                    if send_related is not None:
+                        for message, related in batch:
+                            await send_related(encode(message), related, type(message) in _FINAL)
+                    elif send_batch is not None:
+                        await send_batch([encode(message) for message, _ in batch])
                     else:
-                        for data in batch:
-                            await self.channel.send(data)
+                        for message, _ in batch:
+                            await self.channel.send(encode(message))
                     writing.deadline = math.inf
                     writing.shield = False
             if writing.cancelled_caught:
@@ -350,7 +360,7 @@ class Connection:
     # -- used by handlers and Context -------------------------------------------------------
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a notification to the client (from a request task)."""
-        await self._out_send.send(Notification(method, params))
+        await self._out_send.send((Notification(method, params), request_id_var.get()))
 
     def post_notification(self, method: str, params: Any = None, *, key: str = "") -> None:
         """Queue a server-initiated notification without waiting (for the supervisor).
@@ -369,7 +379,7 @@ class Connection:
     async def _deliver_posted(self, tag: tuple[str, str], note: Notification) -> None:
         self._posted.discard(tag)
         try:
-            await self._out_send.send(note)
+            await self._out_send.send((note, None))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             logger.debug("connection closed before %s was sent", note.method)
 
@@ -390,7 +400,7 @@ class Connection:
                 self._slots.release()
                 in_flight.holds_slot = False  # type: ignore[union-attr]
             try:
-                await self._out_send.send(Request(request_id, method, params))
+                await self._out_send.send((Request(request_id, method, params), request_id_var.get()))
                 with trio.move_on_after(self.limits.client_request_timeout) as waited:
                     await pending.done.wait()
                 if waited.cancelled_caught:
@@ -414,7 +424,7 @@ class Connection:
 
     async def _cancel_client_request(self, request_id: int, reason: str) -> None:
         try:
-            await self._out_send.send(Notification("notifications/cancelled", {"requestId": request_id, "reason": reason}))
+            await self._out_send.send((Notification("notifications/cancelled", {"requestId": request_id, "reason": reason}), request_id_var.get()))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             logger.debug("peer gone; no need to cancel request %d", request_id)
 

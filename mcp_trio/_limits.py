@@ -22,6 +22,24 @@ DEFAULT_CLIENT_REQUEST_TIMEOUT = 300.0
 #: Server-to-client requests one connection may have outstanding at once.
 DEFAULT_MAX_CLIENT_REQUESTS = 64
 
+# -- network transports (WebSocket, Streamable HTTP) ------------------------------------------
+#: Concurrent WebSocket connections per server process; more are refused at the handshake (503).
+DEFAULT_MAX_CONNECTIONS = 10_000
+#: Seconds a client gets to complete the WebSocket opening handshake.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds without any MCP message after which a connection (or HTTP session) is closed.
+DEFAULT_IDLE_TIMEOUT = 300.0
+#: Seconds between WebSocket pings; a pong missing for as long again closes the connection.
+DEFAULT_HEARTBEAT_INTERVAL = 20.0
+#: Fragments one WebSocket message may arrive in (each fragment costs memory of its own).
+DEFAULT_MAX_MESSAGE_FRAGMENTS = 1024
+#: Concurrent Streamable HTTP sessions per server process; more are refused.
+DEFAULT_MAX_SESSIONS = 10_000
+#: Seconds one HTTP request may take to arrive whole (headers and body), however it trickles.
+DEFAULT_REQUEST_DEADLINE = 30.0
+#: Server-initiated SSE events kept per HTTP session for ``Last-Event-ID`` replay.
+DEFAULT_SSE_REPLAY_EVENTS = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -32,11 +50,21 @@ class Limits:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     client_request_timeout: float = DEFAULT_CLIENT_REQUEST_TIMEOUT
     max_client_requests: int = DEFAULT_MAX_CLIENT_REQUESTS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    max_message_fragments: int = DEFAULT_MAX_MESSAGE_FRAGMENTS
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    sse_replay_events: int = DEFAULT_SSE_REPLAY_EVENTS
 
     def __post_init__(self) -> None:
-        for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests"):
+        for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
+                     "max_connections", "max_message_fragments", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("grace_period", "send_timeout", "client_request_timeout"):
+        for name in ("grace_period", "send_timeout", "client_request_timeout", "handshake_timeout",
+                     "idle_timeout", "heartbeat_interval", "request_deadline", "sse_replay_events"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")

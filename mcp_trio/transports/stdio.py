@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 
 import trio
 
@@ -161,8 +162,20 @@ class PipeStream(trio.abc.HalfCloseableStream):
 
 
 def open_stdio(max_line: int) -> LineChannel:
-    """A channel over this process's stdin and stdout (duplicated, so closing is ours)."""
-    return LineChannel(PipeStream(os.dup(0)), PipeStream(os.dup(1)), max_line)
+    """A channel over this process's stdin and stdout, which it takes for itself.
+
+    The protocol keeps private duplicates of fds 0 and 1; fd 1 is then pointed at stderr and
+    fd 0 at /dev/null, so a stray ``print()`` in a tool (or a C library writing to stdout) lands
+    in the logs instead of corrupting the message stream, and nothing else can steal input.
+    """
+    protocol_in = os.dup(0)
+    protocol_out = os.dup(1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return LineChannel(PipeStream(protocol_in), PipeStream(protocol_out), max_line)
 
 
 async def serve_stdio(server: Server, limits: Limits | None = None, *, channel: trio.abc.Channel[bytes] | None = None) -> None:
