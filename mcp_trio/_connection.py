@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,6 +111,7 @@ class Connection:
         principal: Any = None,
     ) -> None:
         self.supervisor = supervisor
+        self._metrics = supervisor.metrics
         self.server = supervisor.server
         self.limits = supervisor.limits
         self.channel = channel
@@ -134,6 +136,11 @@ class Connection:
     @property
     def client(self) -> ClientProfile | None:
         return self.state.client
+
+    @property
+    def in_flight(self) -> int:
+        """Requests read and not yet answered."""
+        return len(self._running)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -275,13 +282,18 @@ class Connection:
 
     async def _run_request(self, request: Request, in_flight: InFlight) -> None:
         request_id_var.set(request.id)
+        started = time.perf_counter()
         try:
             with in_flight.scope:
                 reply = await self._answer(request, in_flight)
             if in_flight.scope.cancelled_caught or in_flight.reason is not None:
                 if in_flight.reason == _CANCELLED_BY_CLIENT:
+                    self._metrics.observe(request.method, "cancelled", time.perf_counter() - started)
                     return  # the client asked; the spec says not to answer
                 reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
+                self._metrics.observe(request.method, "shutdown", time.perf_counter() - started)
+            else:
+                self._metrics.observe(request.method, "ok" if type(reply) is Response else "error", time.perf_counter() - started)
             try:
                 await self._out_send.send((reply, request.id))
             except (trio.BrokenResourceError, trio.ClosedResourceError):

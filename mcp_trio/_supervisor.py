@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._handlers import HANDLERS
 from ._limiter import TokenBucket
 from ._limits import Limits
+from ._metrics import Metrics
 from ._registry import Registry
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class Supervisor:
         self.limiter = limiter
         self.registry = Registry()
         self.connections: set[Connection] = set()
+        self.metrics = Metrics(frozenset(HANDLERS))
         self._subscribers: dict[str, set[Connection]] = {}
         self._ids = itertools.count(1)
         self._stop = trio.Event()
@@ -75,6 +78,7 @@ class Supervisor:
     # -- connections ------------------------------------------------------------------------
     def attach(self, connection: Connection) -> None:
         self.connections.add(connection)
+        self.metrics.connections_opened += 1
         if self.shutting_down.is_set():
             connection.stop_reading()
 
@@ -116,6 +120,7 @@ class Supervisor:
     def statistics(self) -> dict[str, int]:
         return {
             "connections": len(self.connections),
+            "in_flight": sum(c.in_flight for c in self.connections),
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
             "registry_version": self.registry.version,
         }
