@@ -163,19 +163,20 @@ async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> 
     kwargs = tool.parser.parse(params.arguments)
     if tool.parser.context_param is not None:
         kwargs[tool.parser.context_param] = _context(conn, request, in_flight, params.meta)
+    timed_out = False
     try:
         if tool.timeout is None:
             value = await _call(tool.fn, tool.is_async, kwargs)
         else:
             with trio.move_on_after(tool.timeout) as deadline:
                 value = await _call(tool.fn, tool.is_async, kwargs)
-            if deadline.cancelled_caught:
-                raise RequestTimeout(f"tool {tool.name!r} timed out after {tool.timeout:g} s", {"tool": tool.name, "timeout": tool.timeout})
-    except RequestTimeout:
-        raise
+            timed_out = deadline.cancelled_caught
     except Exception as exc:  # boundary: a tool's own failure is reported to the model, not raised
         logger.debug("tool %r failed", tool.name, exc_info=True)
         return error_result(str(exc) or type(exc).__name__)
+    if timed_out:
+        # The tool's own deadline is ours to enforce: a protocol error, unlike its failures.
+        raise RequestTimeout(f"tool {tool.name!r} timed out after {tool.timeout:g} s", {"tool": tool.name, "timeout": tool.timeout})
     try:
         return tool_result(value, tool.output, conn.encoder)
     except ResultEncodingError as exc:

@@ -23,10 +23,12 @@ class TokenBucket:
     __slots__ = ("rate", "burst", "interval", "tolerance", "max_keys", "_tat")
 
     def __init__(self, rate: float, burst: int = 0, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
-        if rate <= 0:
+        if not rate > 0:  # also refuses NaN, which would admit everything
             raise ValueError("rate must be positive")
         if burst < 0:
             raise ValueError("burst must not be negative")
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
         self.rate = rate
         self.burst = burst
         self.interval = 1.0 / rate
@@ -54,7 +56,8 @@ class TokenBucket:
             del self._tat[key]
         if len(self._tat) >= self.max_keys:
             # Everyone is mid-burst: forget the oldest half rather than grow without bound.
-            for key in list(self._tat)[: self.max_keys // 2]:
+            # (At least one: with max_keys == 1, half rounds down to none and memory would grow.)
+            for key in list(self._tat)[: max(1, self.max_keys // 2)]:
                 del self._tat[key]
 
     def __len__(self) -> int:

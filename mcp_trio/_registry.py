@@ -65,7 +65,8 @@ def compile_template(uri_template: str) -> tuple[re.Pattern[str], tuple[str, ...
         names.append(name)
         pattern.append(f"(?P<{name}>.+)" if reserved else f"(?P<{name}>[^/?#]+)")
         pos = match.end()
-    pattern.append(re.escape(uri_template[pos:]) + "$")
+    # ``\Z``, not ``$``: ``$`` also matches before a trailing newline, a partial match.
+    pattern.append(re.escape(uri_template[pos:]) + r"\Z")
     return re.compile("".join(pattern)), tuple(names)
 
 

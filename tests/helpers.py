@@ -97,32 +97,32 @@ class RawClient:
 
 
 @asynccontextmanager
-async def serve_in_memory(server: Server, limits: Limits | None = None) -> AsyncIterator[tuple[RawClient, Supervisor, Connection]]:
-    """Run ``server`` on an in-process stream pair; yields (client, supervisor, connection).
+async def connect_in_memory(supervisor: Supervisor, session_id: str = "test") -> AsyncIterator[tuple[RawClient, Connection]]:
+    """Open one more session on a running supervisor, over an in-process stream pair.
 
     Leaving the block closes the client side (EOF), then waits for the connection to drain.
     """
-    limits = limits or Limits()
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    channel = LineChannel(server_stream, server_stream, limits.max_message_size)
+    channel = LineChannel(server_stream, server_stream, supervisor.limits.max_message_size)
+    connection = Connection(supervisor, channel, session_id=session_id)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits).run)
-        connection = Connection(supervisor, channel, session_id="test")
-        done = trio.Event()
-
-        async def run_connection() -> None:
-            try:
-                await connection.run()
-            finally:
-                done.set()
-
-        nursery.start_soon(run_connection)
+        nursery.start_soon(connection.run)
         client = RawClient(client_stream, client_stream)
         try:
-            yield client, supervisor, connection
+            yield client, connection
         finally:
             await client_stream.send_stream.aclose()
-            await done.wait()
+
+
+@asynccontextmanager
+async def serve_in_memory(server: Server, limits: Limits | None = None) -> AsyncIterator[tuple[RawClient, Supervisor, Connection]]:
+    """Run ``server`` on an in-process stream pair; yields (client, supervisor, connection)."""
+    async with trio.open_nursery() as nursery:
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits or Limits()).run)
+        try:
+            async with connect_in_memory(supervisor) as (client, connection):
+                yield client, supervisor, connection
+        finally:
             supervisor.close()
 
 
