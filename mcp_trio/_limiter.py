@@ -40,7 +40,7 @@ class TokenBucket:
         tat = self._tat.get(key, now)
         if tat < now:
             tat = now
-        wait = tat - now - self.tolerance
+        wait = tat - now - self.tolerance + self.interval * (cost - 1)
         # A tiny epsilon absorbs float rounding of sums of intervals (0.1 * 3 != 0.3).
         if wait > 1e-9:
             return wait

@@ -169,7 +169,7 @@ def decode_cursor(cursor: str) -> int:
         offset = int(number)
     except (ValueError, UnicodeError):
         raise InvalidParams(f"invalid cursor: {cursor!r}") from None
-    if prefix != "o" or offset < 0:
+    if prefix != "o" or offset < 0 or encode_cursor(offset) != cursor:
         raise InvalidParams(f"invalid cursor: {cursor!r}")
     return offset
 

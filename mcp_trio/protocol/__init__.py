@@ -5,6 +5,7 @@ synchronously with no sockets.
 """
 
 from ._errors import (
+    FORBIDDEN,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -15,6 +16,7 @@ from ._errors import (
     RESOURCE_NOT_FOUND,
     SERVER_OVERLOADED,
     SHUTTING_DOWN,
+    Forbidden,
     InternalError,
     InvalidParams,
     InvalidRequest,
@@ -22,8 +24,10 @@ from ._errors import (
     MethodNotFound,
     ParseError,
     PeerError,
+    RateLimited,
     RequestTimeout,
     ResourceNotFound,
+    ServerOverloaded,
     ShuttingDown,
 )
 from ._jsonrpc import (
@@ -45,6 +49,8 @@ __all__ = [
     "ClientProfile",
     "ErrorObject",
     "ErrorResponse",
+    "FORBIDDEN",
+    "Forbidden",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
@@ -64,6 +70,7 @@ __all__ = [
     "PeerError",
     "Phase",
     "RATE_LIMITED",
+    "RateLimited",
     "REQUEST_TIMEOUT",
     "RESOURCE_NOT_FOUND",
     "Request",
@@ -73,6 +80,7 @@ __all__ = [
     "Response",
     "SERVER_OVERLOADED",
     "SHUTTING_DOWN",
+    "ServerOverloaded",
     "SUPPORTED_VERSIONS",
     "SessionState",
     "ShuttingDown",

@@ -19,6 +19,7 @@ INTERNAL_ERROR = -32603
 # MCP (handshake era). The spec reserves -32000..-32099 for implementation-defined errors.
 REQUEST_TIMEOUT = -32001
 RESOURCE_NOT_FOUND = -32002
+FORBIDDEN = -32003
 RATE_LIMITED = -32029
 SERVER_OVERLOADED = -32030
 SHUTTING_DOWN = -32031
@@ -94,3 +95,25 @@ class ShuttingDown(McpError):
 
 class PeerError(McpError):
     """The client answered one of our requests (sampling, elicitation, roots) with an error."""
+
+
+class Forbidden(McpError):
+    """The caller is authenticated but lacks a scope the tool, resource or prompt requires.
+
+    ``data`` is ``{"requiredScopes": [...]}``; over HTTP this is a 403 with
+    ``error="insufficient_scope"``.
+    """
+
+    code = FORBIDDEN
+
+
+class RateLimited(McpError):
+    """The caller's token bucket is empty; ``data`` is ``{"retryAfterMs": N}`` (HTTP: 429)."""
+
+    code = RATE_LIMITED
+
+
+class ServerOverloaded(McpError):
+    """Too many requests are running server-wide; this one is shed, not queued (HTTP: 503)."""
+
+    code = SERVER_OVERLOADED
