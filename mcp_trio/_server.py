@@ -12,6 +12,9 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from msgspec import UNSET
+
+from ._context import Context
 from ._registry import (
     CompletionDef,
     PromptDef,
@@ -23,7 +26,15 @@ from ._registry import (
     is_async_callable,
 )
 from ._schema import SignatureError, build_parser, output_shape
-from .protocol._types import Implementation, Prompt, PromptArgument, Resource, ResourceTemplate, Tool, ToolAnnotations
+from .protocol._types import (
+    Implementation,
+    Prompt,
+    PromptArgument,
+    Resource,
+    ResourceTemplate,
+    Tool,
+    ToolAnnotations,
+)
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -34,12 +45,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _description(fn: Callable[..., Any]) -> str | None:
     doc = inspect.getdoc(fn)
     return doc.strip() if doc else None
-
-
-def _context_type() -> type:
-    from ._context import Context
-
-    return Context
 
 
 class Server:
@@ -63,8 +68,6 @@ class Server:
     # -- identity ---------------------------------------------------------------------------
     @property
     def info(self) -> Implementation:
-        from msgspec import UNSET
-
         return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET)
 
     @property
@@ -131,10 +134,8 @@ class Server:
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
     ) -> ToolDef:
-        from msgspec import UNSET
-
         tool_name = name or fn.__name__
-        parser = build_parser(fn, f"tool {tool_name!r}", _context_type())
+        parser = build_parser(fn, f"tool {tool_name!r}", Context)
         shape = output_shape(fn)
         if output_schema is not None:
             shape = type(shape)(output_schema, shape.wrap)
@@ -187,14 +188,12 @@ class Server:
         """
 
         def register(fn: F) -> F:
-            from msgspec import UNSET
-
             res_name = name or fn.__name__
             text = description if description is not None else _description(fn)
             is_async = is_async_callable(fn)
             if "{" in uri:
                 pattern, variables = compile_template(uri)
-                parser = build_parser(fn, f"resource template {uri!r}", _context_type(), forbid_unknown=False)
+                parser = build_parser(fn, f"resource template {uri!r}", Context, forbid_unknown=False)
                 missing = set(variables) - set(parser.field_names)
                 if missing:
                     raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
@@ -202,7 +201,7 @@ class Server:
                 template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type)
                 self._update(lambda r: r.with_template(template), "resources")
             else:
-                parser = build_parser(fn, f"resource {uri!r}", _context_type())
+                parser = build_parser(fn, f"resource {uri!r}", Context)
                 if parser.field_names:
                     raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
                 wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
@@ -234,10 +233,8 @@ class Server:
         return register(fn) if fn is not None else register
 
     def add_prompt(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None, description: str | None = None) -> PromptDef:
-        from msgspec import UNSET
-
         prompt_name = name or fn.__name__
-        parser = build_parser(fn, f"prompt {prompt_name!r}", _context_type())
+        parser = build_parser(fn, f"prompt {prompt_name!r}", Context)
         required = set(parser.schema.get("required", ()))
         props = parser.schema.get("properties", {})
         arguments = [
