@@ -109,7 +109,12 @@ class Connection:
         *,
         session_id: str | None = None,
         principal: Any = None,
+        peer: str | None = None,
     ) -> None:
+        """``principal``: the authenticated caller (``mcp_trio.auth.Principal``), set by the
+        transport at connect time; None on a trusted channel with no auth configured (stdio).
+        ``peer``: the remote address (host only, no port), which keys the rate limit of
+        anonymous callers; None when there is none (stdio, in-memory)."""
         self.supervisor = supervisor
         self._metrics = supervisor.metrics
         self.server = supervisor.server
@@ -117,6 +122,8 @@ class Connection:
         self.channel = channel
         self.session_id = session_id or supervisor.next_session_id()
         self.principal = principal
+        self.peer = peer
+        self._admission = supervisor.admission
         self.state = SessionState()
         self.codec = MessageCodec(self.limits.max_message_size)
         self.encoder = msgspec.json.Encoder()
@@ -311,7 +318,14 @@ class Connection:
         try:
             if handler is None:
                 raise MethodNotFound(f"method not found: {request.method!r}")
-            return Response(request.id, await handler(self, request, in_flight))
+            if not self._admission:
+                return Response(request.id, await handler(self, request, in_flight))
+            supervisor = self.supervisor
+            supervisor.enter(self, request.method)  # rate limit, concurrency cap: may refuse
+            try:
+                return Response(request.id, await handler(self, request, in_flight))
+            finally:
+                supervisor.leave()
         except McpError as exc:
             return ErrorResponse(request.id, error_object(exc))
         except Exception:

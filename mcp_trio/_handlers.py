@@ -17,9 +17,9 @@ import trio
 from msgspec import UNSET, Raw
 
 from ._context import Context
-from ._registry import paginate
+from ._registry import Registry, paginate
 from ._results import ResultEncodingError, error_result, prompt_messages, resource_contents, tool_result
-from .protocol._errors import InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
+from .protocol._errors import Forbidden, InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
 from .protocol._jsonrpc import Notification, Request
 from .protocol._types import (
     CallToolParams,
@@ -113,6 +113,21 @@ def _context(conn: Connection, request: Request, in_flight: InFlight, meta: Any)
     return Context(conn, request.id, request.method, token, conn.state.client, conn.principal, in_flight)
 
 
+# -- authorization ----------------------------------------------------------------------------
+# ``conn.principal`` is None on a trusted channel (no auth configured): then nothing is checked
+# and listing costs one ``is None`` test. Otherwise a definition's ``scopes`` must be a subset
+# of the principal's granted scopes (implied ones included, see ``mcp_trio.auth``).
+def _allowed(principal: Any, scopes: frozenset[str]) -> bool:
+    return not scopes or principal is None or scopes <= principal.granted
+
+
+def _require(conn: Connection, scopes: frozenset[str], kind: str, name: str) -> None:
+    """Refuse with ``-32003`` when the connection's principal lacks one of ``scopes``."""
+    if scopes and conn.principal is not None and not scopes <= conn.principal.granted:
+        required = sorted(scopes)
+        raise Forbidden(f"forbidden: {kind} {name!r} requires scope(s) {' '.join(required)}", {"requiredScopes": required})
+
+
 # -- lifecycle --------------------------------------------------------------------------------
 def initialize(conn: Connection, request: Request) -> InitializeResult:
     params = decode_params(request.params, InitializeParams, "initialize")
@@ -150,16 +165,25 @@ async def set_level(conn: Connection, request: Request, in_flight: InFlight) -> 
 # -- tools ------------------------------------------------------------------------------------
 async def list_tools(conn: Connection, request: Request, in_flight: InFlight) -> ListToolsResult:
     params = decode_params(request.params, PaginatedParams, request.method)
-    tools = [tool.wire for tool in conn.supervisor.registry.visible_tools()]
+    principal = conn.principal
+    if principal is None:
+        tools = [tool.wire for tool in conn.supervisor.registry.visible_tools()]
+    else:
+        tools = [tool.wire for tool in conn.supervisor.registry.visible_tools() if _allowed(principal, tool.scopes)]
     page, cursor = paginate(tools, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
     return ListToolsResult(tools=page, next_cursor=UNSET if cursor is None else cursor)
 
 
 async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> Any:
     params = decode_params(request.params, CallToolParams, request.method)
-    tool = conn.supervisor.registry.tools.get(params.name)
+    supervisor = conn.supervisor
+    if supervisor.request_limiter is not None:
+        supervisor.charge(conn, params.name)  # tools/call is charged here, once its cost is known
+    tool = supervisor.registry.tools.get(params.name)
     if tool is None or not tool.enabled:
         raise InvalidParams(f"unknown tool: {params.name!r}", {"tool": params.name})
+    if tool.scopes:
+        _require(conn, tool.scopes, "tool", tool.name)
     kwargs = tool.parser.parse(params.arguments)
     if tool.parser.context_param is not None:
         kwargs[tool.parser.context_param] = _context(conn, request, in_flight, params.meta)
@@ -187,14 +211,16 @@ async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> 
 # -- resources --------------------------------------------------------------------------------
 async def list_resources(conn: Connection, request: Request, in_flight: InFlight) -> ListResourcesResult:
     params = decode_params(request.params, PaginatedParams, request.method)
-    items = [resource.wire for resource in conn.supervisor.registry.resources.values()]
+    principal = conn.principal
+    items = [resource.wire for resource in conn.supervisor.registry.resources.values() if _allowed(principal, resource.scopes)]
     page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
     return ListResourcesResult(resources=page, next_cursor=UNSET if cursor is None else cursor)
 
 
 async def list_templates(conn: Connection, request: Request, in_flight: InFlight) -> ListResourceTemplatesResult:
     params = decode_params(request.params, PaginatedParams, request.method)
-    items = [template.wire for template in conn.supervisor.registry.templates]
+    principal = conn.principal
+    items = [template.wire for template in conn.supervisor.registry.templates if _allowed(principal, template.scopes)]
     page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
     return ListResourceTemplatesResult(resource_templates=page, next_cursor=UNSET if cursor is None else cursor)
 
@@ -205,12 +231,14 @@ async def read_resource(conn: Connection, request: Request, in_flight: InFlight)
     uri = params.uri
     resource = registry.resources.get(uri)
     if resource is not None:
+        _require(conn, resource.scopes, "resource", uri)
         fn, is_async, parser, mime_type, kwargs = resource.fn, resource.is_async, resource.parser, resource.mime_type, {}
     else:
         found = registry.find_template(uri)
         if found is None:
             raise ResourceNotFound(f"resource not found: {uri}", {"uri": uri})
         template, values = found
+        _require(conn, template.scopes, "resource template", template.uri_template)
         fn, is_async, parser, mime_type = template.fn, template.is_async, template.parser, template.mime_type
         kwargs = parser.parse_mapping(values)
     if parser.context_param is not None:
@@ -226,8 +254,19 @@ async def read_resource(conn: Connection, request: Request, in_flight: InFlight)
 
 async def subscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
     params = decode_params(request.params, SubscribeParams, request.method)
+    if conn.principal is not None:
+        _require(conn, _resource_scopes(conn.supervisor.registry, params.uri), "resource", params.uri)
     conn.supervisor.subscribe(conn, params.uri)
     return _EMPTY
+
+
+def _resource_scopes(registry: Registry, uri: str) -> frozenset[str]:
+    """What reading ``uri`` requires (nothing when no resource or template matches)."""
+    resource = registry.resources.get(uri)
+    if resource is not None:
+        return resource.scopes
+    found = registry.find_template(uri)
+    return found[0].scopes if found is not None else frozenset()
 
 
 async def unsubscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
@@ -239,7 +278,8 @@ async def unsubscribe(conn: Connection, request: Request, in_flight: InFlight) -
 # -- prompts ----------------------------------------------------------------------------------
 async def list_prompts(conn: Connection, request: Request, in_flight: InFlight) -> ListPromptsResult:
     params = decode_params(request.params, PaginatedParams, request.method)
-    items = [prompt.wire for prompt in conn.supervisor.registry.prompts.values()]
+    principal = conn.principal
+    items = [prompt.wire for prompt in conn.supervisor.registry.prompts.values() if _allowed(principal, prompt.scopes)]
     page, cursor = paginate(items, None if params.cursor is UNSET else params.cursor, conn.limits.page_size)
     return ListPromptsResult(prompts=page, next_cursor=UNSET if cursor is None else cursor)
 
@@ -249,6 +289,7 @@ async def get_prompt(conn: Connection, request: Request, in_flight: InFlight) ->
     prompt = conn.supervisor.registry.prompts.get(params.name)
     if prompt is None:
         raise InvalidParams(f"unknown prompt: {params.name!r}", {"prompt": params.name})
+    _require(conn, prompt.scopes, "prompt", prompt.name)
     kwargs = prompt.parser.parse_mapping(params.arguments)
     if prompt.parser.context_param is not None:
         kwargs[prompt.parser.context_param] = _context(conn, request, in_flight, params.meta)
@@ -267,12 +308,16 @@ async def complete(conn: Connection, request: Request, in_flight: InFlight) -> C
     registry = conn.supervisor.registry
     ref = params.ref
     if isinstance(ref, PromptRef):
-        if ref.name not in registry.prompts:
+        prompt = registry.prompts.get(ref.name)
+        if prompt is None:
             raise InvalidParams(f"unknown prompt: {ref.name!r}")
+        _require(conn, prompt.scopes, "prompt", prompt.name)
         key = ("ref/prompt", ref.name, params.argument.name)
     else:
-        if registry.find_template(ref.uri) is None and all(t.uri_template != ref.uri for t in registry.templates) and ref.uri not in registry.resources:
+        named = next((t for t in registry.templates if t.uri_template == ref.uri), None)
+        if named is None and registry.find_template(ref.uri) is None and ref.uri not in registry.resources:
             raise InvalidParams(f"unknown resource template: {ref.uri!r}")
+        _require(conn, named.scopes if named is not None else _resource_scopes(registry, ref.uri), "resource", ref.uri)
         key = ("ref/resource", ref.uri, params.argument.name)
     completion = registry.completions.get(key)
     if completion is None:

@@ -25,6 +25,7 @@ class Metrics:
         self._latency_sum = 0.0
         self._latency_count = 0
         self.rate_limited = 0
+        self.overloaded = 0
         self.connections_opened = 0
         self.connections_refused = 0
 
@@ -60,6 +61,7 @@ class Metrics:
         lines.append(f"mcp_request_duration_seconds_count {self._latency_count}")
         for name, help_text, value in (
             ("mcp_rate_limited_total", "Requests refused by the rate limiter.", self.rate_limited),
+            ("mcp_overloaded_total", "Requests shed by the server-wide concurrency cap.", self.overloaded),
             ("mcp_connections_opened_total", "Connections (or HTTP sessions) opened.", self.connections_opened),
             ("mcp_connections_refused_total", "Connections refused by a limit.", self.connections_refused),
         ):

@@ -49,6 +49,7 @@ class ResourceDef:
     wire: Resource
     is_async: bool
     mime_type: str | None
+    scopes: frozenset[str] = frozenset()
 
 
 _TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -82,6 +83,7 @@ class TemplateDef:
     wire: ResourceTemplate
     is_async: bool
     mime_type: str | None
+    scopes: frozenset[str] = frozenset()
 
     def match(self, uri: str) -> dict[str, str] | None:
         found = self.pattern.match(uri)
@@ -95,6 +97,7 @@ class PromptDef:
     parser: ArgumentParser
     wire: Prompt
     is_async: bool
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,14 @@ def _description(fn: Callable[..., Any]) -> str | None:
     return doc.strip() if doc else None
 
 
+def _scope_set(scopes: str | Iterable[str]) -> frozenset[str]:
+    """Scopes as a set; a lone string is one scope (``scopes="write"``), not its letters."""
+    found = frozenset((scopes,) if isinstance(scopes, str) else scopes)
+    if not all(isinstance(scope, str) and scope and not any(ch.isspace() for ch in scope) for scope in found):
+        raise ValueError(f"scopes must be non-empty strings without spaces: {sorted(map(str, found))}")
+    return found
+
+
 class Server:
     """An MCP server: a name, a version, and what it offers.
 
@@ -128,7 +136,7 @@ class Server:
         open_world: bool | None = None,
         timeout: float | None = None,
         tags: Iterable[str] = (),
-        scopes: Iterable[str] = (),
+        scopes: str | Iterable[str] = (),
         deprecated: str | bool | None = None,
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
@@ -162,7 +170,7 @@ class Server:
             raise ValueError("timeout must be positive")
         definition = ToolDef(
             name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async_callable(fn),
-            timeout=timeout, tags=frozenset(tags), scopes=frozenset(scopes),
+            timeout=timeout, tags=frozenset(tags), scopes=_scope_set(scopes),
         )
         self._update(lambda r: r.with_tool(definition), "tools")
         return definition
@@ -179,13 +187,16 @@ class Server:
         title: str | None = None,
         description: str | None = None,
         mime_type: str | None = None,
+        scopes: str | Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Register a resource at ``uri``, or a template when ``uri`` has ``{variables}``.
 
         The function returns ``str`` (text), ``bytes`` (sent as a base64 blob), resource
         contents, or JSON data. A template's variables are passed as keyword arguments,
-        converted to their annotated types.
+        converted to their annotated types. ``scopes``: what a caller must hold to see it
+        listed, read it or subscribe to it (admin ⊇ write ⊇ read; see ``mcp_trio.auth``).
         """
+        required = _scope_set(scopes)
 
         def register(fn: F) -> F:
             res_name = name or fn.__name__
@@ -198,14 +209,14 @@ class Server:
                 if missing:
                     raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
                 wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
-                template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type)
+                template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type, required)
                 self._update(lambda r: r.with_template(template), "resources")
             else:
                 parser = build_parser(fn, f"resource {uri!r}", Context)
                 if parser.field_names:
                     raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
                 wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
-                resource = ResourceDef(uri, fn, parser, wire_r, is_async, mime_type)
+                resource = ResourceDef(uri, fn, parser, wire_r, is_async, mime_type, required)
                 self._update(lambda r: r.with_resource(resource), "resources")
             return fn
 
@@ -224,7 +235,7 @@ class Server:
 
     def prompt(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a prompt; its parameters are the prompt's arguments (``name``, ``title``,
-        ``description`` options). It returns text, a message, or a list of messages."""
+        ``description``, ``scopes`` options). It returns text, a message, or a list of messages."""
 
         def register(func: F) -> F:
             self.add_prompt(func, **options)
@@ -232,7 +243,15 @@ class Server:
 
         return register(fn) if fn is not None else register
 
-    def add_prompt(self, fn: Callable[..., Any], *, name: str | None = None, title: str | None = None, description: str | None = None) -> PromptDef:
+    def add_prompt(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        scopes: str | Iterable[str] = (),
+    ) -> PromptDef:
         prompt_name = name or fn.__name__
         parser = build_parser(fn, f"prompt {prompt_name!r}", Context)
         required = set(parser.schema.get("required", ()))
@@ -243,7 +262,7 @@ class Server:
         ]
         text = description if description is not None else _description(fn)
         wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET)
-        definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn))
+        definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn), _scope_set(scopes))
         self._update(lambda r: r.with_prompt(definition), "prompts")
         return definition
 

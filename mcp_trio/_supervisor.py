@@ -2,23 +2,26 @@
 
 It owns the registry snapshot, the token-bucket limiter and the set of live connections, and
 is the only task that changes them. Trio runs one task at a time, so its synchronous methods
-are atomic: request tasks read ``supervisor.registry`` with no lock and no channel hop.
+are atomic: request tasks read ``supervisor.registry`` with no lock and no channel hop, and
+admission (``enter``/``charge``/``leave``: rate limit and concurrency cap) needs no lock either.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 import trio
 
 from ._handlers import HANDLERS
-from ._limiter import TokenBucket
+from ._limiter import RateLimits, RequestLimiter, TokenBucket
 from ._limits import Limits
 from ._metrics import Metrics
 from ._registry import Registry
+from .protocol._errors import RateLimited, ServerOverloaded
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -36,10 +39,30 @@ _LIST_CHANGED = {
 class Supervisor:
     """Registry, limiter, live connections and the shutdown signal of one running server."""
 
-    def __init__(self, server: Server, limits: Limits | None = None, *, limiter: TokenBucket | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        limits: Limits | None = None,
+        *,
+        limiter: TokenBucket | None = None,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
+        """``rate_limits``: the admission policy (None: admit everything, at no cost);
+        ``limiter``: a ready-made per-principal bucket (instead of ``rate_limits.rate``)."""
         self.server = server
         self.limits = limits or Limits()
-        self.limiter = limiter
+        policy = rate_limits or RateLimits()
+        #: Per-principal and per-tool buckets; None when no rate is limited.
+        self.request_limiter: RequestLimiter | None = (
+            RequestLimiter(policy, bucket=limiter) if limiter is not None or policy.limits_rate else None
+        )
+        self.limiter = self.request_limiter.bucket if self.request_limiter is not None else None
+        #: Requests running server-wide at most (None: no cap); past it new ones are shed.
+        self.max_concurrent = policy.max_concurrent
+        #: Requests inside their handler now, server-wide (counted only when there is a cap).
+        self.running = 0
+        #: Whether request tasks must call ``enter``/``leave``: False keeps the hot path bare.
+        self.admission = self.request_limiter is not None or self.max_concurrent is not None
         self.registry = Registry()
         self.connections: set[Connection] = set()
         self.metrics = Metrics(frozenset(HANDLERS))
@@ -91,6 +114,48 @@ class Supervisor:
                 if not subscribers:
                     del self._subscribers[uri]
 
+    # -- admission (rate limits, concurrency cap) -------------------------------------------
+    @staticmethod
+    def rate_key(connection: Connection) -> Hashable:
+        """Whose bucket a request draws on: its principal's, or its remote address's when the
+        caller is anonymous (or unauthenticated), or its session's when the address is unknown."""
+        principal = connection.principal
+        if principal is None or principal.kind == "anonymous":
+            return ("peer", connection.peer) if connection.peer else ("session", connection.session_id)
+        return (principal.kind, principal.subject)
+
+    def enter(self, connection: Connection, method: str) -> None:
+        """Admit one request into its handler, or raise ``ServerOverloaded``/``RateLimited``.
+
+        Called by the request task before the handler, and ``leave`` after it. ``tools/call``
+        is charged by its handler (``charge``) once the tool's name, hence its cost, is known.
+        """
+        cap = self.max_concurrent
+        if cap is not None and self.running >= cap:
+            self.metrics.overloaded += 1
+            raise ServerOverloaded(f"server overloaded: {cap} requests already running; retry later")
+        if method != "tools/call":
+            self.charge(connection)
+        if cap is not None:
+            self.running += 1
+
+    def leave(self) -> None:
+        if self.max_concurrent is not None:
+            self.running -= 1
+
+    def charge(self, connection: Connection, tool: str | None = None) -> None:
+        """Take the request's tokens from the caller's bucket(s), or raise ``RateLimited``."""
+        limiter = self.request_limiter
+        if limiter is None:
+            return
+        wait = limiter.try_admit(self.rate_key(connection), trio.current_time(), tool)
+        if wait:
+            self.metrics.rate_limited += 1
+            # Round up to whole milliseconds (a client retrying at that time is admitted);
+            # the epsilon keeps float noise (0.1000000003 s) from adding a millisecond.
+            retry_ms = max(1, math.ceil(wait * 1000 - 1e-6))
+            raise RateLimited(f"rate limit exceeded; retry after {retry_ms} ms", {"retryAfterMs": retry_ms})
+
     # -- registry ---------------------------------------------------------------------------
     def update_registry(self, change: Callable[[Registry], Registry], kind: str) -> None:
         """Publish ``change(registry)`` and tell live sessions which list changed."""
@@ -123,4 +188,5 @@ class Supervisor:
             "in_flight": sum(c.in_flight for c in self.connections),
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
             "registry_version": self.registry.version,
+            "running": self.running,
         }

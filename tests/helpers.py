@@ -115,10 +115,14 @@ async def connect_in_memory(supervisor: Supervisor, session_id: str = "test") ->
 
 
 @asynccontextmanager
-async def serve_in_memory(server: Server, limits: Limits | None = None) -> AsyncIterator[tuple[RawClient, Supervisor, Connection]]:
-    """Run ``server`` on an in-process stream pair; yields (client, supervisor, connection)."""
+async def serve_in_memory(server: Server, limits: Limits | None = None, **supervisor_options: Any) -> AsyncIterator[tuple[RawClient, Supervisor, Connection]]:
+    """Run ``server`` on an in-process stream pair; yields (client, supervisor, connection).
+
+    ``supervisor_options`` go to ``Supervisor`` (``rate_limits=...``). Set
+    ``connection.principal``/``connection.peer`` before the first request to act as a transport.
+    """
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits or Limits()).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits or Limits(), **supervisor_options).run)
         try:
             async with connect_in_memory(supervisor) as (client, connection):
                 yield client, supervisor, connection

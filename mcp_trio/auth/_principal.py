@@ -47,7 +47,7 @@ class Principal:
 
     subject: str
     scopes: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default=_NO_CLAIMS, compare=False, repr=False)
+    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, compare=False, repr=False)
     kind: PrincipalKind = "jwt"
     #: ``scopes`` and every scope they imply; what ``allows`` tests against.
     granted: frozenset[str] = field(init=False, compare=False, repr=False)

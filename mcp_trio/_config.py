@@ -1,0 +1,498 @@
+"""One configuration object, from a TOML file, ``MCP_TRIO_*`` environment variables and flags.
+
+Precedence, highest first: **flags > environment > file > defaults**. ``load_config`` is called
+once, in ``main``; the ``Config`` it returns is passed down (there is no global to read).
+Every table and key is checked: an unknown key (``allow_anonymus``) is an error naming where
+it came from, not a silently ignored setting.
+
+A complete file (every key is optional; shown with its default unless noted)::
+
+    [server]
+    transport = "stdio"              # "stdio" | "websocket" | "http"
+    host = "127.0.0.1"
+    port = 8000
+    resource = "https://mcp.example.com/mcp"   # this server's public URL (default: none):
+                                     # the JWT audience and the RFC 9728 "resource"
+    allowed_origins = ["https://app.example.com"]  # browser Origins accepted (default: none)
+    log_level = "warning"            # debug | info | warning | error | critical
+    log_format = "text"              # text | json
+
+    [limits]                         # every field of mcp_trio.Limits, same names and defaults
+    max_message_size = 4194304
+    max_in_flight = 64
+    grace_period = 10.0
+    # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
+    # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
+    # max_sessions, request_deadline, sse_replay_events
+
+    [auth]
+    allow_anonymous = false          # no credential: anonymous principal instead of 401
+    anonymous_scopes = []            # what anonymous callers hold
+    required_scopes = []             # needed to connect at all (403 otherwise)
+    api_key_prefix = "mcpk_"         # "Authorization: Bearer mcpk_..." is an API key
+    authorization_servers = ["https://auth.example.com"]   # for the RFC 9728 document
+    scopes_supported = ["read", "write", "execute", "admin"]
+    trust_stdio = true               # stdio is a trusted local channel (no credential asked)
+
+    [auth.jwt]                       # bearer JWTs; enabled when a key source is set
+    issuer = "https://auth.example.com"        # required: the one accepted "iss"
+    audience = []                    # accepted "aud" values (default: [server.resource])
+    algorithms = ["RS256", "PS256", "ES256", "Ed25519", "HS256"]  # allow-list
+    jwks_file = "jwks.json"          # key sources (any of them; relative paths are
+    public_key_file = "issuer.pem"   #   relative to this file)
+    public_key = "-----BEGIN PUBLIC KEY-----..."
+    secret_file = "hs256.secret"     # an HMAC secret, >= 32 bytes
+    secret = "..."                   # prefer MCP_TRIO_AUTH_JWT_SECRET or secret_file
+    kid = "dev"                      # the kid of the PEM/secret key (default: none)
+    leeway = 30.0                    # seconds of clock skew on exp / nbf / iat
+    max_token_size = 8192            # bytes; larger tokens are refused unparsed
+
+    [[auth.api_keys]]                # one table per key; mcp-trio token --api-key makes one
+    name = "ci"                      # the principal's subject
+    sha256 = "<64 hex digits>"       # sha256(key).hexdigest(), never the key itself
+    scopes = ["read", "execute"]
+
+    [rate_limit]                     # requests per principal (per address when anonymous)
+    rate = 20.0                      # per second (default: none, no limit)
+    burst = 10                       # saved up above the rate: burst + 1 pass at once
+    max_concurrent = 1000            # requests running server-wide (default: none);
+                                     #   past it requests are refused (-32030), not queued
+    [rate_limit.tools.search]        # per tool (optional)
+    cost = 5                         # tokens of the caller's bucket per call (<= burst + 1)
+    rate = 1.0                       # and a bucket of its own, per caller
+    burst = 0
+
+Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
+``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
+``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_RATE_LIMIT_RATE=5``. Lists are comma-separated
+(``MCP_TRIO_SERVER_ALLOWED_ORIGINS=https://a,https://b``); ``api_keys`` and
+``rate_limit.tools`` take JSON; an empty value unsets an optional key.
+``MCP_TRIO_CONFIG`` names the file when ``--config`` is not given. An unknown ``MCP_TRIO_*``
+variable is an error (a misspelt secret must not leave a server open).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from ._limiter import DEFAULT_BURST, DEFAULT_MAX_KEYS, RateLimits, ToolLimit
+from ._limits import Limits
+
+if typing.TYPE_CHECKING:
+    from .auth import Authenticator
+
+ENV_PREFIX = "MCP_TRIO_"
+#: ``mcp_trio.auth.DEFAULT_ALGORITHMS``, repeated so that loading a config does not import
+#: joserfc and cryptography (tens of ms at every stdio start); a test keeps the two equal.
+DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "Ed25519", "HS256")
+#: The environment variable naming the config file when no path is given.
+CONFIG_ENV = "MCP_TRIO_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting, from where, and why."""
+
+
+class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    transport: Literal["stdio", "websocket", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    #: This server's public URL (``https://host/mcp``): the JWT audience by default, and the
+    #: ``resource`` of the RFC 9728 metadata.
+    resource: str | None = None
+    #: Browser ``Origin`` values accepted (exact match); requests with another Origin get 403.
+    allowed_origins: tuple[str, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
+    log_format: Literal["text", "json"] = "text"
+
+    def __post_init__(self) -> None:
+        if self.resource is not None and not self.resource.startswith(("https://", "http://")):
+            raise ValueError("resource must be an absolute http(s) URL")
+        for origin in self.allowed_origins:
+            if "://" not in origin or origin.endswith("/"):
+                raise ValueError(f"allowed origin {origin!r} must look like https://host[:port]")
+
+
+def _limits_struct() -> type[Struct]:
+    """``LimitsConfig``: the fields of ``Limits``, same names, types and defaults."""
+    hints = typing.get_type_hints(Limits)
+    fields = [(f.name, hints[f.name], f.default) for f in dataclasses.fields(Limits)]
+    return msgspec.defstruct("LimitsConfig", fields, bases=(_Section,), module=__name__)
+
+
+LimitsConfig = _limits_struct()
+
+
+class JwtConfig(_Section):
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    jwks_file: str | None = None
+    public_key_file: str | None = None
+    public_key: str | None = None
+    secret_file: str | None = None
+    secret: str | None = None
+    kid: str | None = None
+    leeway: Annotated[float, Meta(ge=0, le=600)] = 30.0
+    max_token_size: Annotated[int, Meta(ge=256, le=1024 * 1024)] = 8 * 1024
+
+    def __repr__(self) -> str:  # the secret never reaches a log line or a traceback
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f != "secret"}
+        shown["secret"] = None if self.secret is None else "<hidden>"
+        return "JwtConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.jwks_file, self.public_key_file, self.public_key, self.secret_file, self.secret))
+
+
+class ApiKeyConfig(_Section):
+    name: str
+    sha256: str
+    scopes: tuple[str, ...] = ()
+
+
+class AuthConfig(_Section):
+    allow_anonymous: bool = False
+    anonymous_scopes: tuple[str, ...] = ()
+    required_scopes: tuple[str, ...] = ()
+    api_key_prefix: str = "mcpk_"
+    authorization_servers: tuple[str, ...] = ()
+    scopes_supported: tuple[str, ...] = ("read", "write", "execute", "admin")
+    trust_stdio: bool = True
+    jwt: JwtConfig = field(default_factory=JwtConfig)
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether network transports authenticate at all (else every principal is None)."""
+        return self.jwt.enabled or bool(self.api_keys) or self.allow_anonymous
+
+
+class ToolRateConfig(_Section):
+    cost: Annotated[float, Meta(gt=0)] = 1.0
+    rate: Annotated[float, Meta(gt=0)] | None = None
+    burst: Annotated[int, Meta(ge=0)] = 0
+
+
+class RateLimitConfig(_Section):
+    rate: Annotated[float, Meta(gt=0)] | None = None
+    burst: Annotated[int, Meta(ge=0)] = DEFAULT_BURST
+    max_concurrent: Annotated[int, Meta(ge=1)] | None = None
+    tools: dict[str, ToolRateConfig] = {}
+    max_keys: Annotated[int, Meta(ge=1)] = DEFAULT_MAX_KEYS
+
+
+class Config(_Section):
+    """Everything ``main`` needs to build and serve: pass it down, never store it globally."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # type: ignore[valid-type]
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+    # -- the objects the rest of the server takes --------------------------------------------
+    def to_limits(self) -> Limits:
+        try:
+            return Limits(**msgspec.structs.asdict(self.limits))
+        except ValueError as exc:
+            raise ConfigError(f"[limits]: {exc}") from None
+
+    def rate_limits(self) -> RateLimits | None:
+        """The supervisor's admission policy, or None when nothing is limited."""
+        rl = self.rate_limit
+        if rl.rate is None and rl.max_concurrent is None and not rl.tools:
+            return None
+        try:
+            tools = {name: ToolLimit(t.cost, t.rate, t.burst) for name, t in rl.tools.items()}
+            return RateLimits(rate=rl.rate, burst=rl.burst, tools=tools, max_concurrent=rl.max_concurrent, max_keys=rl.max_keys)
+        except ValueError as exc:
+            raise ConfigError(f"[rate_limit]: {exc}") from None
+
+    def audience(self) -> tuple[str, ...]:
+        if self.auth.jwt.audience:
+            return self.auth.jwt.audience
+        return (self.server.resource,) if self.server.resource else ()
+
+    def authenticator(self) -> Authenticator | None:
+        """The ``Authenticator`` for network transports, or None when auth is not configured.
+
+        Reads the key files now, so a bad key stops the server at start, not at a request.
+        """
+        from .auth import (
+            ApiKey,
+            ApiKeyStore,
+            Authenticator,
+            JwtVerifier,
+            KeyLoadError,
+            load_jwks_file,
+            load_pem,
+            load_secret,
+        )
+
+        auth = self.auth
+        if not auth.enabled:
+            return None
+        jwt = auth.jwt
+        try:
+            verifier = None
+            if jwt.enabled:
+                if not jwt.issuer:
+                    raise ConfigError("[auth.jwt] issuer is required when JWTs are accepted")
+                audience = self.audience()
+                if not audience:
+                    raise ConfigError("[auth.jwt] needs an audience: set [server] resource (this server's URL) or [auth.jwt] audience")
+                keys = []
+                if jwt.jwks_file:
+                    keys += load_jwks_file(jwt.jwks_file, jwt.algorithms)
+                for pem in (_read(jwt.public_key_file, "public_key_file") if jwt.public_key_file else None, jwt.public_key):
+                    if pem:
+                        keys.append(load_pem(pem, jwt.algorithms, kid=jwt.kid))
+                secret = jwt.secret or (_read(jwt.secret_file, "secret_file").strip() if jwt.secret_file else None)
+                if secret:
+                    keys.append(load_secret(secret, jwt.algorithms, kid=jwt.kid))
+                verifier = JwtVerifier(keys, issuer=jwt.issuer, audience=audience, algorithms=jwt.algorithms,
+                                       leeway=jwt.leeway, max_token_size=jwt.max_token_size)
+            store = ApiKeyStore(ApiKey(k.name, k.sha256, frozenset(k.scopes)) for k in auth.api_keys) if auth.api_keys else None
+            return Authenticator(
+                jwt=verifier, api_keys=store, api_key_prefix=auth.api_key_prefix,
+                allow_anonymous=auth.allow_anonymous, anonymous_scopes=auth.anonymous_scopes,
+                required_scopes=auth.required_scopes, resource=self.server.resource,
+                authorization_servers=auth.authorization_servers, scopes_supported=auth.scopes_supported,
+            )
+        except KeyLoadError as exc:
+            raise ConfigError(f"[auth.jwt]: {exc}") from None
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"[auth]: {exc}") from None
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"[auth.jwt] {what}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+# -- sources ------------------------------------------------------------------------------------
+#: Keys holding file paths: relative ones in a config file are relative to that file.
+_PATH_KEYS = (("auth", "jwt", "jwks_file"), ("auth", "jwt", "public_key_file"), ("auth", "jwt", "secret_file"))
+
+
+def _leaves(struct: type, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], msgspec.inspect.Type]:
+    """Every settable key below ``struct``, by path, with its type."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    out: dict[tuple[str, ...], msgspec.inspect.Type] = {}
+    for f in info.fields:
+        path = (*prefix, f.name)
+        if isinstance(f.type, msgspec.inspect.StructType):
+            out.update(_leaves(f.type.cls, path))
+        else:
+            out[path] = f.type
+    return out
+
+
+_LEAVES = _leaves(Config)
+#: ``MCP_TRIO_SERVER_PORT`` -> ("server", "port"), for every key.
+ENV_VARS: dict[str, tuple[str, ...]] = {ENV_PREFIX + "_".join(path).upper(): path for path in _LEAVES}
+assert len(ENV_VARS) == len(_LEAVES), "two settings map to one environment variable"
+
+
+def _kind(tp: msgspec.inspect.Type) -> str:
+    if isinstance(tp, msgspec.inspect.UnionType):
+        kinds = {_kind(t) for t in tp.types if not isinstance(t, msgspec.inspect.NoneType)}
+        return "optional:" + kinds.pop() if len(kinds) == 1 else "scalar"
+    if isinstance(tp, msgspec.inspect.Metadata):
+        return _kind(tp.type)
+    if isinstance(tp, (msgspec.inspect.VarTupleType, msgspec.inspect.ListType)):
+        return "json" if isinstance(tp.item_type, msgspec.inspect.StructType) else "list"
+    if isinstance(tp, msgspec.inspect.DictType):
+        return "json"
+    return "scalar"
+
+
+def _env_value(name: str, raw: str, tp: msgspec.inspect.Type) -> Any:
+    kind = _kind(tp)
+    if kind.startswith("optional:"):
+        if raw == "":
+            return None
+        kind = kind.partition(":")[2]
+    if kind == "list":
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if kind == "json":
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: not valid JSON ({exc.msg})") from None
+    return raw
+
+
+def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check(layer: Mapping[str, Any], source: str) -> None:
+    try:
+        msgspec.convert(layer, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML file as a dict, relative key-file paths made relative to its directory."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    for keys in _PATH_KEYS:
+        node: Any = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = str((file.parent / node[keys[-1]]).resolve())
+    return data
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``MCP_TRIO_*`` variables of ``env`` as a nested dict of (still textual) settings."""
+    flat: dict[tuple[str, ...], Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = ENV_VARS.get(name)
+        if path is None:
+            close = difflib.get_close_matches(name, ENV_VARS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown environment variable {name}{hint}")
+        flat[path] = _env_value(name, raw, _LEAVES[path])
+    return _nest(flat)
+
+
+def from_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Flags as ``{"server.port": 9000}`` (dotted) or nested dicts; None values are skipped."""
+    flat: dict[tuple[str, ...], Any] = {}
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:
+            path = tuple(key.split("."))
+            if path not in _LEAVES:
+                raise ConfigError(f"unknown setting {key!r}")
+            flat[path] = value
+        else:
+            nested = _merge(nested, {key: value})
+    return _merge(nested, _nest(flat))
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The configuration from ``path`` (or ``$MCP_TRIO_CONFIG``), ``env`` (default
+    ``os.environ``) and ``overrides`` (flags), each layer over the one before.
+
+    Raises ``ConfigError`` naming the source (file, environment, flags) of a bad setting.
+    """
+    env = os.environ if env is None else env
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_file(path)))
+    layers.append(("environment", from_env(env)))
+    layers.append(("flags", from_overrides(overrides or {})))
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        _check(layer, source)  # so an error names the layer it came from
+        merged = _merge(merged, layer)
+    try:
+        config = msgspec.convert(merged, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"configuration: {exc}") from None
+    config.to_limits()  # cross-field checks now, not when serving starts
+    config.rate_limits()
+    return config
+
+
+# -- flags (the CLI maps its options here) -------------------------------------------------------
+#: argparse ``dest`` -> setting. A flag must default to None, so that "not given" lets the
+#: environment and the file speak (flags > env > file > defaults).
+FLAG_KEYS: dict[str, str] = {
+    "transport": "server.transport",
+    "host": "server.host",
+    "port": "server.port",
+    "resource": "server.resource",
+    "allowed_origins": "server.allowed_origins",
+    "log_level": "server.log_level",
+    "log_format": "server.log_format",
+    "rate_limit": "rate_limit.rate",
+    "burst": "rate_limit.burst",
+    "max_concurrent": "rate_limit.max_concurrent",
+    "allow_anonymous": "auth.allow_anonymous",
+    **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
+}
+
+
+def overrides_from_args(args: Any) -> dict[str, Any]:
+    """The settings given as flags on ``args`` (an ``argparse.Namespace``); absent ones skipped."""
+    return {key: getattr(args, dest) for dest, key in FLAG_KEYS.items() if getattr(args, dest, None) is not None}
+
+
+def add_config_arguments(parser: Any) -> None:
+    """Add ``--config`` and the server/auth/rate-limit flags that ``FLAG_KEYS`` maps (all
+    defaulting to None). Limits, transport and log flags are left to the caller's parser."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"TOML configuration file (default: ${CONFIG_ENV}, else none)")
+    parser.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: 8000)")
+    parser.add_argument("--resource", default=None, metavar="URL",
+                        help="this server's public URL: the JWT audience and RFC 9728 resource")
+    parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="ORIGIN",
+                        help="a browser Origin to accept (repeatable)")
+    parser.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND",
+                        help="requests per second per principal (default: no limit)")
+    parser.add_argument("--burst", type=int, default=None, metavar="N",
+                        help=f"requests saved up above the rate (default: {DEFAULT_BURST})")
+    parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                        help="requests running server-wide before new ones are refused (default: no cap)")
+    parser.add_argument("--allow-anonymous", action="store_true", default=None,
+                        help="serve callers without a credential as 'anonymous'")
