@@ -135,6 +135,7 @@ class Connection:
         self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
         self._reader_scope = trio.CancelScope()
         self._input_done = trio.Event()
+        self._accepting = True
         self._drained: trio.Event | None = None
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](0)
         self._side_nursery: trio.Nursery | None = None
@@ -256,7 +257,13 @@ class Connection:
         """Own the request nursery; when input ends, give in-flight requests the grace period."""
         async with trio.open_nursery() as requests:
             task_status.started(requests)
-            await self._input_done.wait()
+            try:
+                await self._input_done.wait()
+            except trio.Cancelled:
+                # A hard stop (no graceful shutdown): the reader may still hold a request it
+                # read before noticing; it must not start it in a nursery about to close.
+                self._accepting = False
+                raise
             if self._running:
                 self._drained = trio.Event()
                 with trio.move_on_after(self.limits.grace_period):
@@ -271,6 +278,9 @@ class Connection:
         on the hot path); when all are taken the reader waits here, so a flooding client
         stalls only its own reader.
         """
+        if not self._accepting:
+            logger.debug("hard stop: request %r read but not started", request.id)
+            return
         in_flight = InFlight()
         self._running[request.id] = in_flight
         try:
@@ -282,7 +292,10 @@ class Connection:
                 # Shutdown stopped the reader while this request waited: it was read, so it
                 # is still answered (with the shutdown error) rather than silently dropped.
                 in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
-                requests.start_soon(self._run_request, request, in_flight)
+                if self._accepting:
+                    requests.start_soon(self._run_request, request, in_flight)
+                else:
+                    del self._running[request.id]
                 raise
         in_flight.holds_slot = True
         requests.start_soon(self._run_request, request, in_flight)

@@ -154,3 +154,16 @@ class Context:
     def notify_resource_updated(self, uri: str) -> None:
         self._connection.supervisor.resource_updated(uri)
 
+    # -- transport --------------------------------------------------------------------------
+    def close_stream(self, retry: float | None = None) -> bool:
+        """Close the HTTP stream carrying this request's messages, without ending the request.
+
+        Streamable HTTP only (SSE polling, SEP-1699): the client reconnects with
+        ``Last-Event-ID`` after ``retry`` seconds (default: the transport's) and receives the
+        rest of the exchange, this request's result included. Frees a long call from holding
+        a connection open. Returns False, doing nothing, where the transport has no resumable
+        streams (stdio, WebSocket, an HTTP client older than 2025-11-25, JSON-only responses).
+        """
+        close = getattr(self._connection.channel, "close_stream", None)
+        return bool(close is not None and close(self.request_id, retry))
+

@@ -7,7 +7,6 @@ progress and cancellation.
 
 from __future__ import annotations
 
-import base64
 import struct
 import zlib
 from typing import Annotated, Any
@@ -15,7 +14,16 @@ from typing import Annotated, Any
 import msgspec
 import trio
 
-from . import Audio, Context, EmbeddedResource, Image, Server, TextContent, TextResourceContents, UserMessage
+from . import (
+    Audio,
+    Context,
+    EmbeddedResource,
+    Image,
+    Server,
+    TextContent,
+    TextResourceContents,
+    UserMessage,
+)
 
 server = Server(
     "mcp-trio-demo",
@@ -195,6 +203,19 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return f"Elicitation completed: action={result.action}, content={msgspec.json.encode(result.content if result.content is not msgspec.UNSET else None).decode()}"
 
 
+@server.tool
+async def test_reconnection(ctx: Context) -> str:
+    """Close this call's HTTP stream mid-call; the result arrives after the client resumes.
+
+    Over Streamable HTTP the server ends the POST's SSE stream after its priming event (an
+    event id and a ``retry`` field); the client reconnects with ``GET`` + ``Last-Event-ID``
+    and receives the result there (SSE polling, SEP-1699). Elsewhere it simply returns.
+    """
+    if ctx.close_stream(retry=0.5):
+        await trio.sleep(0.1)  # the result is produced while no stream is open for it
+    return "Reconnection test completed successfully"
+
+
 _ADDRESS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -227,7 +248,7 @@ async def static_binary() -> bytes:
 
 
 @server.resource("test://template/{id}/data", name="template", mime_type="application/json", description="A resource template with an id")
-async def template_data(id: str) -> str:  # noqa: A002 - the template variable's name
+async def template_data(id: str) -> str:
     return msgspec.json.encode({"id": id, "templateTest": True, "data": f"Data for ID: {id}"}).decode()
 
 
@@ -253,7 +274,7 @@ async def test_prompt_with_arguments(
 
 
 @server.prompt
-async def test_prompt_with_embedded_resource(resourceUri: Annotated[str, msgspec.Meta(description="URI of the resource to embed")]) -> list[Any]:  # noqa: N803
+async def test_prompt_with_embedded_resource(resourceUri: Annotated[str, msgspec.Meta(description="URI of the resource to embed")]) -> list[Any]:
     """A prompt that embeds a resource."""
     return [
         UserMessage(EmbeddedResource(resource=TextResourceContents(uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."))),

@@ -53,6 +53,7 @@ DEMO_TOOLS = {
     "test_embedded_resource", "test_multiple_content_types", "test_tool_with_logging",
     "test_error_handling", "test_tool_with_progress", "test_sampling", "test_elicitation",
     "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "json_schema_2020_12_tool",
+    "test_reconnection",
 }
 
 

@@ -1,0 +1,1045 @@
+"""Streamable HTTP (MCP 2025-11-25) and WebSocket on one port, on hypercorn's trio worker.
+
+``serve_http`` runs a supervisor and one ASGI app (written here, no framework) under
+``hypercorn.trio.serve``::
+
+    POST/GET/DELETE /mcp    Streamable HTTP: one session = one Connection, keyed by Mcp-Session-Id
+    GET /ws                 WebSocket: one Connection per socket, one message per text frame
+    GET /healthz, /health   liveness and counts, JSON
+    GET /metrics            Prometheus text
+
+The HTTP channel adapter
+------------------------
+Each session is an ``HttpSession``: the ``trio.abc.Channel[bytes]`` its Connection reads and
+writes. POST bodies go in through ``receive`` (a rendezvous channel: a flooding client waits on
+its own session's reader). Everything the Connection writes arrives through ``send_related``
+with the id of the client request it belongs to, and whether it is that request's final reply;
+it lands, without ever blocking the writer, on one of two kinds of ``_Stream``:
+
+* a request's stream, made when its POST arrived. The POST handler waits for the first message:
+  the final reply alone is answered as ``application/json``; anything before it (progress, logs,
+  sampling/elicitation requests) turns the answer into an SSE stream, primed with an event id
+  and a ``retry`` field, that ends with the final reply;
+* the session's standalone stream, for server-initiated messages (list_changed,
+  resources/updated) and for messages of a request whose POST is gone. A GET drains it.
+
+A stream keeps its last ``limits.sse_replay_events`` events, each with an id ``<stream>-<seq>``,
+so a client that lost an SSE connection (or was asked to poll, ``Context.close_stream``) resumes
+it with ``GET`` + ``Last-Event-ID`` and gets what it missed, then the rest, on that stream only.
+A final reply never goes on the standalone stream: if its POST was cancelled, it is dropped.
+
+Limits (``Limits``): ``max_message_size`` is the body limit (413, checked against
+Content-Length before reading, and counted while reading); ``request_deadline`` bounds the
+time a body may take to arrive however it trickles (408; headers are bounded by hypercorn's
+keep-alive timeout); ``max_sessions`` (503 at initialize); ``idle_timeout`` expires a session
+with no HTTP exchange open for that long (0 disables); ``max_connections`` caps WebSockets
+(503 at the handshake). Host and Origin are validated on every route (403).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import secrets
+import signal
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from .. import _handlers
+from .._connection import Connection
+from ..auth import AuthError, Authenticator, Principal
+from .._limits import Limits
+from .._server import Server
+from .._supervisor import Supervisor
+from ..protocol._errors import (
+    INVALID_REQUEST,
+    SERVER_OVERLOADED,
+    SHUTTING_DOWN,
+)
+from ..protocol._jsonrpc import (
+    Malformed,
+    MessageCodec,
+    Notification,
+    Request,
+    RequestId,
+)
+from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS, at_least
+
+logger = logging.getLogger("mcp_trio.http")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MCP_PATH = "/mcp"
+WS_PATH = "/ws"
+HEALTH_PATHS = frozenset({"/healthz", "/health"})
+METRICS_PATH = "/metrics"
+
+#: Milliseconds a client waits before reconnecting a dropped SSE stream (sent in priming events).
+SSE_RETRY_MS = 1000
+#: Seconds between keep-alive comments on an idle SSE stream (finds peers that left).
+SSE_KEEPALIVE = 15.0
+#: The revision whose clients understand priming events (empty ``data``) and resume POST streams.
+_RESUMABLE_SINCE = "2025-11-25"
+#: WebSocket close codes.
+WS_GOING_AWAY = 1001
+WS_UNSUPPORTED_DATA = 1003
+#: Extra seconds hypercorn gives open HTTP exchanges after our own grace period has run out.
+_HYPERCORN_GRACE_MARGIN = 2.0
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_MEMO_LIMIT = 256  # entries in each header-check memo (only ever grows with distinct values)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _error_body(code: int, message: str, rid: RequestId | None = None) -> bytes:
+    """A JSON-RPC error response (``id`` null unless the request's id is known)."""
+    return _encode({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
+
+
+_JSON = b"application/json"
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = b": keep-alive\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# streams and sessions
+# ---------------------------------------------------------------------------------------------
+class _Stream:
+    """The events of one SSE stream, kept for the listener and for ``Last-Event-ID`` replay.
+
+    ``append`` never blocks: the connection's writer serves every POST of the session, and one
+    slow HTTP reader must not stall the others. Memory is bounded by ``retain`` events; a
+    listener that falls further behind skips to the oldest kept event.
+    """
+
+    __slots__ = ("close_retry", "delivered", "done", "events", "final", "listener", "lot", "number", "seq")
+
+    def __init__(self, number: int, retain: int) -> None:
+        self.number = number
+        self.events: deque[tuple[int, bytes, bool]] = deque(maxlen=retain)
+        self.seq = 0
+        self.lot = trio.lowlevel.ParkingLot()
+        #: No more events will come (the final reply is in, or the exchange was abandoned).
+        self.done = False
+        self.final = False
+        #: The cancel scope of the response currently writing this stream, if any.
+        self.listener: trio.CancelScope | None = None
+        #: Highest seq written to a listener (a fresh GET starts after it).
+        self.delivered = 0
+        #: Set by ``close_stream``: end the current response, keep the stream resumable.
+        self.close_retry: int | None = None
+
+    def append(self, data: bytes, final: bool) -> None:
+        self.seq += 1
+        self.events.append((self.seq, data, final))
+        if final:
+            self.done = self.final = True
+        self.lot.unpark_all()
+
+    def finish(self) -> None:
+        self.done = True
+        self.lot.unpark_all()
+
+    def render_after(self, cursor: int) -> tuple[bytes, int, bool]:
+        """SSE text of the events after ``cursor``; the new cursor; True if the final is in it."""
+        events = self.events
+        if not events or events[-1][0] <= cursor:
+            return b"", cursor, False
+        first = events[0][0]
+        if cursor < first - 1:
+            logger.debug("SSE stream %d: listener fell behind; %d event(s) skipped", self.number, first - 1 - cursor)
+            cursor = first - 1
+        number = self.number
+        parts = []
+        final = False
+        for seq, data, is_final in itertools.islice(events, cursor - first + 1, None):
+            parts.append(b"event: message\nid: %d-%d\ndata: %b\n\n" % (number, seq, data))
+            final = is_final
+        return b"".join(parts), events[-1][0], final
+
+
+class HttpSession(trio.abc.Channel[bytes]):
+    """One Streamable HTTP session: the channel of its Connection, and the routing of replies."""
+
+    def __init__(self, token: str, limits: Limits, *, json_response: bool, principal: Principal | None = None) -> None:
+        self.token = token
+        #: Who opened the session; every later request must authenticate as the same caller.
+        self.principal = principal
+        self.connection: Connection | None = None
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](0)
+        self._retain = max(1, limits.sse_replay_events)
+        self._json_only = json_response
+        #: Request id -> the stream its messages go to, until its final reply.
+        self._requests: dict[RequestId, _Stream] = {}
+        #: SSE request streams that may be resumed (oldest first), at most ``_max_resumable``.
+        self._resumable: dict[int, _Stream] = {}
+        self._max_resumable = limits.max_in_flight
+        self._numbers = itertools.count(1)
+        self.standalone = _Stream(0, self._retain)
+        #: HTTP exchanges (POST handlers, SSE listeners) open on this session.
+        self.active = 0
+        self.last_active = trio.current_time()
+        self.terminated = False
+        self.closed = False
+        self.ended = trio.Event()
+
+    # -- what the HTTP side asks ------------------------------------------------------------
+    @property
+    def resumable_streams(self) -> bool:
+        """True when the client understands priming events and resumes POST streams."""
+        client = self.connection.state.client if self.connection is not None else None
+        return client is not None and at_least(client.protocol_version, _RESUMABLE_SINCE)
+
+    def begin(self) -> None:
+        self.active += 1
+
+    def end(self) -> None:
+        self.active -= 1
+        self.last_active = trio.current_time()
+
+    def open_request(self, request_id: RequestId) -> _Stream | None:
+        """Register the stream of a request arriving by POST; None if that id is in flight."""
+        if request_id in self._requests:
+            return None
+        stream = self._requests[request_id] = _Stream(next(self._numbers), self._retain)
+        return stream
+
+    def forget_request(self, request_id: RequestId) -> None:
+        self._requests.pop(request_id, None)
+
+    def abandon(self, request_id: RequestId) -> None:
+        """The client cancelled ``request_id``: no reply will come; end its POST's response."""
+        stream = self._requests.pop(request_id, None)
+        if stream is not None:
+            self._resumable.pop(stream.number, None)
+            stream.finish()
+
+    def keep_resumable(self, stream: _Stream) -> None:
+        self._resumable[stream.number] = stream
+        while len(self._resumable) > self._max_resumable:
+            oldest = next(iter(self._resumable))
+            del self._resumable[oldest]
+
+    def drop_resumable(self, stream: _Stream) -> None:
+        self._resumable.pop(stream.number, None)
+
+    def find_stream(self, number: int) -> _Stream | None:
+        return self.standalone if number == 0 else self._resumable.get(number)
+
+    async def deliver(self, body: bytes) -> None:
+        """Hand one message to the connection's reader (waits while it is busy).
+
+        When the reader is already waiting, the hand-off is synchronous: the caller goes on
+        to wait for the reply without an extra trip through the scheduler.
+        """
+        try:
+            self._inbox_send.send_nowait(body)
+        except trio.WouldBlock:
+            await self._inbox_send.send(body)
+
+    def close_stream(self, request_id: RequestId, retry: float | None) -> bool:
+        """``Context.close_stream``: end the request's SSE response now; it stays resumable."""
+        if self._json_only or not self.resumable_streams:
+            return False
+        stream = self._requests.get(request_id)
+        if stream is None:
+            return False
+        stream.close_retry = SSE_RETRY_MS if retry is None else max(0, round(retry * 1000))
+        stream.lot.unpark_all()
+        return True
+
+    def terminate(self) -> None:
+        """End the session (DELETE, idle expiry): its reader sees EOF, in-flight requests drain."""
+        self.terminated = True
+        self._inbox_send.close()
+
+    # -- the connection's side (trio.abc.Channel) -------------------------------------------
+    async def receive(self) -> bytes:
+        return await self._inbox_recv.receive()
+
+    async def send(self, data: bytes) -> None:
+        self.standalone.append(data, False)
+
+    async def send_related(self, data: bytes, related: RequestId | None, final: bool) -> None:
+        """Route one outgoing message: to its request's stream, else the standalone stream."""
+        if related is not None:
+            stream = self._requests.get(related)
+            if final:
+                if stream is not None:
+                    del self._requests[related]
+                    stream.append(data, True)
+                else:
+                    logger.debug("reply to %r dropped: its POST is gone (cancelled)", related)
+                return
+            if stream is not None and not self._json_only:
+                stream.append(data, False)
+                return
+        self.standalone.append(data, False)
+
+    async def aclose(self) -> None:
+        """The connection is done: end every response still open on this session."""
+        if not self.closed:
+            self.closed = True
+            self._inbox_send.close()
+            self._inbox_recv.close()
+            for stream in [*self._requests.values(), *self._resumable.values(), self.standalone]:
+                stream.finish()
+            self._requests.clear()
+            self._resumable.clear()
+        await trio.lowlevel.checkpoint()
+
+
+# ---------------------------------------------------------------------------------------------
+# header checks
+# ---------------------------------------------------------------------------------------------
+def _host_name(authority: str) -> str:
+    """``host[:port]`` -> host, lower case (IPv6 keeps its brackets)."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[: authority.find("]") + 1]
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
+
+
+def _accepts(value: bytes) -> tuple[bool, bool]:
+    """(accepts JSON, accepts SSE) from an Accept header; media ranges count."""
+    json = sse = False
+    for part in value.split(b","):
+        media = part.split(b";", 1)[0].strip().lower()
+        if media in (b"application/json", b"application/*", b"*/*"):
+            json = True
+        if media in (b"text/event-stream", b"text/*", b"*/*"):
+            sse = True
+    return json, sse
+
+
+def _bracket_ipv6(host: str) -> str:
+    """A bare IPv6 address (``::1``) as it appears in a Host header (``[::1]``)."""
+    return f"[{host}]" if host.count(":") > 1 and not host.startswith("[") else host
+
+
+def _is_loopback(host: str) -> bool:
+    return host.strip("[]").lower() in {"localhost", "127.0.0.1", "::1"}
+
+
+class _Guard:
+    """Host and Origin validation against DNS rebinding; memoised, the headers repeat."""
+
+    def __init__(self, bind_host: str, allowed_hosts: Iterable[str] | None, allowed_origins: Iterable[str] | None) -> None:
+        self.loopback = _is_loopback(bind_host)
+        if allowed_hosts is not None:
+            entries = {_bracket_ipv6(h.strip().lower()) for h in allowed_hosts}
+            self._any_host = "*" in entries
+            self._hosts = {h for h in entries if ":" not in h or h.startswith("[") and h.endswith("]")}
+            self._authorities = entries - self._hosts
+        elif self.loopback:
+            self._any_host, self._hosts, self._authorities = False, set(_LOOPBACK_NAMES), set()
+        else:
+            # Bound to a public or wildcard address with no list: the names it is reached by
+            # are unknown here, so Host is not checked (serve_http warns); Origin still is.
+            self._any_host, self._hosts, self._authorities = True, set(), set()
+        self._origins = None if allowed_origins is None else {o.strip().lower().rstrip("/") for o in allowed_origins}
+        self._memo: dict[tuple[bytes | None, bytes | None], bool] = {}
+
+    def allows(self, host: bytes | None, origin: bytes | None) -> bool:
+        key = (host, origin)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            verdict = self._host_ok(host) and self._origin_ok(origin, host)
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[key] = verdict
+        return verdict
+
+    def _host_ok(self, host: bytes | None) -> bool:
+        if self._any_host:
+            return True
+        if host is None:
+            return False
+        authority = host.decode("latin-1").strip().lower()
+        return authority in self._authorities or _host_name(authority) in self._hosts
+
+    def _origin_ok(self, origin: bytes | None, host: bytes | None) -> bool:
+        if origin is None:
+            return True  # not a browser
+        text = origin.decode("latin-1").strip().lower().rstrip("/")
+        if self._origins is not None:
+            return "*" in self._origins or text in self._origins
+        try:
+            parts = urlsplit(text)
+            hostname = parts.hostname
+        except ValueError:
+            return False
+        if hostname is None:
+            return False  # "null": sandboxed or file:// pages
+        if self.loopback and (hostname in _LOOPBACK_NAMES or f"[{hostname}]" in _LOOPBACK_NAMES):
+            return True
+        return host is not None and parts.netloc == host.decode("latin-1").strip().lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# the ASGI app
+# ---------------------------------------------------------------------------------------------
+class _Refused(Exception):
+    """An HTTP error answer: status, JSON-RPC error code and message."""
+
+    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.rid = status, code, message, rid
+        self.headers = headers or []
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _JSON, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: What a write to hypercorn raises when the client has just left: a 413 or 408 is answered
+#: before the body arrived, and a client that closes as soon as it has read an answer races
+#: hypercorn's own close of the connection (its ``send_eof`` is outside its send lock).
+_CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
+
+
+async def _refuse(send: Send, refused: _Refused) -> None:
+    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid), headers=refused.headers)
+
+
+class McpHttpApp:
+    """The ASGI application: Streamable HTTP at /mcp, WebSocket at /ws, health and metrics."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        nursery: trio.Nursery,
+        *,
+        bind_host: str = "127.0.0.1",
+        allowed_hosts: Iterable[str] | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        json_response: bool = False,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.limits = supervisor.limits
+        self._nursery = nursery
+        self._authenticator = authenticator
+        self._metadata_paths = frozenset(authenticator.metadata_paths()) if authenticator is not None else frozenset()
+        self._guard = _Guard(bind_host, allowed_hosts, allowed_origins)
+        self._json_response = json_response
+        self._codec = MessageCodec()
+        self._accept_memo: dict[bytes, tuple[bool, bool]] = {}
+        #: Live Streamable HTTP sessions by Mcp-Session-Id.
+        self.sessions: dict[str, HttpSession] = {}
+        #: Open WebSocket connections.
+        self.websockets = 0
+
+    # -- dispatch ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        try:
+            if kind == "http":
+                await self._http(scope, receive, send)
+            elif kind == "websocket":
+                await self._websocket(scope, receive, send)
+            elif kind == "lifespan":
+                await self._lifespan(receive, send)
+        except* _CLIENT_GONE:
+            # A write after the client left (raw, or from an SSE response's nursery): hypercorn
+            # drops most such writes itself, but its close of the connection races ours.
+            logger.debug("client gone during a %s exchange", kind)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        path = scope["path"]
+        method = scope["method"]
+        try:
+            if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
+                raise _Refused(403, INVALID_REQUEST, "forbidden: Host or Origin not allowed")
+            if path == MCP_PATH:
+                if method not in ("POST", "GET", "DELETE"):
+                    raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, POST, DELETE")])
+                principal = self._authenticate(scope["headers"])
+                peer = scope.get("client")
+                peer_host = peer[0] if peer else None
+                if method == "POST":
+                    await self._post(receive, send, headers, principal, peer_host)
+                elif method == "GET":
+                    await self._get(receive, send, headers, principal)
+                else:
+                    await self._delete(send, headers, principal)
+            elif path in self._metadata_paths and method in ("GET", "HEAD"):
+                await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
+            elif path in HEALTH_PATHS or path == METRICS_PATH:
+                if method not in ("GET", "HEAD"):
+                    raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
+                if path == METRICS_PATH:
+                    await _respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+                else:
+                    status, body = self._health()
+                    await _respond(send, status, body)
+            else:
+                raise _Refused(404, INVALID_REQUEST, f"not found: {path}")
+        except _Refused as refused:
+            await _refuse(send, refused)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- authentication ---------------------------------------------------------------------
+    def _authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
+        """The caller of this request, or a 401/403 (with ``WWW-Authenticate``); None: no auth."""
+        if self._authenticator is None:
+            return None
+        try:
+            return self._authenticator.authenticate(headers)
+        except AuthError as exc:
+            code = FORBIDDEN if exc.status == 403 else INVALID_REQUEST
+            raise _Refused(exc.status, code, f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {exc.description}",
+                           headers=[(b"www-authenticate", self._authenticator.challenge(exc).encode("latin-1"))]) from None
+
+    # -- Streamable HTTP: POST --------------------------------------------------------------
+    def _accept_flags(self, headers: dict[bytes, bytes]) -> tuple[bool, bool]:
+        value = headers.get(b"accept", b"")
+        flags = self._accept_memo.get(value)
+        if flags is None:
+            flags = _accepts(value)
+            if len(self._accept_memo) < _MEMO_LIMIT:
+                self._accept_memo[value] = flags
+        return flags
+
+    def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> HttpSession:
+        token = headers.get(b"mcp-session-id")
+        if token is None:
+            raise _Refused(400, INVALID_REQUEST, "bad request: missing Mcp-Session-Id header (send initialize first)")
+        session = self.sessions.get(token.decode("latin-1"))
+        # A session is bound to the caller that opened it: to anyone else it does not exist.
+        if session is None or session.terminated or not _same_caller(session.principal, principal):
+            raise _Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+        return session
+
+    @staticmethod
+    def _check_version(headers: dict[bytes, bytes]) -> None:
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1").strip() not in SUPPORTED_VERSIONS:
+            raise _Refused(400, INVALID_REQUEST, f"bad request: unsupported MCP-Protocol-Version {version.decode('latin-1')!r}; "
+                           f"supported: {', '.join(SUPPORTED_VERSIONS)} (absent means {DEFAULT_HTTP_VERSION})")
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], deadline: float) -> bytes:
+        """The whole body, within the size limit and the request deadline (413, 408)."""
+        limit = self.limits.max_message_size
+        declared = headers.get(b"content-length")
+        expected = -1
+        if declared is not None:
+            expected = int(declared)  # h11 has validated it
+            if expected > limit:
+                raise _Refused(413, INVALID_REQUEST, f"request body of {expected} bytes exceeds the limit of {limit} bytes")
+        # Fast path: a small body usually arrives with the headers and is already queued for
+        # us. hypercorn's ``receive`` is a trio memory channel's: take it without a trip
+        # through the scheduler or a deadline scope (both cost more than the rest of this).
+        receive_nowait = getattr(getattr(receive, "__self__", None), "receive_nowait", None)
+        if receive_nowait is not None and expected > 0:
+            try:
+                message = receive_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                chunk = message.get("body", b"") if message["type"] == "http.request" else b""
+                if len(chunk) == expected:
+                    return chunk
+                return await self._read_rest(receive, [chunk] if chunk else [], len(chunk), message, limit, expected, deadline)
+        return await self._read_rest(receive, [], 0, None, limit, expected, deadline)
+
+    async def _read_rest(self, receive: Receive, chunks: list[bytes], size: int, message: dict[str, Any] | None,
+                         limit: int, expected: int, deadline: float) -> bytes:
+        if message is not None:
+            if message["type"] != "http.request":
+                raise _Refused(400, INVALID_REQUEST, "client disconnected")
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        with trio.move_on_at(deadline) as waited:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _Refused(400, INVALID_REQUEST, "client disconnected")
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise _Refused(413, INVALID_REQUEST, f"request body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+                # With Content-Length, the last byte is the end: no wait for the empty message.
+                if not message.get("more_body", False) or size == expected:
+                    break
+        if waited.cancelled_caught:
+            raise _Refused(408, INVALID_REQUEST, f"request body not received within {self.limits.request_deadline:g} s")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _post(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None,
+                    peer: str | None) -> None:
+        deadline = trio.current_time() + self.limits.request_deadline
+        wants_json, wants_sse = self._accept_flags(headers)
+        if not wants_json or not (wants_sse or self._json_response):
+            raise _Refused(406, INVALID_REQUEST, "not acceptable: Accept must list application/json and text/event-stream")
+        content_type = headers.get(b"content-type", b"")
+        if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+            raise _Refused(415, INVALID_REQUEST, "unsupported media type: Content-Type must be application/json")
+        body = await self._read_body(receive, headers, deadline)
+        message = self._codec.decode(body)
+        kind = type(message)
+        if kind is Malformed:
+            error = message.error  # type: ignore[union-attr]
+            raise _Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
+        if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
+            if b"mcp-session-id" in headers:
+                session = self._session(headers, principal)
+                await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
+            else:
+                session = self._new_session(principal, peer)
+                await self._post_request(session, message, body, receive, send, created=True)  # type: ignore[arg-type]
+            return
+        self._check_version(headers)
+        session = self._session(headers, principal)
+        if self.supervisor.shutting_down.is_set():
+            raise _Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
+        if kind is Request:
+            await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
+            return
+        # A notification or a response (to our sampling/elicitation/roots request): 202.
+        if kind is Notification and message.method == "notifications/cancelled":  # type: ignore[union-attr]
+            cancelled = _handlers.cancelled_request_id(message)  # type: ignore[arg-type]
+            if cancelled is not None:
+                session.abandon(cancelled)
+        session.begin()
+        try:
+            await session.deliver(body)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise _Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
+        finally:
+            session.end()
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _new_session(self, principal: Principal | None, peer: str | None) -> HttpSession:
+        if self.supervisor.shutting_down.is_set():
+            raise _Refused(503, SHUTTING_DOWN, "server shutting down")
+        if len(self.sessions) >= self.limits.max_sessions:
+            self.supervisor.metrics.connections_refused += 1
+            raise _Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
+                           headers=[(b"retry-after", b"1")])
+        token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
+        session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
+        session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
+        self.sessions[token] = session
+        self._nursery.start_soon(self._run_session, session)
+        return session
+
+    async def _run_session(self, session: HttpSession) -> None:
+        try:
+            await session.connection.run()  # type: ignore[union-attr]
+        finally:
+            session.terminated = True
+            if self.sessions.get(session.token) is session:
+                del self.sessions[session.token]
+            session.ended.set()
+
+    async def _post_request(self, session: HttpSession, request: Request, body: bytes, receive: Receive, send: Send, *,
+                            created: bool) -> None:
+        stream = session.open_request(request.id)
+        if stream is None:
+            raise _Refused(400, INVALID_REQUEST, f"duplicate request id {request.id!r}: a request with this id is still in flight", request.id)
+        session.begin()
+        try:
+            try:
+                await session.deliver(body)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                session.forget_request(request.id)
+                if self.supervisor.shutting_down.is_set():
+                    raise _Refused(503, SHUTTING_DOWN, "server shutting down", request.id) from None
+                raise _Refused(404, INVALID_REQUEST, "session not found: the session has ended", request.id) from None
+            while not stream.events and not stream.done and stream.close_retry is None:
+                await stream.lot.park()
+            extra: list[tuple[bytes, bytes]] = []
+            if created:
+                if session.connection is not None and session.connection.state.client is not None:
+                    extra.append((b"mcp-session-id", session.token.encode()))
+                else:
+                    session.terminate()  # initialize failed: no session to keep
+            if stream.final and len(stream.events) == 1 and stream.close_retry is None:
+                await _respond(send, 200, stream.events[0][1], headers=extra)
+                return
+            # Something came before the final reply (or the stream is to be closed): SSE.
+            await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *extra]})
+            prefix = b""
+            if not stream.done or stream.events:
+                if session.resumable_streams:
+                    prefix = b"id: %d-0\nretry: %d\ndata: \n\n" % (stream.number, SSE_RETRY_MS)
+                    session.keep_resumable(stream)
+            await self._sse(session, stream, 0, receive, send, prefix)
+        finally:
+            session.end()
+
+    # -- Streamable HTTP: GET, DELETE -------------------------------------------------------
+    async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+        if not self._accept_flags(headers)[1]:
+            raise _Refused(406, INVALID_REQUEST, "not acceptable: Accept must list text/event-stream")
+        self._check_version(headers)
+        session = self._session(headers, principal)
+        last = headers.get(b"last-event-id")
+        if last is not None:
+            number_text, _, seq_text = last.decode("latin-1").strip().partition("-")
+            try:
+                number, cursor = int(number_text), int(seq_text)
+            except ValueError:
+                raise _Refused(400, INVALID_REQUEST, f"bad request: malformed Last-Event-ID {last.decode('latin-1')!r}") from None
+            stream = session.find_stream(number)
+            if stream is None:
+                raise _Refused(400, INVALID_REQUEST, f"bad request: stream of Last-Event-ID {last.decode('latin-1')!r} "
+                               "is unknown, finished or expired")
+            cursor = max(0, min(cursor, stream.seq))
+        else:
+            stream = session.standalone
+            cursor = stream.delivered
+        session.begin()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            prefix = b""
+            if stream is session.standalone and session.resumable_streams:
+                prefix = b"id: 0-%d\nretry: %d\ndata: \n\n" % (cursor, SSE_RETRY_MS)
+            await self._sse(session, stream, cursor, receive, send, prefix)
+        finally:
+            session.end()
+
+    async def _delete(self, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+        self._check_version(headers)
+        session = self._session(headers, principal)
+        del self.sessions[session.token]
+        session.terminate()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    # -- SSE writing ------------------------------------------------------------------------
+    async def _sse(self, session: HttpSession, stream: _Stream, cursor: int, receive: Receive, send: Send, prefix: bytes) -> None:
+        """Write ``stream`` on this response until it ends or the client goes away."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            await self._pump(session, stream, cursor, send, prefix)
+            nursery.cancel_scope.cancel()
+
+    async def _pump(self, session: HttpSession, stream: _Stream, cursor: int, send: Send, prefix: bytes) -> None:
+        """Write ``stream``'s events after ``cursor`` until its final reply, its end, or a close.
+
+        One listener per stream: a newer one (a reconnect that beat the old connection's
+        timeout) takes over and this one's response is ended. When the client has gone, the
+        caller's disconnect watcher cancels all of this.
+        """
+        if stream.listener is not None:
+            stream.listener.cancel()
+        with trio.CancelScope() as scope:
+            stream.listener = scope
+            try:
+                while True:
+                    chunk, cursor, final = stream.render_after(cursor)
+                    if prefix:
+                        chunk, prefix = prefix + chunk, b""
+                    if stream.close_retry is not None and not final:
+                        chunk += b"retry: %d\n\n" % stream.close_retry
+                        stream.close_retry = None
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        break
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        stream.delivered = max(stream.delivered, cursor)
+                    if final:
+                        session.drop_resumable(stream)
+                        break
+                    if stream.done:
+                        if cursor >= stream.seq:
+                            break
+                        continue  # more came in while the last chunk was being written
+                    with trio.move_on_after(SSE_KEEPALIVE) as idle:
+                        await stream.lot.park()
+                    if idle.cancelled_caught:
+                        await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+            finally:
+                if stream.listener is scope:
+                    stream.listener = None
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- WebSocket --------------------------------------------------------------------------
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        headers = dict(scope["headers"])
+        if scope["path"] != WS_PATH:
+            await _ws_reject(scope, send, 404, "not found")
+            return
+        if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
+            await _ws_reject(scope, send, 403, "forbidden: Host or Origin not allowed")
+            return
+        if self.supervisor.shutting_down.is_set():
+            await _ws_reject(scope, send, 503, "server shutting down")
+            return
+        if self.websockets >= self.limits.max_connections:
+            self.supervisor.metrics.connections_refused += 1
+            await _ws_reject(scope, send, 503, f"too many connections (limit {self.limits.max_connections})")
+            return
+        try:
+            principal = self._authenticate(scope["headers"])
+        except _Refused as refused:
+            await _ws_reject(scope, send, refused.status, refused.message, refused.headers)
+            return
+        subprotocols = scope.get("subprotocols") or ()
+        await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
+        self.websockets += 1
+        try:
+            channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout)
+            peer = scope.get("client")
+            connection = Connection(self.supervisor, channel, principal=principal, peer=peer[0] if peer else None)
+            channel.busy = lambda: connection.in_flight > 0
+            await connection.run()
+        finally:
+            self.websockets -= 1
+
+    # -- health and metrics -----------------------------------------------------------------
+    def _counts(self) -> dict[str, int]:
+        connections = self.supervisor.connections
+        return {
+            "connections": len(connections),
+            "sessions": len(self.sessions),
+            "websockets": self.websockets,
+            "in_flight": sum(c.in_flight for c in connections),
+        }
+
+    def _health(self) -> tuple[int, bytes]:
+        shutting_down = self.supervisor.shutting_down.is_set()
+        body = {"status": "shutting_down" if shutting_down else "ok", **self._counts()}
+        return (503 if shutting_down else 200), _encode(body)
+
+    def _metrics_text(self) -> str:
+        counts = self._counts()
+        return self.supervisor.metrics.render({
+            "mcp_connections": ("Live MCP connections (WebSocket connections and HTTP sessions).", counts["connections"]),
+            "mcp_http_sessions": ("Live Streamable HTTP sessions.", counts["sessions"]),
+            "mcp_websocket_connections": ("Open WebSocket connections.", counts["websockets"]),
+            "mcp_requests_in_flight": ("Requests read and not yet answered.", counts["in_flight"]),
+        })
+
+    # -- idle sessions ----------------------------------------------------------------------
+    async def expire_idle_sessions(self) -> None:
+        """End sessions with no HTTP exchange open for ``limits.idle_timeout`` (0: never)."""
+        idle = self.limits.idle_timeout
+        if idle <= 0:
+            return
+        # A sweep every quarter of the timeout: a session ends between 1 and 1.25 timeouts.
+        interval = max(idle / 4, 0.01)
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for token, session in list(self.sessions.items()):
+                if session.active == 0 and now - session.last_active >= idle:
+                    logger.debug("session expired after %.1f s idle", now - session.last_active)
+                    del self.sessions[token]
+                    session.terminate()
+
+
+async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (an SSE response has nothing else to read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def _same_caller(owner: Principal | None, caller: Principal | None) -> bool:
+    return owner is None or (caller is not None and caller.kind == owner.kind and caller.subject == owner.subject)
+
+
+async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Refuse a WebSocket handshake with an HTTP status (403 when the server cannot say more)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = _error_body(INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *headers]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+class _AsgiWebSocket(trio.abc.Channel[bytes]):
+    """An ASGI WebSocket as a message channel: one JSON-RPC message per text frame.
+
+    The message size limit is hypercorn's (``websocket_max_message_size``, close 1009); it
+    also answers pings and sends its own (``websocket_ping_interval``). A binary frame closes
+    the connection with 1003; so much silence (``idle_timeout``, nothing in flight) with 1001.
+    """
+
+    def __init__(self, receive: Receive, send: Send, idle_timeout: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._idle = idle_timeout if idle_timeout > 0 else math.inf
+        self._disconnected = False
+        self._close: tuple[int, str] = (1000, "")
+        self.busy: Callable[[], bool] = lambda: False
+
+    async def receive(self) -> bytes:
+        while True:
+            with trio.move_on_after(self._idle):
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is not None:
+                        return text.encode()
+                    self._close = (WS_UNSUPPORTED_DATA, "binary frames are not supported: send each JSON-RPC message as one text frame")
+                    raise trio.EndOfChannel
+                if kind == "websocket.disconnect":
+                    self._disconnected = True
+                    raise trio.EndOfChannel
+                continue
+            if not self.busy():
+                self._close = (WS_GOING_AWAY, "idle timeout")
+                raise trio.EndOfChannel
+
+    async def send(self, data: bytes) -> None:
+        if self._disconnected:
+            raise trio.BrokenResourceError("WebSocket closed by the peer")
+        await self._send({"type": "websocket.send", "text": data.decode()})
+
+    async def aclose(self) -> None:
+        if not self._disconnected:
+            self._disconnected = True
+            code, reason = self._close
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+# ---------------------------------------------------------------------------------------------
+# serving
+# ---------------------------------------------------------------------------------------------
+class _Config(Config):
+    """hypercorn's settings, plus ``reuse_port`` (several processes serving one port).
+
+    hypercorn sets ``SO_REUSEPORT`` on the sockets it creates only when it runs several
+    workers itself; ``serve`` runs one and warns about ``workers``, so it is raised just while
+    the sockets are made.
+    """
+
+    reuse_port = False
+
+    def create_sockets(self) -> Any:
+        if not self.reuse_port:
+            return super().create_sockets()
+        workers, self.workers = self.workers, 2
+        try:
+            return super().create_sockets()
+        finally:
+            self.workers = workers
+
+
+def hypercorn_config(host: str, port: int, limits: Limits, *, certfile: str | None = None, keyfile: str | None = None,
+                     reuse_port: bool = False) -> Config:
+    """hypercorn settings derived from our limits."""
+    config = _Config()
+    config.reuse_port = reuse_port
+    config.bind = [f"{_bracket_ipv6(host)}:{port}"]
+    if certfile is not None:
+        config.certfile = certfile
+        config.keyfile = keyfile
+    config.graceful_timeout = limits.grace_period + _HYPERCORN_GRACE_MARGIN
+    config.websocket_max_message_size = limits.max_message_size
+    config.websocket_ping_interval = limits.heartbeat_interval or None
+    config.accesslog = None
+    config.errorlog = logging.getLogger("mcp_trio.http.hypercorn")
+    return config
+
+
+async def serve_http(
+    server: Server,
+    limits: Limits | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allowed_origins: Iterable[str] | None = None,
+    allowed_hosts: Iterable[str] | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    json_response: bool = False,
+    authenticator: Authenticator | None = None,
+    watch_signals: bool = False,
+    reuse_port: bool = False,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
+
+    Reports the bound port with ``task_status.started`` (``port=0`` picks a free one). Runs
+    until ``supervisor.shutdown()`` (SIGINT/SIGTERM with ``watch_signals``): it then stops
+    accepting, lets in-flight requests finish within ``limits.grace_period`` (the rest are
+    answered with an error), ends every session and returns.
+
+    ``allowed_hosts``: Host values accepted (``name`` or ``name:port``; ``"*"`` for any);
+    default: the loopback names when bound to loopback, else unchecked. ``allowed_origins``:
+    Origin values accepted (``scheme://host[:port]``, ``"*"``); default: loopback origins when
+    bound to loopback, else same-origin only. ``json_response``: answer every request with
+    JSON; messages sent while serving it then go on the session's GET stream.
+    ``authenticator``: every request to ``/mcp`` (and each WebSocket handshake) must carry a
+    credential it accepts (401/403 with ``WWW-Authenticate`` otherwise); a session belongs to
+    the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
+    processes (each with its own supervisor and sessions) share the port.
+    """
+    limits = limits or Limits()
+    config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
+    if allowed_hosts is None and not _is_loopback(host):
+        logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
+    async with trio.open_nursery() as nursery:
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits).run)
+        if watch_signals:
+            nursery.start_soon(_watch_signals, supervisor)
+        async with trio.open_nursery() as sessions:
+            app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
+                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
+            sweeper = trio.CancelScope()
+            sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
+            binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
+            bound_port = int(binds[0].rpartition(":")[2])
+            for bind in binds:
+                logger.info("serving MCP on %s%s (WebSocket %s%s)", bind, MCP_PATH, bind.replace("http", "ws", 1), WS_PATH)
+            task_status.started(bound_port)
+            await supervisor.shutting_down.wait()
+            # hypercorn stops accepting and gives open exchanges its graceful timeout; every
+            # session drains (shutdown() stopped their readers) and ends its responses.
+            sweeper.cancel()
+        supervisor.close()
+        nursery.cancel_scope.cancel()
+
+
+async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()
+
+
+async def _watch_signals(supervisor: Supervisor) -> None:
+    """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if supervisor.shutting_down.is_set():
+                logger.warning("second %s: stopping now", signal.Signals(signum).name)
+                raise KeyboardInterrupt
+            logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
+            supervisor.shutdown()
