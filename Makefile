@@ -12,13 +12,16 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 serve: $(BIN)/.installed
-	$(BIN)/mcp-trio serve $(ARGS)
+	$(BIN)/mcp-trio serve --transport http $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The standard comparison (about 10 minutes on 2 cores): every scenario against the floors,
+# ours, the official SDK and FastMCP; writes bench/results/<date>-<host>.json and .md. The peer
+# servers are installed into bench/.venv by the script itself, never into .venv.
 bench: $(BIN)/.installed
-	$(BIN)/python bench/stdio_echo.py
+	$(BIN)/python bench/run_standard.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) bench/.venv build *.egg-info
