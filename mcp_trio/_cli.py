@@ -1,18 +1,25 @@
-"""``mcp-trio``: the command line. Builds the objects in ``main`` and passes them down."""
+"""``mcp-trio``: the command line. Builds the objects in ``main`` and passes them down.
+
+``serve`` imports only the transport it serves, so a stdio child pays for neither WebSocket
+nor HTTP at start-up; ``bench`` and ``token`` import their modules when run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import _limits
-from ._limits import Limits
 
 DEMO_APP = "mcp_trio.demo:server"
+TRANSPORTS = {"stdio": "stdio", "ws": "websocket", "websocket": "websocket", "http": "http"}
 
 
 class AppLoadError(Exception):
@@ -66,65 +73,193 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+# Limit flags: (flag, Limits field, type, metavar, help). All default to None so that a flag
+# not given lets the environment and the config file speak (flags > env > file > defaults).
+_LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
+    ("--max-message-size", "max_message_size", _positive_int, "BYTES", "largest message accepted"),
+    ("--max-in-flight", "max_in_flight", _positive_int, "N", "requests running at once per connection"),
+    ("--grace-period", "grace_period", _non_negative_float, "SECONDS", "time in-flight requests get at shutdown"),
+    ("--page-size", "page_size", _positive_int, "N", "items per page of list results"),
+    ("--send-timeout", "send_timeout", _non_negative_float, "SECONDS", "a write to a peer that stopped reading"),
+    ("--client-request-timeout", "client_request_timeout", _non_negative_float, "SECONDS",
+     "wait for sampling/elicitation/roots answers"),
+    ("--max-connections", "max_connections", _positive_int, "N", "WebSocket connections per process"),
+    ("--handshake-timeout", "handshake_timeout", _non_negative_float, "SECONDS", "WebSocket opening handshake"),
+    ("--idle-timeout", "idle_timeout", _non_negative_float, "SECONDS", "close a connection or session idle this long"),
+    ("--heartbeat-interval", "heartbeat_interval", _non_negative_float, "SECONDS", "WebSocket ping interval"),
+    ("--max-sessions", "max_sessions", _positive_int, "N", "Streamable HTTP sessions per process"),
+    ("--request-deadline", "request_deadline", _non_negative_float, "SECONDS", "an HTTP request must arrive whole within"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ._config import add_config_arguments
+
     parser = argparse.ArgumentParser(prog="mcp-trio", description="Serve MCP tools, resources and prompts on trio.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve an app (the built-in demo app by default)",
-                                description="Serve an mcp_trio.Server. With no APP, serves the built-in demo app.")
+    serve = commands.add_parser(
+        "serve", help="serve an app (the built-in demo app by default)",
+        description="Serve an mcp_trio.Server over stdio, WebSocket or Streamable HTTP. With no APP, "
+                    "serves the built-in demo app. Settings come from flags, then MCP_TRIO_* variables, "
+                    "then --config FILE, then defaults.")
     serve.add_argument("app", nargs="?", default=DEMO_APP, metavar="APP",
                        help=f"MODULE:ATTR or path/to/file.py:ATTR naming a Server (default: {DEMO_APP})")
-    serve.add_argument("--transport", choices=["stdio"], default="stdio", help="how clients connect (default: stdio)")
-    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"],
+    serve.add_argument("--transport", choices=sorted(TRANSPORTS), default=None,
+                       help="stdio (default), ws (WebSocket), or http (Streamable HTTP at /mcp, WebSocket at /ws, "
+                            "/healthz, /metrics on one port)")
+    add_config_arguments(serve)
+    serve.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                       help="ws/http: serve from N processes on one port (SO_REUSEPORT); each has its own "
+                            "supervisor, registry, limits and sessions (default: 1)")
+    # Given to the processes --workers starts: bind with SO_REUSEPORT. Not for people.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--certfile", default=None, help="ws/http: serve wss:// / https:// with this certificate (PEM)")
+    serve.add_argument("--keyfile", default=None, help="ws/http: the certificate's private key (PEM)")
+    serve.add_argument("--json-response", action="store_true",
+                       help="http: answer every request with JSON, never an SSE stream")
+    serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
-    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format (default: text)")
-    limits = serve.add_argument_group("limits")
-    limits.add_argument("--max-message-size", type=_positive_int, default=_limits.DEFAULT_MAX_MESSAGE_SIZE, metavar="BYTES",
-                        help=f"largest message accepted (default: {_limits.DEFAULT_MAX_MESSAGE_SIZE})")
-    limits.add_argument("--max-in-flight", type=_positive_int, default=_limits.DEFAULT_MAX_IN_FLIGHT, metavar="N",
-                        help=f"requests running at once per connection (default: {_limits.DEFAULT_MAX_IN_FLIGHT})")
-    limits.add_argument("--grace-period", type=_non_negative_float, default=_limits.DEFAULT_GRACE_PERIOD, metavar="SECONDS",
-                        help=f"time in-flight requests get at shutdown (default: {_limits.DEFAULT_GRACE_PERIOD:g})")
-    limits.add_argument("--page-size", type=_positive_int, default=_limits.DEFAULT_PAGE_SIZE, metavar="N",
-                        help=f"items per page of list results (default: {_limits.DEFAULT_PAGE_SIZE})")
-    limits.add_argument("--client-request-timeout", type=_non_negative_float, default=_limits.DEFAULT_CLIENT_REQUEST_TIMEOUT,
-                        metavar="SECONDS", help="how long to wait for sampling/elicitation/roots answers "
-                        f"(default: {_limits.DEFAULT_CLIENT_REQUEST_TIMEOUT:g})")
+    serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
+    limits = serve.add_argument_group("limits (defaults in parentheses)")
+    for flag, field, kind, metavar, text in _LIMIT_FLAGS:
+        default = getattr(_limits.Limits(), field)
+        limits.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar, help=f"{text} ({default:g})")
+
+    token = commands.add_parser("token", help="mint a development token or API key for a secured server",
+                                description="Print a development JWT (or a new API key) for the server configured "
+                                            "by --config.")
+    from ._token import add_token_arguments
+
+    add_token_arguments(token)
+
+    bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
+                                description="Measure an MCP server's throughput, latency and memory under load.")
+    from .bench.cli import add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
-
-
-def limits_from(args: argparse.Namespace) -> Limits:
-    return Limits(
-        max_message_size=args.max_message_size,
-        max_in_flight=args.max_in_flight,
-        grace_period=args.grace_period,
-        page_size=args.page_size,
-        client_request_timeout=args.client_request_timeout,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        from ._token import run_token
+
+        return run_token(args)
+    if args.command == "bench":
+        from .bench.cli import run_bench
+
+        return run_bench(args)
+    return _serve(args, argv)
+
+
+def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from ._config import ConfigError, load_config, overrides_from_args
     from ._logging import configure_logging
 
-    configure_logging(args.log_level, args.log_format)
-    if args.command == "serve":
-        try:
-            app = load_app(args.app)
-        except AppLoadError as exc:
-            print(f"mcp-trio: {exc}", file=sys.stderr)
+    if args.transport is not None:
+        args.transport = TRANSPORTS[args.transport]
+    try:
+        config = load_config(args.config, os.environ, overrides_from_args(args))
+    except ConfigError as exc:
+        print(f"mcp-trio: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.server.log_level, config.server.log_format)
+    transport = config.server.transport
+    if args.workers > 1:
+        if transport == "stdio":
+            print("mcp-trio: --workers needs a network transport (ws or http)", file=sys.stderr)
             return 2
-        limits = limits_from(args)
-        import trio
+        return _run_workers(args.workers, sys.argv[1:] if argv is None else argv)
+    try:
+        app = load_app(args.app)
+    except AppLoadError as exc:
+        print(f"mcp-trio: {exc}", file=sys.stderr)
+        return 2
+    import trio
 
-        from .transports.stdio import serve_stdio
+    limits = config.to_limits()
+    try:
+        if transport == "stdio":
+            from .transports.stdio import serve_stdio
 
-        try:
             trio.run(serve_stdio, app, limits)
-        except KeyboardInterrupt:
-            return 130
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+        elif transport == "websocket":
+            trio.run(_serve_websocket, app, config, args)
+        else:
+            trio.run(_serve_http, app, config, args)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _ssl_context(args: argparse.Namespace) -> Any:
+    if args.certfile is None:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return context
+
+
+async def _serve_websocket(app: Any, config: Any, args: argparse.Namespace) -> None:
+    import trio
+
+    from .transports.websocket import serve_websocket
+
+    server = config.server
+    async with trio.open_nursery() as nursery:
+        ws = await nursery.start(lambda task_status: serve_websocket(
+            app, config.to_limits(), host=server.host, port=server.port,
+            allowed_origins=server.allowed_origins or None, ssl_context=_ssl_context(args),
+            authenticator=config.authenticator(), handle_signals=True,
+            reuse_port=args.reuse_port, task_status=task_status))
+        scheme = "wss" if args.certfile else "ws"
+        print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
+
+
+async def _serve_http(app: Any, config: Any, args: argparse.Namespace) -> None:
+    import trio
+
+    from .transports.http import serve_http
+
+    server = config.server
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve_http(
+            app, config.to_limits(), host=server.host, port=server.port,
+            allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
+            json_response=args.json_response, authenticator=config.authenticator(), watch_signals=True,
+            reuse_port=args.reuse_port, task_status=task_status))
+        scheme = "https" if args.certfile else "http"
+        base = f"{scheme}://{server.host}:{port}"
+        ws = base.replace("http", "ws", 1)
+        print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
+              f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
+
+
+def _run_workers(workers: int, argv: list[str]) -> int:
+    """Run ``workers`` copies of this command, each binding the port with SO_REUSEPORT.
+
+    The kernel spreads new connections over them. Signals are passed on; each worker shuts
+    down gracefully on its own, and the parent exits when all have.
+    """
+    child_argv = [a for a in argv if not a.startswith("--workers")]
+    if "--workers" in argv:  # "--workers N" as two words
+        index = argv.index("--workers")
+        child_argv = argv[:index] + argv[index + 2:]
+    children = [subprocess.Popen([sys.executable, "-m", "mcp_trio", *child_argv, "--reuse-port"]) for _ in range(workers)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)
 
 
 if __name__ == "__main__":  # pragma: no cover
