@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .protocol._jsonrpc import RequestId
+from .protocol._jsonrpc import ErrorObject, RequestId
 
 
 class MessageTooLarge(Exception):
@@ -28,10 +28,12 @@ class RoutedChannel(Protocol):
     Streamable HTTP answers each POST on its own response (JSON or an SSE stream) and sends
     server-initiated messages on the GET stream. A channel with ``send_related`` gets every
     outgoing message with ``related``, the id of the client request it belongs to (None for
-    server-initiated messages), and ``final``, True for the reply that ends that request.
+    server-initiated messages), ``final``, True for the reply that ends that request, and
+    ``error``, the error object when that reply is an error (so HTTP can answer a refused
+    request with its status: 429, 403, 503).
     """
 
-    async def send_related(self, data: bytes, related: RequestId | None, final: bool) -> None: ...
+    async def send_related(self, data: bytes, related: RequestId | None, final: bool, error: ErrorObject | None) -> None: ...
 
 
 class BatchChannel(Protocol):

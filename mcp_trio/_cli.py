@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
         if transport == "stdio":
             from .transports.stdio import serve_stdio
 
-            trio.run(serve_stdio, app, limits)
+            trio.run(partial(serve_stdio, app, limits, rate_limits=config.rate_limits()))
         elif transport == "websocket":
             trio.run(_serve_websocket, app, config, args)
         else:
@@ -214,7 +215,7 @@ async def _serve_websocket(app: Any, config: Any, args: argparse.Namespace) -> N
         ws = await nursery.start(lambda task_status: serve_websocket(
             app, config.to_limits(), host=server.host, port=server.port,
             allowed_origins=server.allowed_origins or None, ssl_context=_ssl_context(args),
-            authenticator=config.authenticator(), handle_signals=True,
+            authenticator=config.authenticator(), handle_signals=True, rate_limits=config.rate_limits(),
             reuse_port=args.reuse_port, task_status=task_status))
         scheme = "wss" if args.certfile else "ws"
         print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -231,6 +232,7 @@ async def _serve_http(app: Any, config: Any, args: argparse.Namespace) -> None:
             app, config.to_limits(), host=server.host, port=server.port,
             allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
             json_response=args.json_response, authenticator=config.authenticator(), watch_signals=True,
+            rate_limits=config.rate_limits(),
             reuse_port=args.reuse_port, task_status=task_status))
         scheme = "https" if args.certfile else "http"
         base = f"{scheme}://{server.host}:{port}"

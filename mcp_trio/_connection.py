@@ -45,6 +45,7 @@ from .protocol._errors import (
     ShuttingDown,
 )
 from .protocol._jsonrpc import (
+    ErrorObject,
     ErrorResponse,
     Malformed,
     Message,
@@ -71,6 +72,14 @@ _FINAL = frozenset({Response, ErrorResponse, Malformed})
 #: What the writer gets: a message and the id of the client request it belongs to (its reply,
 #: or a notification or request sent while serving it), or None for server-initiated ones.
 Outgoing = tuple[Message | Malformed, RequestId | None]
+
+
+def _error_of(message: Message | Malformed) -> ErrorObject | None:
+    if type(message) is ErrorResponse:
+        return message.error  # type: ignore[union-attr]
+    if type(message) is Malformed:
+        return error_object(message.error)  # type: ignore[union-attr]
+    return None
 
 
 class InFlight:
@@ -379,7 +388,7 @@ class Connection:
                     writing.deadline = trio.current_time() + timeout
                     if send_related is not None:
                         for message, related in batch:
-                            await send_related(encode(message), related, type(message) in _FINAL)
+                            await send_related(encode(message), related, type(message) in _FINAL, _error_of(message))
                     elif send_batch is not None:
                         await send_batch([encode(message) for message, _ in batch])
                     else:

@@ -57,15 +57,20 @@ from hypercorn.trio import serve as hypercorn_serve
 from .. import _handlers
 from .._connection import Connection
 from ..auth import AuthError, Authenticator, Principal
+from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
+from ..auth import insufficient_scope
 from ..protocol._errors import (
+    FORBIDDEN,
     INVALID_REQUEST,
+    RATE_LIMITED,
     SERVER_OVERLOADED,
     SHUTTING_DOWN,
 )
 from ..protocol._jsonrpc import (
+    ErrorObject,
     Malformed,
     MessageCodec,
     Notification,
@@ -108,6 +113,8 @@ def _error_body(code: int, message: str, rid: RequestId | None = None) -> bytes:
 
 
 _JSON = b"application/json"
+#: JSON-RPC errors that refuse a request before its handler: answered with an HTTP status too.
+_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -127,7 +134,7 @@ class _Stream:
     listener that falls further behind skips to the oldest kept event.
     """
 
-    __slots__ = ("close_retry", "delivered", "done", "events", "final", "listener", "lot", "number", "seq")
+    __slots__ = ("close_retry", "delivered", "done", "error", "events", "final", "listener", "lot", "number", "seq")
 
     def __init__(self, number: int, retain: int) -> None:
         self.number = number
@@ -143,6 +150,8 @@ class _Stream:
         self.delivered = 0
         #: Set by ``close_stream``: end the current response, keep the stream resumable.
         self.close_retry: int | None = None
+        #: The final reply's error, when it is one (an admission refusal maps to a status).
+        self.error: ErrorObject | None = None
 
     def append(self, data: bytes, final: bool) -> None:
         self.seq += 1
@@ -275,13 +284,14 @@ class HttpSession(trio.abc.Channel[bytes]):
     async def send(self, data: bytes) -> None:
         self.standalone.append(data, False)
 
-    async def send_related(self, data: bytes, related: RequestId | None, final: bool) -> None:
+    async def send_related(self, data: bytes, related: RequestId | None, final: bool, error: ErrorObject | None = None) -> None:
         """Route one outgoing message: to its request's stream, else the standalone stream."""
         if related is not None:
             stream = self._requests.get(related)
             if final:
                 if stream is not None:
                     del self._requests[related]
+                    stream.error = error
                     stream.append(data, True)
                 else:
                     logger.debug("reply to %r dropped: its POST is gone (cancelled)", related)
@@ -684,7 +694,11 @@ class McpHttpApp:
                 else:
                     session.terminate()  # initialize failed: no session to keep
             if stream.final and len(stream.events) == 1 and stream.close_retry is None:
-                await _respond(send, 200, stream.events[0][1], headers=extra)
+                status = 200
+                if stream.error is not None and stream.error.code in _ADMISSION_CODES:
+                    status, refusal = self._admission_status(stream.error)
+                    extra += refusal
+                await _respond(send, status, stream.events[0][1], headers=extra)
                 return
             # Something came before the final reply (or the stream is to be closed): SSE.
             await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *extra]})
@@ -696,6 +710,27 @@ class McpHttpApp:
             await self._sse(session, stream, 0, receive, send, prefix)
         finally:
             session.end()
+
+    def _admission_status(self, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The HTTP status (and headers) of a request refused before its handler ran.
+
+        -32029 rate limited → 429 with ``Retry-After`` (whole seconds, rounded up);
+        -32003 forbidden → 403 with ``WWW-Authenticate: Bearer error="insufficient_scope"``;
+        -32030 overloaded → 503 with ``Retry-After: 1``. The body stays the JSON-RPC error.
+        """
+        data = error.data if isinstance(error.data, dict) else {}
+        if error.code == RATE_LIMITED:
+            retry_ms = data.get("retryAfterMs", 1000)
+            seconds = max(1, math.ceil(retry_ms / 1000)) if isinstance(retry_ms, (int, float)) else 1
+            return 429, [(b"retry-after", b"%d" % seconds)]
+        if error.code == FORBIDDEN:
+            headers: list[tuple[bytes, bytes]] = []
+            if self._authenticator is not None:
+                required = data.get("requiredScopes", [])
+                challenge = self._authenticator.challenge(insufficient_scope(frozenset(required)))
+                headers.append((b"www-authenticate", challenge.encode()))
+            return 403, headers
+        return 503, [(b"retry-after", b"1")]
 
     # -- Streamable HTTP: GET, DELETE -------------------------------------------------------
     async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
@@ -984,6 +1019,7 @@ async def serve_http(
     authenticator: Authenticator | None = None,
     watch_signals: bool = False,
     reuse_port: bool = False,
+    rate_limits: RateLimits | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -1008,7 +1044,7 @@ async def serve_http(
     if allowed_hosts is None and not _is_loopback(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         if watch_signals:
             nursery.start_soon(_watch_signals, supervisor)
         async with trio.open_nursery() as sessions:

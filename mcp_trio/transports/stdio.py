@@ -16,6 +16,7 @@ import trio
 
 from .._channel import MessageTooLarge
 from .._connection import Connection
+from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
@@ -178,12 +179,22 @@ def open_stdio(max_line: int) -> LineChannel:
     return LineChannel(PipeStream(protocol_in), PipeStream(protocol_out), max_line)
 
 
-async def serve_stdio(server: Server, limits: Limits | None = None, *, channel: trio.abc.Channel[bytes] | None = None) -> None:
-    """Serve ``server`` on stdin/stdout until EOF or a shutdown signal."""
+async def serve_stdio(
+    server: Server,
+    limits: Limits | None = None,
+    *,
+    channel: trio.abc.Channel[bytes] | None = None,
+    rate_limits: RateLimits | None = None,
+) -> None:
+    """Serve ``server`` on stdin/stdout until EOF or a shutdown signal.
+
+    stdio is a trusted local channel (the host that spawned us): no credential is asked, and
+    ``rate_limits`` (when given) applies to the one session as a whole.
+    """
     limits = limits or Limits()
     channel = channel or open_stdio(limits.max_message_size)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         nursery.start_soon(_watch_signals, supervisor)
         connection = Connection(supervisor, channel, session_id="stdio")
         await connection.run()

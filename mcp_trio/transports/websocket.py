@@ -61,6 +61,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import generate_accept_token
 
 from .._connection import Connection
+from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
@@ -920,6 +921,7 @@ async def serve_websocket(
     handle_signals: bool = False,
     listeners: Sequence[trio.abc.Listener[Any]] | None = None,
     reuse_port: bool = False,
+    rate_limits: RateLimits | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over WebSocket (``wss://`` with ``ssl_context``) until shut down.
@@ -948,7 +950,7 @@ async def serve_websocket(
     if policy.any_host and allowed_hosts is None:
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         if handle_signals:
             nursery.start_soon(_watch_signals, supervisor)
         endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss")
