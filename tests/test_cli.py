@@ -67,6 +67,17 @@ async def http_get(port: int, path: str, context: ssl.SSLContext | None = None) 
     return int(head.split()[1]), body
 
 
+async def wait_for_tcp(port: int) -> None:
+    while True:
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            await trio.sleep(0.1)
+        else:
+            await stream.aclose()
+            return
+
+
 async def wait_until_serving(port: int, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     while True:
         try:
@@ -134,6 +145,33 @@ async def test_https_with_certfile_and_keyfile(tmp_path: Path) -> None:
             with pytest.raises(trio.BrokenResourceError) as untrusted:
                 await http_get(port, "/healthz", ssl.create_default_context())  # not trusted by default
             assert isinstance(untrusted.value.__cause__, ssl.SSLCertVerificationError)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_wss_with_certfile_and_keyfile(tmp_path: Path) -> None:
+    from trio_websocket import open_websocket_url
+
+    from tests.test_websocket import WsClient
+
+    certfile, keyfile = self_signed(tmp_path)
+    port = free_port()
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "mcp_trio", "serve", "--transport", "ws", "--port", str(port),
+         "--certfile", str(certfile), "--keyfile", str(keyfile)], env=child_env(), stderr=subprocess.DEVNULL)
+    context = ssl.create_default_context(cafile=str(certfile))
+    try:
+        with trio.fail_after(30):
+            await wait_for_tcp(port)
+            async with open_websocket_url(f"wss://localhost:{port}/", ssl_context=context) as ws:
+                client = WsClient(ws)
+                await client.initialize()
+                reply = await client.request("tools/call", {"name": "echo", "arguments": {"text": "over tls"}})
+                assert reply["result"]["content"][0]["text"] == "over tls"
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 0
     finally:
