@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import math
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
@@ -90,6 +91,16 @@ class Supervisor:
         self.shutting_down.set()
         for connection in list(self.connections):
             connection.stop_reading()
+
+    async def watch_signals(self) -> None:
+        """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.shutting_down.is_set():
+                    logger.warning("second %s: stopping now", signal.Signals(signum).name)
+                    raise KeyboardInterrupt
+                logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
+                self.shutdown()
 
     def close(self) -> None:
         """Release ``run`` (after connections have finished)."""

@@ -42,7 +42,6 @@ import itertools
 import logging
 import math
 import secrets
-import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -1046,7 +1045,7 @@ async def serve_http(
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         if watch_signals:
-            nursery.start_soon(_watch_signals, supervisor)
+            nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
                              allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
@@ -1068,14 +1067,3 @@ async def serve_http(
 async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await fn()
-
-
-async def _watch_signals(supervisor: Supervisor) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if supervisor.shutting_down.is_set():
-                logger.warning("second %s: stopping now", signal.Signals(signum).name)
-                raise KeyboardInterrupt
-            logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
-            supervisor.shutdown()

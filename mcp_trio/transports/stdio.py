@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 
 import trio
@@ -195,19 +194,8 @@ async def serve_stdio(
     channel = channel or open_stdio(limits.max_message_size)
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
-        nursery.start_soon(_watch_signals, supervisor)
+        nursery.start_soon(supervisor.watch_signals)
         connection = Connection(supervisor, channel, session_id="stdio")
         await connection.run()
         supervisor.close()
         nursery.cancel_scope.cancel()
-
-
-async def _watch_signals(supervisor: Supervisor) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if supervisor.shutting_down.is_set():
-                logger.warning("second %s: stopping now", signal.Signals(signum).name)
-                raise KeyboardInterrupt
-            logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
-            supervisor.shutdown()

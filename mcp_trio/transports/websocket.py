@@ -48,7 +48,6 @@ import ipaddress
 import logging
 import math
 import os
-import signal
 import socket as socket_module
 import struct
 from collections.abc import Iterable, Sequence
@@ -952,7 +951,7 @@ async def serve_websocket(
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         if handle_signals:
-            nursery.start_soon(_watch_signals, supervisor)
+            nursery.start_soon(supervisor.watch_signals)
         endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss")
         try:
             async with trio.open_nursery() as serving:
@@ -982,14 +981,3 @@ async def _reuse_port_listeners(host: str, port: int, ssl_context: ssl.SSLContex
     if ssl_context is not None:
         listener = trio.SSLListener(listener, ssl_context, https_compatible=True)
     return [listener]
-
-
-async def _watch_signals(supervisor: Supervisor) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if supervisor.shutting_down.is_set():
-                logger.warning("second %s: stopping now", signal.Signals(signum).name)
-                raise KeyboardInterrupt
-            logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
-            supervisor.shutdown()
