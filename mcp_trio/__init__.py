@@ -4,9 +4,11 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 (``mcp-trio serve module:server``) or from Python (``mcp_trio.transports.stdio.serve_stdio``).
 """
 
+from ._compose import ToolCallError
 from ._content import AssistantMessage, Audio, Image, Message, UserMessage
 from ._context import CapabilityMissing, Context
 from ._limits import Limits
+from ._plugins import Plugin
 from ._server import Server
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
 from .protocol._types import (
@@ -33,11 +35,13 @@ __all__ = [
     "Limits",
     "McpError",
     "Message",
+    "Plugin",
     "ResourceLink",
     "ResourceNotFound",
     "Server",
     "TextContent",
     "TextResourceContents",
+    "ToolCallError",
     "UserMessage",
 ]
 __version__ = "0.1.0"

@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", default=None, help="ws/http: the certificate's private key (PEM)")
     serve.add_argument("--json-response", action="store_true",
                        help="http: answer every request with JSON, never an SSE stream")
+    serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
+                       help="load tools, resources and prompts from the plugin files in DIR, and reload them "
+                            "when they change (repeatable)")
+    serve.add_argument("--plugin-packages", action="store_true", default=None,
+                       help="also load the plugins installed packages declare (entry points: mcp_trio.plugins)")
+    serve.add_argument("--no-watch", dest="watch_plugins", action="store_false", default=None,
+                       help="load plugins once; do not reload them when their files change")
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
@@ -133,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ._token import add_token_arguments
 
     add_token_arguments(token)
+
+    admin = commands.add_parser("admin", help="switch tools on/off, reload plugins, read statistics of a running server",
+                                description="Call the /admin surface of a server served over HTTP "
+                                            "(needs the admin scope when it authenticates callers).")
+    from ._admin_cli import add_admin_arguments
+
+    add_admin_arguments(admin)
 
     bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
                                 description="Measure an MCP server's throughput, latency and memory under load.")
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench.cli import run_bench
 
         return run_bench(args)
+    if args.command == "admin":
+        from ._admin_cli import run_admin
+
+        return run_admin(args)
     return _serve(args, argv)
 
 
@@ -172,12 +190,30 @@ def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
         if transport == "stdio":
             print("mcp-trio: --workers needs a network transport (ws or http)", file=sys.stderr)
             return 2
+        if not config.request_state.configured:
+            # One requestState key for all workers: a 2026-07-28 retry may reach any of them.
+            import secrets
+
+            os.environ["MCP_TRIO_REQUEST_STATE_SECRET"] = secrets.token_urlsafe(32)
         return _run_workers(args.workers, sys.argv[1:] if argv is None else argv)
     try:
         app = load_app(args.app)
     except AppLoadError as exc:
         print(f"mcp-trio: {exc}", file=sys.stderr)
         return 2
+    try:
+        if config.request_state.configured or config.request_state.ttl != app.request_state.ttl:
+            app.request_state = config.request_state_codec()  # else the app's own (default: random)
+    except ConfigError as exc:
+        print(f"mcp-trio: {exc}", file=sys.stderr)
+        return 2
+    plugins = config.plugins
+    if plugins.directories or plugins.entry_points:
+        try:
+            app.use_plugins(*plugins.directories, entry_points=plugins.entry_points, watch=plugins.watch)
+        except (OSError, RuntimeError) as exc:
+            print(f"mcp-trio: {exc}", file=sys.stderr)
+            return 2
     import trio
 
     limits = config.to_limits()

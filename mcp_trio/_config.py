@@ -62,6 +62,17 @@ A complete file (every key is optional; shown with its default unless noted)::
     rate = 1.0                       # and a bucket of its own, per caller
     burst = 0
 
+    [request_state]                  # protocol revision 2026-07-28: the HMAC key sealing
+    secret = "..."                   #   requestState (>= 32 bytes; default: random, this
+    secret_file = "state.secret"     #   process only). Servers sharing clients (--workers,
+    previous_secrets = []            #   hosts behind a balancer) must share it; older keys
+    ttl = 600.0                      #   still verify. ttl: seconds a state stays valid
+
+    [plugins]                        # tools, resources and prompts from plugins
+    directories = ["plugins"]        # folders of plugin files (relative to this file)
+    entry_points = false             # also load installed packages' "mcp_trio.plugins"
+    watch = true                     # reload a directory plugin when its file changes
+
 Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
 ``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_RATE_LIMIT_RATE=5``. Lists are comma-separated
@@ -90,6 +101,7 @@ from ._limiter import DEFAULT_BURST, DEFAULT_MAX_KEYS, RateLimits, ToolLimit
 from ._limits import Limits
 
 if typing.TYPE_CHECKING:
+    from ._request_state import RequestStateCodec
     from .auth import Authenticator
 
 ENV_PREFIX = "MCP_TRIO_"
@@ -198,6 +210,29 @@ class RateLimitConfig(_Section):
     max_keys: Annotated[int, Meta(ge=1)] = DEFAULT_MAX_KEYS
 
 
+class RequestStateConfig(_Section):
+    """Keys that seal ``requestState`` (protocol revision 2026-07-28, ``mcp_trio._request_state``)."""
+
+    secret: str | None = None
+    secret_file: str | None = None
+    previous_secrets: tuple[str, ...] = ()
+    ttl: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+
+    def __repr__(self) -> str:  # secrets never reach a log line or a traceback
+        return (f"RequestStateConfig(secret={'<hidden>' if self.secret else None}, secret_file={self.secret_file!r}, "
+                f"previous_secrets=<{len(self.previous_secrets)} hidden>, ttl={self.ttl!r})")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.secret or self.secret_file)
+
+
+class PluginsConfig(_Section):
+    directories: tuple[str, ...] = ()
+    entry_points: bool = False
+    watch: bool = True
+
+
 class Config(_Section):
     """Everything ``main`` needs to build and serve: pass it down, never store it globally."""
 
@@ -205,6 +240,8 @@ class Config(_Section):
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # type: ignore[valid-type]
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    request_state: RequestStateConfig = field(default_factory=RequestStateConfig)
 
     # -- the objects the rest of the server takes --------------------------------------------
     def to_limits(self) -> Limits:
@@ -223,6 +260,23 @@ class Config(_Section):
             return RateLimits(rate=rl.rate, burst=rl.burst, tools=tools, max_concurrent=rl.max_concurrent, max_keys=rl.max_keys)
         except ValueError as exc:
             raise ConfigError(f"[rate_limit]: {exc}") from None
+
+    def request_state_codec(self) -> RequestStateCodec:
+        """The ``requestState`` sealer: the configured key(s), else a random key for this process."""
+        from ._request_state import RequestStateCodec
+
+        rs = self.request_state
+        secret = rs.secret
+        if secret is None and rs.secret_file is not None:
+            try:
+                secret = Path(rs.secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"[request_state] secret_file: cannot read {rs.secret_file}: {exc.strerror or exc}") from None
+        keys = [k for k in (secret, *rs.previous_secrets) if k]
+        try:
+            return RequestStateCodec(keys or None, ttl=rs.ttl)
+        except ValueError as exc:
+            raise ConfigError(f"[request_state]: {exc}") from None
 
     def audience(self) -> tuple[str, ...]:
         if self.auth.jwt.audience:
@@ -292,7 +346,8 @@ def _read(path: str, what: str) -> str:
 
 # -- sources ------------------------------------------------------------------------------------
 #: Keys holding file paths: relative ones in a config file are relative to that file.
-_PATH_KEYS = (("auth", "jwt", "jwks_file"), ("auth", "jwt", "public_key_file"), ("auth", "jwt", "secret_file"))
+_PATH_KEYS = (("auth", "jwt", "jwks_file"), ("auth", "jwt", "public_key_file"), ("auth", "jwt", "secret_file"),
+              ("request_state", "secret_file"))
 
 
 def _leaves(struct: type, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], msgspec.inspect.Type]:
@@ -387,6 +442,9 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
             node[keys[-1]] = str((file.parent / node[keys[-1]]).resolve())
+    plugins = data.get("plugins")
+    if isinstance(plugins, dict) and isinstance(plugins.get("directories"), list):
+        plugins["directories"] = [str((file.parent / d).resolve()) if isinstance(d, str) else d for d in plugins["directories"]]
     return data
 
 
@@ -450,6 +508,8 @@ def load_config(
         raise ConfigError(f"configuration: {exc}") from None
     config.to_limits()  # cross-field checks now, not when serving starts
     config.rate_limits()
+    if config.request_state.configured:
+        config.request_state_codec()  # a short or unreadable key stops the server now
     return config
 
 
@@ -468,6 +528,9 @@ FLAG_KEYS: dict[str, str] = {
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",
     "allow_anonymous": "auth.allow_anonymous",
+    "plugins": "plugins.directories",
+    "plugin_packages": "plugins.entry_points",
+    "watch_plugins": "plugins.watch",
     **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
 }
 

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import trio
 
-from . import _handlers
+from . import _handlers, _stateless
 from ._channel import MessageTooLarge
 from ._logging import request_id_var, session_id_var
 from ._supervisor import Supervisor
@@ -56,7 +56,8 @@ from .protocol._jsonrpc import (
     Response,
     error_object,
 )
-from .protocol._session import ClientProfile, SessionState
+from .protocol._session import ClientProfile, Phase, SessionState
+from .protocol._stateless import looks_modern
 
 logger = logging.getLogger("mcp_trio.connection")
 
@@ -85,12 +86,14 @@ def _error_of(message: Message | Malformed) -> ErrorObject | None:
 class InFlight:
     """A request between arrival and answer: its cancel scope and why it was cancelled."""
 
-    __slots__ = ("scope", "reason", "holds_slot")
+    __slots__ = ("scope", "reason", "holds_slot", "modern")
 
-    def __init__(self) -> None:
+    def __init__(self, modern: _stateless.ModernRequest | None = None) -> None:
         self.scope = trio.CancelScope()
         self.reason: str | None = None
         self.holds_slot = False
+        #: The request's own envelope when it is a 2026-07-28 (stateless) request, else None.
+        self.modern = modern
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
@@ -186,6 +189,18 @@ class Connection:
         """Stop taking new messages; what is in flight still finishes (graceful shutdown)."""
         self._reader_scope.cancel()
 
+    @property
+    def input_done(self) -> trio.Event:
+        """Set when this connection will read no more (EOF, shutdown): long waits end then."""
+        return self._input_done
+
+    def park(self, in_flight: InFlight) -> None:
+        """Give back ``in_flight``'s slot for good: it now waits on the server, not on this
+        connection's input (a ``subscriptions/listen`` stream), and must not stall the reader."""
+        if in_flight.holds_slot:
+            self._slots.release()
+            in_flight.holds_slot = False
+
     # -- reader -----------------------------------------------------------------------------
     async def _reader(self, requests: trio.Nursery) -> None:
         with self._reader_scope:
@@ -227,6 +242,17 @@ class Connection:
             # Answered here, in arrival order, so requests pipelined behind it see the new phase.
             await out.send((self._answer_now(request, _handlers.initialize), request.id))
             return
+        if self.state.phase is Phase.NEW and looks_modern(request.method, request.params):
+            # Stateless (2026-07-28): served from the request's own envelope. The client's
+            # first requests decide the era: once initialized, a connection is the handshake
+            # era's (and pays nothing for the check).
+            modern = _stateless.accept(request)
+            if isinstance(modern, McpError):
+                await out.send((ErrorResponse(request.id, error_object(modern)), request.id))
+                return
+            if modern is not None:
+                await self._dispatch(request, requests, modern)
+                return
         try:
             self.state.check_request(request.method)
         except McpError as exc:
@@ -280,7 +306,7 @@ class Connection:
                 for in_flight in list(self._running.values()):
                     in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
 
-    async def _dispatch(self, request: Request, requests: trio.Nursery) -> None:
+    async def _dispatch(self, request: Request, requests: trio.Nursery, modern: _stateless.ModernRequest | None = None) -> None:
         """Take an in-flight slot, then start the request's task (called by the reader).
 
         Taking the slot is synchronous when one is free (no extra trip through the scheduler
@@ -290,7 +316,7 @@ class Connection:
         if not self._accepting:
             logger.debug("hard stop: request %r read but not started", request.id)
             return
-        in_flight = InFlight()
+        in_flight = InFlight(modern)
         self._running[request.id] = in_flight
         try:
             self._slots.acquire_nowait()
@@ -341,6 +367,8 @@ class Connection:
 
     async def _answer(self, request: Request, in_flight: InFlight) -> Message:
         """Run a request's handler and convert its outcome to one reply: the only place."""
+        if in_flight.modern is not None:
+            return await _stateless.answer(self, request, in_flight)
         handler = _handlers.HANDLERS.get(request.method)
         try:
             if handler is None:

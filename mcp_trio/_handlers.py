@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,12 +18,13 @@ import trio
 from msgspec import UNSET, Raw
 
 from ._context import Context
-from ._registry import Registry, paginate
+from ._registry import Registry, ToolDef, paginate
 from ._results import ResultEncodingError, error_result, prompt_messages, resource_contents, tool_result
 from .protocol._errors import Forbidden, InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
 from .protocol._jsonrpc import Notification, Request
 from .protocol._types import (
     CallToolParams,
+    CallToolResult,
     CancelledParams,
     CompleteParams,
     CompleteResult,
@@ -110,7 +112,9 @@ def _context(conn: Connection, request: Request, in_flight: InFlight, meta: Any)
     token = None
     if meta is not UNSET and meta is not None and meta.progress_token is not UNSET:
         token = meta.progress_token
-    return Context(conn, request.id, request.method, token, conn.state.client, conn.principal, in_flight)
+    modern = in_flight.modern  # a 2026-07-28 request: its client is its own envelope's
+    client = conn.state.client if modern is None else modern.envelope.profile
+    return Context(conn, request.id, request.method, token, client, conn.principal, in_flight)
 
 
 # -- authorization ----------------------------------------------------------------------------
@@ -179,14 +183,58 @@ async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> 
     supervisor = conn.supervisor
     if supervisor.request_limiter is not None:
         supervisor.charge(conn, params.name)  # tools/call is charged here, once its cost is known
-    tool = supervisor.registry.tools.get(params.name)
-    if tool is None or not tool.enabled:
-        raise InvalidParams(f"unknown tool: {params.name!r}", {"tool": params.name})
+    tool = find_tool(conn, params.name)
+    return await run_tool(conn, tool, params.arguments, lambda: _context(conn, request, in_flight, params.meta))
+
+
+def find_tool(conn: Connection, name: str) -> ToolDef:
+    """The tool ``name``, if it is registered, enabled, and the caller holds its scopes."""
+    tool = conn.supervisor.registry.tools.get(name)
+    if tool is None:
+        raise InvalidParams(f"unknown tool: {name!r}", {"tool": name})
+    if not tool.enabled:
+        raise InvalidParams(f"tool {name!r} is disabled on this server", {"tool": name, "disabled": True})
     if tool.scopes:
         _require(conn, tool.scopes, "tool", tool.name)
-    kwargs = tool.parser.parse(params.arguments)
+    return tool
+
+
+async def run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Callable[[], Context]) -> CallToolResult:
+    """Validate ``arguments`` (JSON ``Raw``), call the tool under its own timeout, shape the
+    result, and count the call in the tool's statistics. Every call of a tool takes this path:
+    ``tools/call`` and ``Context.call_tool`` alike. ``context`` makes the ``Context`` (called
+    only when the tool takes one)."""
+    metrics = conn.supervisor.metrics
+    stats = metrics.tools.get(tool.name)
+    if stats is None:
+        stats = metrics.tool(tool.name)
+    clock = metrics.clock
+    stats.calls += 1
+    stats.last_used = time.time()
+    started = clock()
+    try:
+        result = await _run_tool(conn, tool, arguments, context)
+    except trio.Cancelled:
+        stats.cancellations += 1  # counted, and passed on
+        raise
+    except RequestTimeout:
+        stats.timeouts += 1
+        raise
+    except BaseException:
+        stats.errors += 1
+        raise
+    else:
+        if result.is_error:
+            stats.errors += 1
+        return result
+    finally:
+        stats.finish(clock() - started)
+
+
+async def _run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Callable[[], Context]) -> CallToolResult:
+    kwargs = tool.parser.parse(arguments)
     if tool.parser.context_param is not None:
-        kwargs[tool.parser.context_param] = _context(conn, request, in_flight, params.meta)
+        kwargs[tool.parser.context_param] = context()
     timed_out = False
     try:
         if tool.timeout is None:

@@ -36,7 +36,15 @@ class ToolDef:
     timeout: float | None = None
     tags: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
+    #: False while switched off at run time (by name or by tag): unlisted, and calls are
+    #: refused. The supervisor derives it from its switches on every publish.
     enabled: bool = True
+    category: str | None = None
+    version: str | None = None
+    #: The deprecation message, or None when the tool is not deprecated.
+    deprecated: str | None = None
+    #: Example argument objects (validated against the signature when registered).
+    examples: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,47 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """The names of what one registry (a plugin's, say) defines: what to remove on a reload."""
+
+    tools: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+    templates: frozenset[str] = frozenset()
+    prompts: frozenset[str] = frozenset()
+    completions: frozenset[CompletionKey] = frozenset()
+
+    def kinds(self) -> frozenset[str]:
+        """The lists (``tools``, ``resources``, ``prompts``) that these definitions appear in."""
+        kinds = set()
+        if self.tools:
+            kinds.add("tools")
+        if self.resources or self.templates:
+            kinds.add("resources")
+        if self.prompts:
+            kinds.add("prompts")
+        return frozenset(kinds)
+
+    def union(self, other: RegistryKeys) -> RegistryKeys:
+        return RegistryKeys(self.tools | other.tools, self.resources | other.resources, self.templates | other.templates,
+                            self.prompts | other.prompts, self.completions | other.completions)
+
+    def minus(self, other: RegistryKeys) -> RegistryKeys:
+        return RegistryKeys(self.tools - other.tools, self.resources - other.resources, self.templates - other.templates,
+                            self.prompts - other.prompts, self.completions - other.completions)
+
+    def clashes(self, other: RegistryKeys) -> list[str]:
+        """What both define, described (``tool 'x'``), sorted."""
+        found = [f"tool {name!r}" for name in self.tools & other.tools]
+        found += [f"resource {uri!r}" for uri in self.resources & other.resources]
+        found += [f"resource template {uri!r}" for uri in self.templates & other.templates]
+        found += [f"prompt {name!r}" for name in self.prompts & other.prompts]
+        return sorted(found)
+
+    def __bool__(self) -> bool:
+        return bool(self.tools or self.resources or self.templates or self.prompts or self.completions)
+
+
+@dataclass(frozen=True, slots=True)
 class Registry:
     """An immutable snapshot of everything a server offers. Build new ones with ``with_*``."""
 
@@ -147,6 +196,28 @@ class Registry:
 
     def with_completion(self, key: CompletionKey, completion: CompletionDef) -> Registry:
         return replace(self, completions=_frozen({**self.completions, key: completion}), version=self.version + 1)
+
+    def keys(self) -> RegistryKeys:
+        return RegistryKeys(frozenset(self.tools), frozenset(self.resources), frozenset(t.uri_template for t in self.templates),
+                            frozenset(self.prompts), frozenset(self.completions))
+
+    def swap(self, remove: RegistryKeys, add: Registry) -> Registry:
+        """One new snapshot: everything named in ``remove`` taken out, everything in ``add`` put
+        in (replacing what has the same name). A plugin's reload in one step."""
+        tools = {k: v for k, v in self.tools.items() if k not in remove.tools}
+        resources = {k: v for k, v in self.resources.items() if k not in remove.resources}
+        prompts = {k: v for k, v in self.prompts.items() if k not in remove.prompts}
+        completions = {k: v for k, v in self.completions.items() if k not in remove.completions}
+        added = {t.uri_template for t in add.templates}
+        templates = tuple(t for t in self.templates if t.uri_template not in remove.templates and t.uri_template not in added)
+        return Registry(
+            tools=_frozen({**tools, **add.tools}),
+            resources=_frozen({**resources, **add.resources}),
+            templates=(*templates, *add.templates),
+            prompts=_frozen({**prompts, **add.prompts}),
+            completions=_frozen({**completions, **add.completions}),
+            version=self.version + 1,
+        )
 
     def find_template(self, uri: str) -> tuple[TemplateDef, dict[str, str]] | None:
         for template in self.templates:

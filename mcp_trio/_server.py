@@ -9,12 +9,15 @@ snapshot and tells live sessions their lists changed.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import msgspec
 from msgspec import UNSET
 
 from ._context import Context
+from ._request_state import RequestStateCodec
 from ._registry import (
     CompletionDef,
     PromptDef,
@@ -26,6 +29,7 @@ from ._registry import (
     is_async_callable,
 )
 from ._schema import SignatureError, build_parser, output_shape
+from .protocol._errors import InvalidParams
 from .protocol._types import (
     Implementation,
     Prompt,
@@ -37,6 +41,7 @@ from .protocol._types import (
 )
 
 if TYPE_CHECKING:
+    from ._plugins import PluginManager
     from ._supervisor import Supervisor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +77,14 @@ class Server:
         self.title = title
         self._registry = Registry()
         self._supervisor: Supervisor | None = None
+        #: Where plugins come from (``use_plugins``); None: no plugins.
+        self.plugins: PluginManager | None = None
+        #: Seals ``requestState`` for 2026-07-28 input-required rounds: a random key of this
+        #: process unless replaced (``mcp-trio serve`` sets it from ``[request_state]``).
+        #: Servers that share clients must share the key; see ``mcp_trio._request_state``.
+        self.request_state = RequestStateCodec()
+        #: Seconds 2026-07-28 clients may cache list results and ``server/discover`` (``ttlMs``).
+        self.cache_ttl = 0.0
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -83,7 +96,7 @@ class Server:
         """The current snapshot: the supervisor's while serving, else the server's own."""
         return self._supervisor.registry if self._supervisor is not None else self._registry
 
-    def _update(self, change: Callable[[Registry], Registry], kind: str) -> None:
+    def _update(self, change: Callable[[Registry], Registry], kind: str | Iterable[str]) -> None:
         if self._supervisor is not None:
             self._supervisor.update_registry(change, kind)
         else:
@@ -111,9 +124,12 @@ class Server:
         """Register ``fn`` as a tool. Use bare (``@server.tool``) or with options:
 
         ``name``, ``title``, ``description`` (default: the docstring), ``read_only``,
-        ``destructive``, ``idempotent``, ``open_world`` (MCP tool annotations), ``timeout``
-        (seconds; a call past it is cancelled and answered with a timeout error), ``tags``,
-        ``scopes``, ``deprecated`` (a message; shown in the description and ``_meta``),
+        ``destructive`` (or its alias ``dangerous``), ``idempotent``, ``open_world`` (MCP tool
+        annotations: ``readOnlyHint``, ``destructiveHint``...), ``timeout`` (seconds; a call
+        past it is cancelled and answered with a timeout error), ``tags`` and ``category``
+        (for listing, and for switching tools on and off by tag), ``version``, ``examples``
+        (argument objects, checked against the signature now), ``scopes``, ``deprecated``
+        (True or a message; shown in the description and ``_meta``),
         ``input_schema``/``output_schema`` (raw overrides), ``meta``.
         """
 
@@ -132,10 +148,14 @@ class Server:
         description: str | None = None,
         read_only: bool | None = None,
         destructive: bool | None = None,
+        dangerous: bool | None = None,
         idempotent: bool | None = None,
         open_world: bool | None = None,
         timeout: float | None = None,
         tags: Iterable[str] = (),
+        category: str | None = None,
+        version: str | None = None,
+        examples: Iterable[Mapping[str, Any]] = (),
         scopes: str | Iterable[str] = (),
         deprecated: str | bool | None = None,
         input_schema: dict[str, Any] | None = None,
@@ -148,13 +168,34 @@ class Server:
         if output_schema is not None:
             shape = type(shape)(output_schema, shape.wrap)
         text = description if description is not None else _description(fn)
+        tags = frozenset((tags,) if isinstance(tags, str) else tags)
+        examples = tuple(dict(example) for example in examples)
+        for number, example in enumerate(examples, 1):
+            try:
+                parser.parse(msgspec.json.encode(example))
+            except (InvalidParams, TypeError) as exc:
+                raise ValueError(f"tool {tool_name!r}: example {number} does not match its parameters: {exc}") from None
+        if dangerous is not None:
+            if destructive is not None and destructive != dangerous:
+                raise ValueError(f"tool {tool_name!r}: dangerous={dangerous} contradicts destructive={destructive}")
+            destructive = dangerous
+        if destructive and read_only:
+            raise ValueError(f"tool {tool_name!r}: a read-only tool cannot be destructive")
         wire_meta = dict(meta or {})
         if tags:
             wire_meta["tags"] = sorted(tags)
+        if category:
+            wire_meta["category"] = category
+        if version:
+            wire_meta["version"] = version
+        if examples:
+            wire_meta["examples"] = list(examples)
+        note = None
         if deprecated:
             note = deprecated if isinstance(deprecated, str) else "This tool is deprecated."
             text = f"DEPRECATED: {note}" + (f"\n\n{text}" if text else "")
-            wire_meta["deprecated"] = note
+            wire_meta["deprecated"] = True
+            wire_meta["deprecationMessage"] = note
         hints = {"read_only_hint": read_only, "destructive_hint": destructive, "idempotent_hint": idempotent, "open_world_hint": open_world}
         annotations = ToolAnnotations(**{k: v for k, v in hints.items() if v is not None}) if any(v is not None for v in hints.values()) else UNSET
         wire = Tool(
@@ -170,7 +211,8 @@ class Server:
             raise ValueError("timeout must be positive")
         definition = ToolDef(
             name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async_callable(fn),
-            timeout=timeout, tags=frozenset(tags), scopes=_scope_set(scopes),
+            timeout=timeout, tags=tags, scopes=_scope_set(scopes), category=category, version=version,
+            deprecated=note, examples=examples,
         )
         self._update(lambda r: r.with_tool(definition), "tools")
         return definition
@@ -226,6 +268,27 @@ class Server:
         """Tell every session subscribed to ``uri`` that it changed (no-op when not serving)."""
         if self._supervisor is not None:
             self._supervisor.resource_updated(uri)
+
+    # -- plugins ----------------------------------------------------------------------------
+    def use_plugins(
+        self,
+        *directories: str | os.PathLike[str],
+        entry_points: bool = False,
+        watch: bool = True,
+    ) -> PluginManager:
+        """Serve tools, resources and prompts from plugins as well (see ``mcp_trio.Plugin``).
+
+        ``directories``: folders of plugin files (``*.py``; names starting with ``_`` or ``.``
+        are skipped), loaded when serving starts and, with ``watch``, reloaded when they
+        change. ``entry_points``: also load the plugins that installed packages declare in the
+        ``mcp_trio.plugins`` entry-point group (once, at start). Call it before serving.
+        """
+        from ._plugins import PluginManager
+
+        if self.plugins is not None:
+            raise RuntimeError(f"server {self.name!r} already has plugins configured")
+        self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
+        return self.plugins
 
     # -- prompts ----------------------------------------------------------------------------
     @overload

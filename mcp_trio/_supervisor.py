@@ -12,17 +12,21 @@ import itertools
 import logging
 import signal
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import trio
 
 from ._handlers import HANDLERS
+from ._stateless import Stateless
 from ._limiter import RateLimits, RequestLimiter, TokenBucket
 from ._limits import Limits
 from ._metrics import Metrics
 from ._registry import Registry
 from .protocol._errors import RateLimited, ServerOverloaded
+from .protocol._stateless import MODERN_METHODS
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -66,20 +70,36 @@ class Supervisor:
         self.admission = self.request_limiter is not None or self.max_concurrent is not None
         self.registry = Registry()
         self.connections: set[Connection] = set()
-        self.metrics = Metrics(frozenset(HANDLERS))
+        self.metrics = Metrics(frozenset(HANDLERS) | MODERN_METHODS)
+        #: The stateless revision's side (2026-07-28): result stamps, requestState keys, listen streams.
+        self.stateless = Stateless(server)
         self._subscribers: dict[str, set[Connection]] = {}
         self._ids = itertools.count(1)
         self._stop = trio.Event()
         #: Set when shutdown has begun: readers stop reading, in-flight requests get the grace period.
         self.shutting_down = trio.Event()
+        #: Run-time switches: tools switched off by name, and tags whose tools are switched off.
+        #: Applied to every snapshot published (``ToolDef.enabled``), so they survive reloads.
+        self.disabled_tools: set[str] = set()
+        self.disabled_tags: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the registry until ``shutdown``; reports readiness with ``task_status.started``."""
-        self.registry = self.server._attach(self)
+        """Own the registry until ``shutdown``; reports readiness with ``task_status.started``.
+
+        A server with plugins (``Server.use_plugins``) has them loaded before readiness is
+        reported; its plugin directories are then watched until shutdown.
+        """
+        # Switches are this run's: a registry kept from an earlier run starts all on again.
+        self.registry = self._switched(self.server._attach(self))
+        self.metrics.clock = trio.lowlevel.current_clock().current_time
         try:
-            task_status.started(self)
-            await self._stop.wait()
+            async with trio.open_nursery() as nursery:
+                if self.server.plugins is not None:
+                    await nursery.start(self.server.plugins.run, self)
+                task_status.started(self)
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
         finally:
             self.server._detach(self)
 
@@ -168,13 +188,60 @@ class Supervisor:
             raise RateLimited(f"rate limit exceeded; retry after {retry_ms} ms", {"retryAfterMs": retry_ms})
 
     # -- registry ---------------------------------------------------------------------------
-    def update_registry(self, change: Callable[[Registry], Registry], kind: str) -> None:
-        """Publish ``change(registry)`` and tell live sessions which list changed."""
-        self.registry = change(self.registry)
-        method = _LIST_CHANGED.get(kind)
-        if method is not None:
-            for connection in self.connections:
-                connection.post_notification(method)
+    def update_registry(self, change: Callable[[Registry], Registry], kind: str | Collection[str]) -> None:
+        """Publish ``change(registry)`` and tell live sessions which list(s) changed
+        (``kind``: ``"tools"``, ``"resources"``, ``"prompts"``, or several of them)."""
+        self.registry = self._switched(change(self.registry))
+        self.metrics.prune_tools(self.registry.tools)
+        for each in (kind,) if isinstance(kind, str) else sorted(kind):
+            method = _LIST_CHANGED.get(each)
+            if method is not None:
+                for connection in self.connections:
+                    connection.post_notification(method)
+                self.stateless.list_changed(each)
+
+    # -- run-time switches ------------------------------------------------------------------
+    def _switched(self, registry: Registry) -> Registry:
+        """``registry`` with each tool's ``enabled`` set from the switches."""
+        names, tags = self.disabled_tools, self.disabled_tags
+        changed = {}
+        for name, tool in registry.tools.items():
+            enabled = name not in names and not (tags and tool.tags & tags)
+            if enabled != tool.enabled:
+                changed[name] = replace(tool, enabled=enabled)
+        if not changed:
+            return registry
+        return replace(registry, tools=MappingProxyType({**registry.tools, **changed}))
+
+    def set_enabled(self, enabled: bool, *, tools: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
+        """Switch tools on or off by name and/or by tag; returns the tools whose visibility
+        changed (sessions are sent ``tools/list_changed`` when any did).
+
+        A tool is enabled when neither its name nor any of its tags is switched off: enabling
+        a tool by name does not override a tag that is off. Switches outlive the definitions
+        they name (a plugin reloaded, or registered later, finds them in force).
+        """
+        names, tag_set = set(tools), set(tags)
+        if enabled:
+            self.disabled_tools -= names
+            self.disabled_tags -= tag_set
+        else:
+            self.disabled_tools |= names
+            self.disabled_tags |= tag_set
+        before = {name: tool.enabled for name, tool in self.registry.tools.items()}
+        registry = self._switched(self.registry)
+        flipped = sorted(name for name, tool in registry.tools.items() if before[name] != tool.enabled)
+        if flipped:
+            self.update_registry(lambda r: replace(r, version=r.version + 1), "tools")
+        return flipped
+
+    def disabled_reason(self, name: str) -> str | None:
+        """Why tool ``name`` is switched off (``"disabled"``, ``"tag 'x' disabled"``), or None."""
+        if name in self.disabled_tools:
+            return "disabled"
+        tool = self.registry.tools.get(name)
+        off = sorted(tool.tags & self.disabled_tags) if tool is not None else []
+        return f"tag {off[0]!r} disabled" if off else None
 
     # -- resource subscriptions -------------------------------------------------------------
     def subscribe(self, connection: Connection, uri: str) -> None:
@@ -192,6 +259,7 @@ class Supervisor:
     def resource_updated(self, uri: str) -> None:
         for connection in self._subscribers.get(uri, ()):
             connection.post_notification("notifications/resources/updated", {"uri": uri}, key=uri)
+        self.stateless.resource_updated(uri)
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -200,4 +268,6 @@ class Supervisor:
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
             "registry_version": self.registry.version,
             "running": self.running,
+            "tools": len(self.registry.tools),
+            "tools_disabled": sum(not tool.enabled for tool in self.registry.tools.values()),
         }

@@ -55,25 +55,6 @@ PNG = _png_1x1()
 WAV = _wav_silence()
 
 
-# -- benchmark and behaviour tools ------------------------------------------------------------
-@server.tool(read_only=True, idempotent=True)
-async def echo(text: str) -> str:
-    """Return the text unchanged (used by the benchmarks)."""
-    return text
-
-
-@server.tool
-async def sleep(seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)], ctx: Context) -> str:
-    """Sleep for a while, reporting progress every 100 ms; cancellable."""
-    elapsed = 0.0
-    step = 0.1
-    while elapsed < seconds:
-        await trio.sleep(min(step, seconds - elapsed))
-        elapsed = min(seconds, elapsed + step)
-        await ctx.report_progress(elapsed, seconds)
-    return f"slept {seconds:g} s"
-
-
 # -- conformance: tools -----------------------------------------------------------------------
 @server.tool
 async def test_simple_text() -> str:
@@ -221,19 +202,190 @@ _ADDRESS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         },
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
 
 @server.tool(name="json_schema_2020_12_tool", input_schema=_ADDRESS_SCHEMA)
-async def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
-    """A tool whose input schema uses JSON Schema 2020-12 features ($defs, $ref)."""
-    return f"name={name}, address={msgspec.json.encode(address).decode()}"
+async def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """A tool whose input schema uses JSON Schema 2020-12 features ($defs, $anchor, $ref,
+    allOf/anyOf, if/then/else), listed exactly as declared."""
+    text = f"name={name}, address={msgspec.json.encode(address).decode()}"
+    contact = phone if contactMethod == "phone" else email
+    return text if contact is None else f"{text}, contact={contact}"
+
+
+# -- conformance: protocol revision 2026-07-28 (stateless) ------------------------------------
+# Each works in both eras: under 2025-11-25 ``ctx.elicit`` and friends are requests to the
+# client; under 2026-07-28 they make the call answer ``InputRequiredResult`` and the tool runs
+# again when the client retries with the answers (see ``mcp_trio._stateless``).
+_NAME_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+def _content_of(result: Any) -> dict[str, Any]:
+    return result.content if isinstance(result.content, dict) else {}
+
+
+def _sampled_text(result: Any) -> str:
+    content = result.content
+    return str(content.get("text", content)) if isinstance(content, dict) else str(content)
+
+
+@server.tool
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """Ask the user's name (elicitation, input key ``user_name``) and greet them."""
+    answer = await ctx.elicit("What is your name?", _NAME_SCHEMA, key="user_name")
+    return f"Hello, {_content_of(answer).get('name', 'stranger')}!"
+
+
+@server.tool
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """Ask the client's model a question (sampling, input key ``capital_question``)."""
+    answer = await ctx.sample("What is the capital of France?", max_tokens=100, key="capital_question")
+    return f"The model says: {_sampled_text(answer)}"
+
+
+@server.tool
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """List the client's roots (input key ``client_roots``)."""
+    roots = await ctx.list_roots(key="client_roots")
+    return "Roots: " + ", ".join(root.uri for root in roots)
+
+
+@server.tool
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """Ask for a confirmation (input key ``confirm``); answers after a retry with its requestState."""
+    answer = await ctx.elicit("Please confirm", {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+                              key="confirm")
+    state = "state-ok" if ctx.resumed else "no state"
+    return f"Confirmed: ok={_content_of(answer).get('ok')} ({state})"
+
+
+@server.tool
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """Ask for a name, a greeting from the model and the roots, all in one round."""
+    name, greeting, roots = await ctx.gather(
+        ctx.elicit("What is your name?", _NAME_SCHEMA, key="user_name"),
+        ctx.sample("Generate a greeting", max_tokens=50, key="greeting"),
+        ctx.list_roots(key="client_roots"),
+    )
+    return f"{_sampled_text(greeting)} {_content_of(name).get('name')} ({len(roots)} roots)"
+
+
+@server.tool
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Two questions, one after the other (``step1``, then ``step2``): three rounds in all."""
+    name = await ctx.elicit("Step 1: What is your name?", _NAME_SCHEMA, key="step1")
+    color = await ctx.elicit("Step 2: What is your favorite color?",
+                             {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}, key="step2")
+    return f"{_content_of(name).get('name')} likes {_content_of(color).get('color')}"
+
+
+@server.tool
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """Ask for a confirmation; a retry whose requestState was altered is refused (-32602)."""
+    answer = await ctx.elicit("Please confirm", {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+                              key="confirm")
+    return f"Confirmed: ok={_content_of(answer).get('ok')}"
+
+
+@server.tool
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Ask only what the client declared it can answer (sampling and/or elicitation)."""
+    client = ctx.client
+    asks = []
+    if client is not None and client.supports("sampling"):
+        asks.append(ctx.sample("Say something", max_tokens=20, key="sample"))
+    if client is not None and client.supports("elicitation"):
+        asks.append(ctx.elicit("Say something", {"type": "object", "properties": {"text": {"type": "string"}}}, key="elicit"))
+    answers = await ctx.gather(*asks)
+    return f"{len(answers)} answer(s)"
+
+
+@server.tool
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs sampling: a request that does not declare it is refused (-32021)."""
+    answer = await ctx.sample("Hello", max_tokens=10)
+    return _sampled_text(answer)
+
+
+@server.tool
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Ask the user something: under 2026-07-28 the answer is an InputRequiredResult, never a request."""
+    answer = await ctx.elicit("Anything to add?", {"type": "object", "properties": {"note": {"type": "string"}}})
+    return f"User response: action={answer.action}"
+
+
+@server.tool
+async def test_logging_tool(ctx: Context) -> str:
+    """Log three lines at info (sent only when the request asked for a log level)."""
+    for line in ("Tool execution started", "Tool processing data", "Tool execution completed"):
+        await ctx.info(line)
+    return "Logging test completed"
+
+
+@server.tool
+async def test_trigger_tool_change() -> str:
+    """Publish the tool list again (unchanged): listeners get notifications/tools/list_changed."""
+    server.add_tool(test_simple_text)
+    return "tools/list_changed sent"
+
+
+@server.tool
+async def test_trigger_prompt_change() -> str:
+    """Publish the prompt list again (unchanged): listeners get notifications/prompts/list_changed."""
+    server.add_prompt(test_simple_prompt)
+    return "prompts/list_changed sent"
+
+
+@server.tool
+async def test_header_parameter(
+    region: Annotated[str, msgspec.Meta(description="Where to look (mirrored in the Mcp-Param-Region header)",
+                                        extra_json_schema={"x-mcp-header": "Region"})],
+) -> str:
+    """A tool with an argument mirrored in an HTTP header (x-mcp-header, SEP-2243)."""
+    return f"region={region}"
+
+
+# -- benchmark and behaviour tools ------------------------------------------------------------
+@server.tool(read_only=True, idempotent=True)
+async def echo(text: str) -> str:
+    """Return the text unchanged (used by the benchmarks)."""
+    return text
+
+
+@server.tool
+async def sleep(seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)], ctx: Context) -> str:
+    """Sleep for a while, reporting progress every 100 ms; cancellable."""
+    elapsed = 0.0
+    step = 0.1
+    while elapsed < seconds:
+        await trio.sleep(min(step, seconds - elapsed))
+        elapsed = min(seconds, elapsed + step)
+        await ctx.report_progress(elapsed, seconds)
+    return f"slept {seconds:g} s"
 
 
 # -- conformance: resources -------------------------------------------------------------------
@@ -286,6 +438,15 @@ async def test_prompt_with_embedded_resource(resourceUri: Annotated[str, msgspec
 async def test_prompt_with_image() -> list[Any]:
     """A prompt that includes an image."""
     return [UserMessage(Image(PNG, "image/png")), UserMessage("Please analyze the image above.")]
+
+
+@server.prompt
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that first asks the user for context (input key ``user_context``)."""
+    answer = await ctx.elicit("What context should the prompt use?",
+                              {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]},
+                              key="user_context")
+    return f"Write about: {_content_of(answer).get('context')}"
 
 
 @server.completion(prompt="test_prompt_with_arguments", argument="arg1")

@@ -820,14 +820,15 @@ async def test_sdk_initialize_legacy_and_ping() -> None:
 
 
 @sdk
-async def test_sdk_auto_mode_probes_discover_then_falls_back() -> None:
+async def test_sdk_auto_mode_probes_discover_and_goes_stateless() -> None:
     with trio.fail_after(15):
-        async with sdk_session(mode="auto") as (client, wire, _):
+        async with sdk_session(mode="auto") as (client, wire, served):
             assert wire.sent[0]["method"] == "server/discover"
-            assert [m.get("method") for m in wire.sent[1:3]] == ["initialize", "notifications/initialized"]
-            assert client.session.initialize_result is not None and client.session.discover_result is None
-            assert client.protocol_version == "2025-11-25"
-            assert text_of(await client.call_tool("echo", {"text": "after fallback"})) == "after fallback"
+            assert client.session.discover_result is not None and client.session.initialize_result is None
+            assert client.protocol_version == "2026-07-28"
+            assert text_of(await client.call_tool("echo", {"text": "stateless"})) == "stateless"
+            assert "initialize" not in [m.get("method") for m in wire.sent]
+            assert (await served.health())["sessions"] == 0  # nothing kept between requests
 
 
 @sdk
@@ -1070,7 +1071,8 @@ async def test_sdk_prompts_and_completion() -> None:
     with trio.fail_after(15):
         async with sdk_session() as (client, _, _):
             prompts = {p.name for p in (await client.list_prompts()).prompts}
-            assert prompts == {"test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image"}
+            assert prompts == {"test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image",
+                               "test_input_required_result_prompt"}
             simple = await client.get_prompt("test_simple_prompt")
             assert simple.messages[0].content.text == "This is a simple prompt for testing."  # type: ignore[union-attr]
             with_args = await client.get_prompt("test_prompt_with_arguments", {"arg1": "alpha", "arg2": "beta"})

@@ -54,6 +54,13 @@ DEMO_TOOLS = {
     "test_error_handling", "test_tool_with_progress", "test_sampling", "test_elicitation",
     "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums", "json_schema_2020_12_tool",
     "test_reconnection",
+    # protocol revision 2026-07-28 (stateless) fixtures
+    "test_input_required_result_elicitation", "test_input_required_result_sampling",
+    "test_input_required_result_list_roots", "test_input_required_result_request_state",
+    "test_input_required_result_multiple_inputs", "test_input_required_result_multi_round",
+    "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
+    "test_missing_capability", "test_streaming_elicitation", "test_logging_tool", "test_trigger_tool_change",
+    "test_trigger_prompt_change", "test_header_parameter",
 }
 
 
@@ -214,19 +221,18 @@ async def test_initialize_legacy_and_ping(tmp_path: Path) -> None:
             assert wire.received[wire.reply_index(wire.last_request("ping")["id"])]["result"] == {}
 
 
-async def test_initialize_auto_probes_discover_then_falls_back(tmp_path: Path) -> None:
+async def test_initialize_auto_probes_discover_and_goes_stateless(tmp_path: Path) -> None:
     with trio.fail_after(15):
         async with connect(tmp_path, mode="auto") as (client, wire):
-            # The probe went first, was refused with an error (not -32022, which would claim a
-            # modern server), and the SDK fell back to the initialize handshake.
+            # The probe went first and was answered: the SDK adopted 2026-07-28, no handshake.
             assert wire.sent[0]["method"] == "server/discover"
             probe_reply = wire.received[wire.reply_index(wire.sent[0]["id"])]
-            assert "error" in probe_reply and probe_reply["error"]["code"] != -32022, probe_reply
-            assert [m.get("method") for m in wire.sent[1:3]] == ["initialize", "notifications/initialized"]
-            assert client.session.initialize_result is not None
-            assert client.session.discover_result is None
-            assert client.protocol_version == "2025-11-25"
-            assert text_of(await client.call_tool("echo", {"text": "after fallback"})) == "after fallback"
+            assert "2026-07-28" in probe_reply["result"]["supportedVersions"], probe_reply
+            assert client.session.discover_result is not None
+            assert client.session.initialize_result is None
+            assert client.protocol_version == "2026-07-28"
+            assert text_of(await client.call_tool("echo", {"text": "stateless"})) == "stateless"
+            assert "initialize" not in [m.get("method") for m in wire.sent]
 
 
 # -- tools ------------------------------------------------------------------------------------
@@ -659,7 +665,8 @@ async def test_prompts_and_completion(tmp_path: Path) -> None:
         async with connect(tmp_path) as (client, _):
             prompts = {p.name: p for p in (await client.list_prompts()).prompts}
             assert set(prompts) == {"test_simple_prompt", "test_prompt_with_arguments",
-                                    "test_prompt_with_embedded_resource", "test_prompt_with_image"}
+                                    "test_prompt_with_embedded_resource", "test_prompt_with_image",
+                                    "test_input_required_result_prompt"}
             args = prompts["test_prompt_with_arguments"].arguments
             assert args is not None
             assert [(a.name, a.description, a.required) for a in args] == [

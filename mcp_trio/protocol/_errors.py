@@ -24,6 +24,11 @@ RATE_LIMITED = -32029
 SERVER_OVERLOADED = -32030
 SHUTTING_DOWN = -32031
 
+# MCP 2026-07-28 (stateless revision).
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
 
 class McpError(Exception):
     """An error that becomes one JSON-RPC error object.
@@ -117,3 +122,24 @@ class ServerOverloaded(McpError):
     """Too many requests are running server-wide; this one is shed, not queued (HTTP: 503)."""
 
     code = SERVER_OVERLOADED
+
+
+class HeaderMismatch(McpError):
+    """2026-07-28 over HTTP: a routing header (``MCP-Protocol-Version``, ``Mcp-Method``,
+    ``Mcp-Name``, ``Mcp-Param-*``) disagrees with the body (HTTP: 400)."""
+
+    code = HEADER_MISMATCH
+
+
+class MissingClientCapability(McpError):
+    """2026-07-28: serving the request needs a capability the request's ``_meta`` did not
+    declare; ``data`` is ``{"requiredCapabilities": {"sampling": {}}}`` (HTTP: 400)."""
+
+    code = MISSING_CLIENT_CAPABILITY
+
+
+class UnsupportedProtocolVersion(McpError):
+    """The request's ``_meta`` names a revision not served statelessly; ``data`` is
+    ``{"supported": [...], "requested": "..."}`` (HTTP: 400)."""
+
+    code = UNSUPPORTED_PROTOCOL_VERSION

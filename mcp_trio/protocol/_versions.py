@@ -9,6 +9,14 @@ LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 #: The revision assumed by Streamable HTTP when a request carries no ``MCP-Protocol-Version``.
 DEFAULT_HTTP_VERSION = "2025-03-26"
 
+#: Stateless revisions: no handshake, every request carries its envelope in ``params._meta``.
+MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
+LATEST_MODERN_VERSION = MODERN_VERSIONS[-1]
+#: Every revision served, either era, oldest first: what ``server/discover`` advertises and
+#: what an ``UnsupportedProtocolVersionError`` lists (a handshake revision in it tells a
+#: dual-era client to fall back to ``initialize``).
+ALL_VERSIONS: tuple[str, ...] = SUPPORTED_VERSIONS + MODERN_VERSIONS
+
 
 def negotiate_version(requested: str) -> str:
     """Echo the client's revision when we support it, otherwise offer our newest.

@@ -7,6 +7,7 @@
     GET /ws                 WebSocket: one Connection per socket, one message per text frame
     GET /healthz, /health   liveness and counts, JSON
     GET /metrics            Prometheus text
+    /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``)
 
 The HTTP channel adapter
 ------------------------
@@ -61,6 +62,8 @@ from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
 from ..auth import insufficient_scope
+from . import _stateless_http
+from .admin import ADMIN_PATH, AdminApi
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
@@ -447,6 +450,8 @@ class McpHttpApp:
         self._authenticator = authenticator
         self._metadata_paths = frozenset(authenticator.metadata_paths()) if authenticator is not None else frozenset()
         self._guard = _Guard(bind_host, allowed_hosts, allowed_origins)
+        #: ``/admin``: tools on/off, plugin reload, statistics (see ``transports/admin.py``).
+        self.admin = AdminApi(supervisor, authenticator)
         self._json_response = json_response
         self._codec = MessageCodec()
         self._accept_memo: dict[bytes, tuple[bool, bool]] = {}
@@ -480,15 +485,24 @@ class McpHttpApp:
             if path == MCP_PATH:
                 if method not in ("POST", "GET", "DELETE"):
                     raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, POST, DELETE")])
+                if (method != "POST" and b"mcp-session-id" not in headers
+                        and _stateless_http.is_modern_version(headers.get(b"mcp-protocol-version"))):
+                    # 2026-07-28 has no GET stream and no session to DELETE.
+                    raise _Refused(405, INVALID_REQUEST, "method not allowed: protocol revision 2026-07-28 is POST only",
+                                   headers=[(b"allow", b"POST")])
                 principal = self._authenticate(scope["headers"])
                 peer = scope.get("client")
                 peer_host = peer[0] if peer else None
                 if method == "POST":
-                    await self._post(receive, send, headers, principal, peer_host)
+                    await self._post(receive, send, headers, principal, peer_host, scope["headers"])
                 elif method == "GET":
                     await self._get(receive, send, headers, principal)
                 else:
                     await self._delete(send, headers, principal)
+            elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
+                peer = scope.get("client")
+                status, body, extra = await self.admin(method, path, scope["headers"], peer[0] if peer else None)
+                await _respond(send, status, body, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
                 await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
             elif path in HEALTH_PATHS or path == METRICS_PATH:
@@ -603,7 +617,7 @@ class McpHttpApp:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _post(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None,
-                    peer: str | None) -> None:
+                    peer: str | None, raw_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         deadline = trio.current_time() + self.limits.request_deadline
         wants_json, wants_sse = self._accept_flags(headers)
         if not wants_json or not (wants_sse or self._json_response):
@@ -617,6 +631,11 @@ class McpHttpApp:
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise _Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
+        if _stateless_http.claims(headers, message):
+            # Protocol revision 2026-07-28: no session, the request carries its own envelope.
+            await _stateless_http.post(self, message, raw_headers if raw_headers is not None else list(headers.items()),
+                                       principal, peer, wants_sse, receive, send)
+            return
         if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
             if b"mcp-session-id" in headers:
                 session = self._session(headers, principal)

@@ -1,0 +1,318 @@
+"""Streamable HTTP for the stateless revision (2026-07-28): one POST, one request, one answer.
+
+``McpHttpApp`` hands a POST here when it belongs to 2026-07-28: its ``MCP-Protocol-Version``
+header names no handshake revision, or it carries no ``Mcp-Session-Id`` and its body is a
+request with the stateless envelope. Then, with no session and nothing remembered:
+
+* the body must be one request (a notification is acknowledged ``202`` and dropped: the
+  revision defines none a client sends over HTTP; cancelling is closing the response);
+* the spec's ladder, first failure wins: ``_meta`` carries the envelope (``-32602``), the
+  routing headers agree with the body (``-32020``: ``MCP-Protocol-Version``, ``Mcp-Method``,
+  ``Mcp-Name``, each at most once), the revision is served (``-32022``), the tool's
+  ``Mcp-Param-*`` headers agree with its arguments (``-32020``). Refusals are JSON with the
+  spec's statuses: 400 for those, 404 for ``-32601``, and 429/403/503 for admission;
+* the request runs in this exchange's task (``_stateless.answer``), shaped like a connection
+  (``Exchange``) for the handlers. It is answered as JSON when it finishes before saying
+  anything else; once it sends a notification (progress, a log line it was asked for, a
+  listen stream's messages), or has been silent for ``SSE_KEEPALIVE`` seconds, the answer
+  becomes an SSE stream (``X-Accel-Buffering: no``) with a keep-alive comment every
+  ``SSE_KEEPALIVE`` seconds of silence, ending with the result;
+* the client closing the response cancels the request;
+* ``GET`` and ``DELETE`` for this revision are ``405`` with ``Allow: POST`` (the app does that).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+
+from .. import _stateless
+from .._connection import InFlight
+from .._logging import request_id_var
+from ..protocol._errors import (
+    FORBIDDEN,
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY,
+    PARSE_ERROR,
+    RATE_LIMITED,
+    SERVER_OVERLOADED,
+    SHUTTING_DOWN,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    McpError,
+    ShuttingDown,
+    UnsupportedProtocolVersion,
+)
+from ..protocol._headers import (
+    PROTOCOL_VERSION_HEADER,
+    check_param_headers,
+    check_routing_headers,
+    fold_headers,
+    header_params,
+)
+from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request, error_object
+from ..protocol._session import SessionState
+from ..protocol._stateless import MODERN_VERSIONS, decode_envelope, has_envelope
+from ..protocol._versions import ALL_VERSIONS, SUPPORTED_VERSIONS
+
+if TYPE_CHECKING:
+    from ..auth import Principal
+    from .http import McpHttpApp
+
+logger = logging.getLogger("mcp_trio.http.stateless")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Seconds of silence before a stateless answer commits to SSE, and between keep-alive comments.
+SSE_KEEPALIVE = 15.0
+_JSON = b"application/json"
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = b": keep-alive\n\n"
+#: JSON-RPC error -> HTTP status of a stateless answer given as JSON (others: 200).
+_STATUS = {
+    PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
+    MISSING_CLIENT_CAPABILITY: 400, UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404,
+}
+_ADMISSION = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
+_encode = msgspec.json.encode
+
+
+def is_modern_version(value: bytes | None) -> bool:
+    """A ``MCP-Protocol-Version`` header that routes to this module (with no ``Mcp-Session-Id``):
+    any value but a handshake revision (an unknown one is refused here, with ``-32022`` and the
+    list of what we serve)."""
+    return value is not None and value.decode("latin-1").strip() not in SUPPORTED_VERSIONS
+
+
+def claims(headers: dict[bytes, bytes], message: Any) -> bool:
+    """Whether a decoded POST belongs to the stateless revision (see the module's docstring).
+
+    A request naming a session (``Mcp-Session-Id``) is the handshake era's, whatever else it
+    says: it is served, or refused, by that session's rules.
+    """
+    if b"mcp-session-id" in headers:
+        return False
+    if is_modern_version(headers.get(b"mcp-protocol-version")):
+        return True
+    return type(message) is Request and message.method != "initialize" and has_envelope(message.params)
+
+
+class _Sink:
+    """Where an exchange's notifications go: a rendezvous with the response writer, so a tool
+    that talks faster than its client reads waits for it (nothing piles up in memory)."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[bytes](0)
+
+
+class Exchange:
+    """One stateless HTTP request, shaped like a ``Connection`` for the handlers it runs."""
+
+    def __init__(self, app: McpHttpApp, principal: Principal | None, peer: str | None, sink: _Sink | None) -> None:
+        supervisor = app.supervisor
+        self.supervisor = supervisor
+        self.server = supervisor.server
+        self.limits = supervisor.limits
+        self.principal = principal
+        self.peer = peer
+        self.session_id = "stateless"
+        self.encoder = msgspec.json.Encoder()
+        self.codec = MessageCodec()
+        self.state = SessionState()  # never initialized: nothing of the handshake era applies
+        self.channel = None
+        self.input_done: trio.Event | None = None
+        self._sink = sink
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        if self._sink is None:
+            return  # JSON-only answers: what a request says along the way is dropped
+        data = self.codec.encode(Notification(method, params))
+        try:
+            await self._sink.send.send(b"data: " + data + b"\n\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("%s dropped: the response is gone", method)
+
+    def park(self, in_flight: InFlight) -> None:
+        """Nothing to give back: an exchange holds no connection slot."""
+
+    async def request(self, method: str, params: Any, result_type: type, *, in_flight: InFlight | None = None) -> Any:
+        raise McpError(f"{method}: a stateless request cannot send requests to its client")  # pragma: no cover
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_error(send: Send, rid: Any, error: McpError) -> None:
+    body = _encode({"jsonrpc": "2.0", "id": rid, "error": error_object(error)})
+    await _respond(send, _STATUS.get(error.code, 200), body)
+
+
+async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes, bytes]], principal: Principal | None,
+               peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
+    """Answer one stateless POST (its body already read and decoded into ``message``)."""
+    headers, repeated = fold_headers(raw_headers)
+    kind = type(message)
+    if kind is Notification:
+        version = headers.get(PROTOCOL_VERSION_HEADER, "")
+        if version not in MODERN_VERSIONS:
+            await _respond_error(send, None, UnsupportedProtocolVersion(
+                f"unsupported protocol version {version!r}", {"supported": list(ALL_VERSIONS), "requested": version}))
+            return
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if kind is not Request:
+        await _respond_error(send, None, McpError("the body must be one JSON-RPC request or notification",
+                                                  code=INVALID_REQUEST))
+        return
+    request: Request = message  # type: ignore[assignment]
+    if request.method == "subscriptions/listen" and not wants_sse:
+        await _respond(send, 406, _encode({"jsonrpc": "2.0", "id": request.id, "error": {
+            "code": INVALID_REQUEST, "message": "not acceptable: a listen stream is text/event-stream; list it in Accept"}}))
+        return
+    try:
+        modern = _admit(app, request, headers, repeated)
+    except McpError as exc:
+        await _respond_error(send, request.id, exc)
+        return
+    if app.supervisor.shutting_down.is_set():
+        await _respond(send, 503, _encode({"jsonrpc": "2.0", "id": request.id,
+                                           "error": error_object(ShuttingDown("server shutting down"))}),
+                       [(b"retry-after", b"1")])
+        return
+    await _run(app, request, modern, principal, peer, wants_sse and not (app._json_response and request.method != "subscriptions/listen"),
+               receive, send)
+
+
+def _admit(app: McpHttpApp, request: Request, headers: dict[str, str], repeated: set[str]) -> _stateless.ModernRequest:
+    """The ladder: envelope present, headers agree, revision served, tool parameters agree."""
+    raw = decode_envelope(request.params)
+    params: Any = None
+    if request.params is not None:
+        try:
+            params = msgspec.json.decode(request.params)
+        except msgspec.DecodeError:  # pragma: no cover - the envelope decoded it already
+            params = None
+    check_routing_headers(headers, repeated, request.method, params, raw.protocol_version)
+    envelope = raw.resolve()
+    if request.method == "tools/call" and isinstance(params, dict):
+        tool = app.supervisor.registry.tools.get(params.get("name"))  # type: ignore[arg-type]
+        if tool is not None:
+            declared = _declared(tool)
+            if declared:
+                check_param_headers(declared, params.get("arguments") or {}, headers, repeated)
+    return _stateless.ModernRequest(envelope, request.id)
+
+
+_declared_cache: dict[int, tuple[Any, dict[tuple[str, ...], tuple[str, str | None]]]] = {}
+
+
+def _declared(tool: Any) -> dict[tuple[str, ...], tuple[str, str | None]]:
+    """A tool's ``x-mcp-header`` annotations, worked out once per tool definition."""
+    schema = tool.wire.input_schema
+    cached = _declared_cache.get(id(tool))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    declared = header_params(schema)
+    if len(_declared_cache) > 4096:
+        _declared_cache.clear()
+    _declared_cache[id(tool)] = (schema, declared)
+    return declared
+
+
+async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernRequest, principal: Principal | None,
+               peer: str | None, streaming: bool, receive: Receive, send: Send) -> None:
+    sink = _Sink() if streaming else None
+    exchange = Exchange(app, principal, peer, sink)
+    in_flight = InFlight(modern)
+    request_id_var.set(request.id)
+    metrics = app.supervisor.metrics
+    started = time.perf_counter()
+    reply: list[Message] = []
+
+    async def run() -> None:
+        try:
+            reply.append(await _stateless.answer(exchange, request, in_flight))  # type: ignore[arg-type]
+        finally:
+            if sink is not None:
+                sink.send.close()
+
+    outcome = "cancelled"
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            if sink is None:
+                await run()
+                outcome = await _answer_json(app, send, exchange, reply[0])
+            else:
+                nursery.start_soon(run)
+                outcome = await _answer_stream(app, send, exchange, sink, reply)
+            nursery.cancel_scope.cancel()
+    finally:
+        metrics.observe(request.method, outcome, time.perf_counter() - started)
+
+
+async def _answer_json(app: McpHttpApp, send: Send, exchange: Exchange, message: Message) -> str:
+    body = exchange.codec.encode(message)
+    error = message.error if type(message) is ErrorResponse else None  # type: ignore[union-attr]
+    status, extra = 200, []
+    if error is not None:
+        status, extra = _status(app, error)
+    await _respond(send, status, body, extra)
+    return "ok" if error is None else "error"
+
+
+def _status(app: McpHttpApp, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
+    if error.code in _ADMISSION:
+        return app._admission_status(error)
+    if error.code == SHUTTING_DOWN:
+        return 503, [(b"retry-after", b"1")]
+    return _STATUS.get(error.code, 200), []
+
+
+async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: _Sink, reply: list[Message]) -> str:
+    """JSON if the request finishes first, silently; else SSE until the reply (see the module)."""
+    first: bytes | None = None
+    done = False
+    with trio.move_on_after(SSE_KEEPALIVE):
+        try:
+            first = await sink.receive.receive()
+        except trio.EndOfChannel:
+            done = True
+    if done:
+        return await _answer_json(app, send, exchange, reply[0])
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+    chunk = first if first is not None else _KEEPALIVE
+    while True:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        chunk = _KEEPALIVE
+        with trio.move_on_after(SSE_KEEPALIVE):
+            try:
+                chunk = await sink.receive.receive()
+            except trio.EndOfChannel:
+                break
+    message = reply[0]
+    await send({"type": "http.response.body", "body": b"data: " + exchange.codec.encode(message) + b"\n\n", "more_body": False})
+    return "ok" if type(message) is not ErrorResponse else "error"
+
+
+async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Closing the response cancels the request (2026-07-28: there is no cancel notification)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()

@@ -1,0 +1,228 @@
+"""The admin surface of the HTTP transport: ``/admin``, JSON over HTTP, for operators.
+
+Served by the same ASGI app as ``/mcp`` (``transports/http.py`` hands it every path under
+``/admin``). ``mcp-trio admin ...`` is its command-line client.
+
+::
+
+    GET  /admin                         the routes below
+    GET  /admin/tools                   every registered tool: metadata, switch state, statistics
+    GET  /admin/tools/{name}            one tool
+    POST /admin/tools/{name}/enable     switch a tool on / off (off: unlisted, calls refused)
+    POST /admin/tools/{name}/disable
+    POST /admin/tags/{tag}/enable       switch every tool with this tag on / off
+    POST /admin/tags/{tag}/disable
+    GET  /admin/plugins                 plugin directories and each plugin's state and last error
+    POST /admin/reload                  reload every directory plugin now
+    GET  /admin/stats                   server counts and per-tool statistics
+
+Who may use it:
+
+* With an ``Authenticator`` (the server checks credentials), a caller with the ``admin``
+  scope: no credential (or an anonymous caller) is 401 with ``WWW-Authenticate``, a
+  credential without ``admin`` is 403 (``error="insufficient_scope"``).
+* With none, only clients connecting from a loopback address (127.0.0.0/8, ::1), and 403
+  for anyone else. A reverse proxy on the same host makes every client look local: a server
+  behind one must have an authenticator. The Host/Origin checks of every route apply too, so
+  a web page in a browser cannot reach it.
+
+Switching tools on or off and reloading plugins answer once the change is published: every
+live session has been sent ``notifications/tools/list_changed``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .._metrics import ToolStats
+from ..auth import Authenticator, AuthError, Principal, insufficient_scope
+
+if TYPE_CHECKING:
+    from .._registry import ToolDef
+    from .._supervisor import Supervisor
+
+ADMIN_PATH = "/admin"
+#: The scope an authenticated caller needs.
+ADMIN_SCOPE = "admin"
+
+_ROUTES = [
+    "GET /admin/tools",
+    "GET /admin/tools/{name}",
+    "POST /admin/tools/{name}/enable",
+    "POST /admin/tools/{name}/disable",
+    "POST /admin/tags/{tag}/enable",
+    "POST /admin/tags/{tag}/disable",
+    "GET /admin/plugins",
+    "POST /admin/reload",
+    "GET /admin/stats",
+]
+
+_encode = msgspec.json.Encoder().encode
+Headers = list[tuple[bytes, bytes]]
+
+
+class _Answer(Exception):
+    """An error answer: HTTP status, message, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: Headers | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or []
+
+
+def is_loopback_address(host: str | None) -> bool:
+    """Whether a peer address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``) is loopback."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+class AdminApi:
+    """The ``/admin`` routes of one served server (its supervisor)."""
+
+    def __init__(self, supervisor: Supervisor, authenticator: Authenticator | None) -> None:
+        self.supervisor = supervisor
+        self.authenticator = authenticator
+
+    async def __call__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> tuple[int, bytes, Headers]:
+        """Answer one request: (status, JSON body, extra headers)."""
+        try:
+            self.authorize(headers, peer)
+            status, body = await self._route(method, path)
+            return status, _encode(body), []
+        except _Answer as answer:
+            return answer.status, _encode({"error": answer.message}), answer.headers
+
+    # -- who may ----------------------------------------------------------------------------
+    def authorize(self, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> Principal | None:
+        authenticator = self.authenticator
+        if authenticator is None:
+            if not is_loopback_address(peer):
+                raise _Answer(403, "forbidden: the admin surface is served only to loopback clients "
+                                   "when the server has no authenticator")
+            return None
+        try:
+            principal = authenticator.authenticate(headers)
+        except AuthError as exc:
+            raise _Answer(exc.status, f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {exc.description}",
+                          [(b"www-authenticate", authenticator.challenge(exc).encode("latin-1"))]) from None
+        if principal.kind == "anonymous":
+            raise _Answer(401, "unauthorized: the admin surface needs a credential with the admin scope",
+                          [(b"www-authenticate", authenticator.challenge().encode("latin-1"))])
+        if not principal.has_scope(ADMIN_SCOPE):
+            challenge = authenticator.challenge(insufficient_scope(frozenset({ADMIN_SCOPE})))
+            raise _Answer(403, "forbidden: the admin surface needs the admin scope",
+                          [(b"www-authenticate", challenge.encode("latin-1"))])
+        return principal
+
+    # -- routes -----------------------------------------------------------------------------
+    async def _route(self, method: str, path: str) -> tuple[int, Any]:
+        rest = path[len(ADMIN_PATH):].strip("/")
+        if rest in ("", "tools", "plugins", "stats"):
+            _allow(method, "GET", "HEAD")
+            if rest == "":
+                return 200, {"routes": _ROUTES}
+            if rest == "tools":
+                return 200, {"tools": [self.tool_view(tool) for _, tool in sorted(self.supervisor.registry.tools.items())]}
+            if rest == "plugins":
+                return 200, self.plugins_view()
+            return 200, self.stats_view()
+        if rest == "reload":
+            _allow(method, "POST")
+            plugins = self.supervisor.server.plugins
+            if plugins is None:
+                raise _Answer(409, "this server has no plugins configured (mcp-trio serve --plugins DIR)")
+            report = await plugins.reload(force=True)
+            return 200, {**report.to_dict(), **plugins.status()}
+        kind, _, tail = rest.partition("/")
+        if kind == "tools" and tail:
+            name, _, action = tail.rpartition("/")
+            if action in ("enable", "disable") and name:
+                _allow(method, "POST")
+                return 200, self.switch_tool(name, action == "enable")
+            _allow(method, "GET", "HEAD")
+            tool = self.supervisor.registry.tools.get(tail)
+            if tool is None:
+                raise _Answer(404, f"unknown tool: {tail!r}")
+            return 200, self.tool_view(tool)
+        if kind == "tags" and tail:
+            tag, _, action = tail.rpartition("/")
+            if action in ("enable", "disable") and tag:
+                _allow(method, "POST")
+                return 200, self.switch_tag(tag, action == "enable")
+        raise _Answer(404, f"not found: {path}")
+
+    # -- views and actions ------------------------------------------------------------------
+    def tool_view(self, tool: ToolDef) -> dict[str, Any]:
+        supervisor = self.supervisor
+        wire = tool.wire
+        annotations = wire.annotations
+        plugins = supervisor.server.plugins
+        stats = supervisor.metrics.tools.get(tool.name) or ToolStats()
+
+        def hint(name: str) -> bool | None:
+            value = getattr(annotations, name, None) if annotations is not msgspec.UNSET else None
+            return None if value is msgspec.UNSET else value
+
+        return {
+            "name": tool.name,
+            "title": None if wire.title is msgspec.UNSET else wire.title,
+            "description": None if wire.description is msgspec.UNSET else wire.description,
+            "enabled": tool.enabled,
+            "disabled_by": supervisor.disabled_reason(tool.name),
+            "tags": sorted(tool.tags),
+            "category": tool.category,
+            "version": tool.version,
+            "deprecated": tool.deprecated is not None,
+            "deprecation_message": tool.deprecated,
+            "read_only": hint("read_only_hint"),
+            "destructive": hint("destructive_hint"),
+            "timeout": tool.timeout,
+            "scopes": sorted(tool.scopes),
+            "examples": list(tool.examples),
+            "plugin": plugins.owner_of_tool(tool.name) if plugins is not None else None,
+            "stats": stats.snapshot(),
+        }
+
+    def switch_tool(self, name: str, enabled: bool) -> dict[str, Any]:
+        supervisor = self.supervisor
+        if name not in supervisor.registry.tools:
+            raise _Answer(404, f"unknown tool: {name!r}")
+        changed = supervisor.set_enabled(enabled, tools=[name])
+        tool = supervisor.registry.tools[name]
+        return {"tool": name, "enabled": tool.enabled, "disabled_by": supervisor.disabled_reason(name), "changed": changed}
+
+    def switch_tag(self, tag: str, enabled: bool) -> dict[str, Any]:
+        supervisor = self.supervisor
+        changed = supervisor.set_enabled(enabled, tags=[tag])
+        tools = sorted(name for name, tool in supervisor.registry.tools.items() if tag in tool.tags)
+        return {"tag": tag, "enabled": enabled, "tools": tools, "changed": changed,
+                "disabled_tags": sorted(supervisor.disabled_tags)}
+
+    def plugins_view(self) -> dict[str, Any]:
+        plugins = self.supervisor.server.plugins
+        if plugins is None:
+            return {"directories": [], "entry_points": False, "watching": False, "plugins": []}
+        return plugins.status()
+
+    def stats_view(self) -> dict[str, Any]:
+        supervisor = self.supervisor
+        tools = supervisor.metrics.tools
+        return {
+            "server": {**supervisor.statistics(), "disabled_tools": sorted(supervisor.disabled_tools),
+                       "disabled_tags": sorted(supervisor.disabled_tags)},
+            "tools": {name: (tools.get(name) or ToolStats()).snapshot() for name in sorted(supervisor.registry.tools)},
+        }
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise _Answer(405, f"method not allowed: use {' or '.join(allowed)}", [(b"allow", ", ".join(allowed).encode())])
