@@ -10,6 +10,7 @@ from ._context import CapabilityMissing, Context
 from ._limits import Limits
 from ._plugins import Plugin
 from ._server import Server
+from ._tasks import task_support
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
 from .protocol._types import (
     BlobResourceContents,
@@ -43,5 +44,6 @@ __all__ = [
     "TextResourceContents",
     "ToolCallError",
     "UserMessage",
+    "task_support",
 ]
 __version__ = "0.1.0"

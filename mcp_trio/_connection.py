@@ -56,7 +56,7 @@ from .protocol._jsonrpc import (
     Response,
     error_object,
 )
-from .protocol._session import ClientProfile, Phase, SessionState
+from .protocol._session import ClientProfile, SessionState
 from .protocol._stateless import looks_modern
 
 logger = logging.getLogger("mcp_trio.connection")
@@ -242,10 +242,10 @@ class Connection:
             # Answered here, in arrival order, so requests pipelined behind it see the new phase.
             await out.send((self._answer_now(request, _handlers.initialize), request.id))
             return
-        if self.state.phase is Phase.NEW and looks_modern(request.method, request.params):
+        if self.state.client is None and looks_modern(request.method, request.params):
             # Stateless (2026-07-28): served from the request's own envelope. The client's
-            # first requests decide the era: once initialized, a connection is the handshake
-            # era's (and pays nothing for the check).
+            # first requests decide the era: once initialized (a client profile is set), a
+            # connection is the handshake era's, and pays ~3 ns for this test.
             modern = _stateless.accept(request)
             if isinstance(modern, McpError):
                 await out.send((ErrorResponse(request.id, error_object(modern)), request.id))

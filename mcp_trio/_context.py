@@ -149,7 +149,7 @@ class Context:
             model_preferences=UNSET if model_preferences is None else model_preferences,
         )
         if self._modern is not None:
-            return self._modern.ask(key, "sampling", "sampling/createMessage", params, CreateMessageResult)
+            return await self._modern.ask(key, "sampling", "sampling/createMessage", params, CreateMessageResult)
         return await self._connection.request("sampling/createMessage", params, CreateMessageResult, in_flight=self._in_flight)
 
     async def elicit(self, message: str, schema: dict[str, Any] | type, *, key: str | None = None) -> ElicitResult:
@@ -166,14 +166,14 @@ class Context:
             schema = object_schema(schema)
         params = ElicitParams(message=message, requested_schema=schema)
         if self._modern is not None:
-            return self._modern.ask(key, "elicitation", "elicitation/create", params, ElicitResult)
+            return await self._modern.ask(key, "elicitation", "elicitation/create", params, ElicitResult)
         return await self._connection.request("elicitation/create", params, ElicitResult, in_flight=self._in_flight)
 
     async def list_roots(self, *, key: str | None = None) -> list[Root]:
         """The filesystem roots the client exposes (``roots/list``; ``key``: as for ``elicit``)."""
         self._require("roots")
         if self._modern is not None:
-            return self._modern.ask(key, "roots", "roots/list", None, ListRootsResult).roots
+            return (await self._modern.ask(key, "roots", "roots/list", None, ListRootsResult)).roots
         result = await self._connection.request("roots/list", None, ListRootsResult, in_flight=self._in_flight)
         return result.roots
 
@@ -183,9 +183,10 @@ class Context:
 
         Handshake era: the requests go to the client at once and run concurrently. 2026-07-28:
         every unanswered ask goes into one ``InputRequiredResult`` (one round trip, not one
-        per ask). The first failure is raised as itself.
+        per ask; in a task, they wait together for ``tasks/update``). The first failure is
+        raised as itself.
         """
-        if self._modern is not None:
+        if self._modern is not None and not self._modern.live:
             from ._stateless import gather
 
             return await gather(*asks)
@@ -206,6 +207,22 @@ class Context:
                 first = first.exceptions[0]
             raise first from None
         return results
+
+    async def run_as_task(self) -> bool:
+        """Go on as a task (the tasks extension of 2026-07-28): the caller gets a
+        ``CreateTaskResult`` now and the outcome later, from ``tasks/get``.
+
+        For tools declared with ``mcp_trio.task_support("optional" | "required")``. Returns
+        False, and the call simply goes on, where it cannot be a task: the handshake era, a
+        client that did not declare the extension, a tool not declared task-capable. See
+        ``mcp_trio._tasks``.
+        """
+        modern = self._modern
+        if modern is None or modern.task is None:
+            return False
+        escalated = self._connection.supervisor.stateless.tasks.escalate(modern)
+        await trio.lowlevel.checkpoint()  # let the request answer before the tool goes on
+        return escalated
 
     @property
     def resumed(self) -> bool:

@@ -220,8 +220,9 @@ async def run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Cal
     except RequestTimeout:
         stats.timeouts += 1
         raise
-    except BaseException:
-        stats.errors += 1
+    except BaseException as exc:
+        if getattr(exc, "counts_as_error", True):  # a 2026-07-28 input round is not a failure
+            stats.errors += 1
         raise
     else:
         if result.is_error:

@@ -10,7 +10,14 @@ The handlers are the handshake era's (``_handlers``); what differs is around the
 * ``ctx.log`` sends nothing unless the request's ``_meta`` asked for a level;
 * the server never sends a request of its own. ``ctx.elicit``, ``ctx.sample`` and
   ``ctx.list_roots`` are answered by *replay* (below);
-* ``subscriptions/listen`` replaces the GET stream and ``resources/subscribe``.
+* ``subscriptions/listen`` replaces the GET stream and ``resources/subscribe``;
+* a task-capable tool may go on as a task (``ctx.run_as_task``, ``mcp_trio._tasks``).
+
+Which requests come here: on HTTP, every POST without ``Mcp-Session-Id`` whose
+``MCP-Protocol-Version`` is not a handshake revision or whose body has the envelope
+(``transports/_stateless_http``); on stdio and WebSocket, requests with the envelope (and
+``server/discover``, ``subscriptions/listen``) until the connection sends ``initialize``:
+the client's first requests decide a connection's era, as the spec's probe does.
 
 Input-required replay
 ---------------------
@@ -52,6 +59,8 @@ from msgspec import UNSET, Raw
 
 from . import _handlers
 from ._request_state import Answer, RequestStateCodec, digest, subject_of
+from ._tasks import EXTENSION as TASKS_EXTENSION
+from ._tasks import Task, Tasks, client_can_task, missing_extension, support_of
 from .protocol._errors import (
     INVALID_PARAMS,
     RESOURCE_NOT_FOUND,
@@ -60,6 +69,7 @@ from .protocol._errors import (
     McpError,
     MethodNotFound,
     MissingClientCapability,
+    ServerOverloaded,
 )
 from .protocol._jsonrpc import ErrorResponse, Message, Request, Response, error_object
 from .protocol._stateless import (
@@ -99,6 +109,9 @@ class InputRequired(BaseException):
     A ``BaseException``, like ``trio.Cancelled``: it must leave the tool whatever the tool
     catches, and the request is answered with ``InputRequiredResult`` from ``requests``.
     """
+
+    #: Per-tool statistics (``_handlers.run_tool``) do not count a round as an error.
+    counts_as_error = False
 
     def __init__(self, requests: dict[str, tuple[str, dict[str, Any]]]) -> None:
         super().__init__(f"input required: {', '.join(requests)}")
@@ -205,13 +218,20 @@ async def gather(*asks: Awaitable[Any]) -> list[Any]:
 class ModernRequest:
     """What a stateless request carries through its handler (``InFlight.modern``)."""
 
-    __slots__ = ("envelope", "inputs", "request_id")
+    __slots__ = ("envelope", "inputs", "request_id", "task")
 
     def __init__(self, envelope: Envelope, request_id: Any) -> None:
         self.envelope = envelope
         self.request_id = request_id
         #: Set for tools/call, prompts/get and resources/read.
         self.inputs: InputRound | None = None
+        #: The task this call may become (``ctx.run_as_task``): task-capable tools only.
+        self.task: Task | None = None
+
+    @property
+    def live(self) -> bool:
+        """True once the call is a task: asks wait for ``tasks/update`` instead of replaying."""
+        return self.task is not None and self.task.escalated.is_set()
 
     @property
     def client(self) -> Any:
@@ -225,11 +245,24 @@ class ModernRequest:
                 f"params._meta['io.modelcontextprotocol/clientCapabilities'] does not declare",
                 {"requiredCapabilities": {capability: {}}}))
 
-    def ask(self, key: str | None, kind: str, method: str, params: Any, result_type: type[T]) -> T:
+    async def ask(self, key: str | None, kind: str, method: str, params: Any, result_type: type[T]) -> T:
+        """The answer to one ask: replayed, or (in a task) waited for; else ``InputRequired``."""
         inputs = self.inputs
         if inputs is None:  # pragma: no cover - Context is built for input methods only
             raise ProtocolEscape(InternalError(f"{method} is not available while serving this request"))
-        return inputs.answer(key or inputs.next_key(kind), method, params, result_type)
+        key = key or inputs.next_key(kind)
+        try:
+            return inputs.answer(key, method, params, result_type)
+        except InputRequired as required:
+            task = self.task
+            if task is None or not task.escalated.is_set():
+                raise
+            response = await task.ask(key, required.requests[key][1])
+        try:
+            return msgspec.json.decode(response, type=result_type)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ProtocolEscape(InvalidParams(
+                f"inputResponses[{key!r}] is not {_ANSWER_NAMES.get(method, 'a valid response')}: {exc}", {"inputKey": key})) from None
 
 
 def accept(request: Request) -> ModernRequest | McpError | None:
@@ -271,8 +304,10 @@ class Stateless:
         codec = getattr(server, "request_state", None)
         self.codec: RequestStateCodec = codec if codec is not None else RequestStateCodec()
         self.stamp = ResultStamp(server.info, round(getattr(server, "cache_ttl", 0.0) * 1000))
-        self._server_info = server.info
+        self.server_info = self._server_info = server.info
         self.listeners: set[Listener] = set()
+        #: The tasks extension: tasks of task-capable tools, and the nursery they run in.
+        self.tasks = Tasks(self)
 
     # -- notifications for listen streams (called by the supervisor) ------------------------
     def list_changed(self, kind: str) -> None:
@@ -372,6 +407,7 @@ def capabilities(server: Server) -> ModernCapabilities:
         prompts=ModernListChanged(list_changed=True),
         logging={},
         completions={},
+        extensions={TASKS_EXTENSION: {}},
     )
 
 
@@ -392,6 +428,12 @@ _LIST_KINDS = {
 }
 
 
+#: ``subscriptions/listen`` streams open at once on one connection (stdio, WebSocket), and in
+#: one server process; past either, another is refused with ``-32030``.
+MAX_LISTENS_PER_CONNECTION = 16
+MAX_LISTENS = 10_000
+
+
 class Listener:
     """One ``subscriptions/listen`` stream's filter and its undelivered notifications.
 
@@ -399,9 +441,11 @@ class Listener:
     coalesced, so a slow stream costs one pending entry per kind and URI, not one per change.
     """
 
-    __slots__ = ("_kinds", "_uris", "pending", "wake")
+    __slots__ = ("_kinds", "_uris", "owner", "pending", "wake")
 
-    def __init__(self, kinds: frozenset[str], uris: frozenset[str]) -> None:
+    def __init__(self, kinds: frozenset[str], uris: frozenset[str], owner: Any = None) -> None:
+        #: The connection the stream is on (its count is limited per connection).
+        self.owner = owner
         self._kinds = kinds
         self._uris = uris
         self.pending: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -459,7 +503,11 @@ async def listen(conn: Connection, request: Request, in_flight: InFlight) -> Raw
     tag = {SUBSCRIPTION_ID_KEY: sid}
     supervisor = conn.supervisor
     stateless: Stateless = supervisor.stateless
-    listener = Listener(kinds, uris)
+    if len(stateless.listeners) >= MAX_LISTENS:
+        raise ServerOverloaded(f"too many subscriptions/listen streams ({MAX_LISTENS}); try again later")
+    if sum(other.owner is conn for other in stateless.listeners) >= MAX_LISTENS_PER_CONNECTION:
+        raise ServerOverloaded(f"too many subscriptions/listen streams on this connection ({MAX_LISTENS_PER_CONNECTION})")
+    listener = Listener(kinds, uris, conn)
     conn.park(in_flight)  # waits on the server, not on this connection's input: free the slot
     stateless.listeners.add(listener)
     try:
@@ -484,7 +532,50 @@ async def _cancel_after(wait: Callable[[], Awaitable[Any]], scope: trio.CancelSc
     scope.cancel()
 
 
+# -- tools/call, and the tasks extension ------------------------------------------------------
+class _ToolName(msgspec.Struct):
+    name: Any = None
+
+
+_tool_name = msgspec.json.Decoder(_ToolName)
+
+
+async def call_tool(conn: Connection, request: Request, in_flight: InFlight) -> Any:
+    """``tools/call``: a task-capable tool (``_tasks.task_support``) runs in a task of its own
+    when the request's client can do tasks; a ``required`` one is refused (-32021) otherwise."""
+    modern: ModernRequest = in_flight.modern  # type: ignore[assignment]
+    try:
+        name = _tool_name.decode(request.params if request.params is not None else b"{}").name
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        name = None
+    tool = conn.supervisor.registry.tools.get(name) if isinstance(name, str) else None
+    if tool is not None and tool.enabled:
+        support = support_of(tool)
+        if support != "forbidden":
+            if client_can_task(modern):
+                return await conn.supervisor.stateless.tasks.call_tool(conn, request, in_flight, modern)
+            if support == "required":
+                raise missing_extension()
+    return await _handlers.call_tool(conn, request, in_flight)
+
+
+async def tasks_get(conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+    return await conn.supervisor.stateless.tasks.get(conn, request, in_flight)
+
+
+async def tasks_update(conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+    return await conn.supervisor.stateless.tasks.update(conn, request, in_flight)
+
+
+async def tasks_cancel(conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+    return await conn.supervisor.stateless.tasks.cancel(conn, request, in_flight)
+
+
 _MODERN_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {
     "server/discover": discover,
     "subscriptions/listen": listen,
+    "tools/call": call_tool,
+    "tasks/get": tasks_get,
+    "tasks/update": tasks_update,
+    "tasks/cancel": tasks_cancel,
 }

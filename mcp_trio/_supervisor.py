@@ -97,6 +97,7 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 if self.server.plugins is not None:
                     await nursery.start(self.server.plugins.run, self)
+                await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                 task_status.started(self)
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()

@@ -23,6 +23,7 @@ from . import (
     TextContent,
     TextResourceContents,
     UserMessage,
+    task_support,
 )
 
 server = Server(
@@ -367,6 +368,76 @@ async def test_header_parameter(
 ) -> str:
     """A tool with an argument mirrored in an HTTP header (x-mcp-header, SEP-2243)."""
     return f"region={region}"
+
+
+# -- conformance: the tasks extension (io.modelcontextprotocol/tasks, 2026-07-28) -----------
+# A task-capable tool becomes a task when it calls ``ctx.run_as_task()`` and the request's
+# client declared the extension; elsewhere it runs as an ordinary call (see ``mcp_trio._tasks``).
+@server.tool
+async def greet(name: str) -> str:
+    """Greet someone (never a task)."""
+    return f"Hello, {name}!"
+
+
+@server.tool
+@task_support("optional")
+async def slow_compute(seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)], ctx: Context, label: str = "") -> str:
+    """Compute for a while: a task unless ``seconds`` is 0 (then the answer comes at once)."""
+    if seconds > 0:
+        await ctx.run_as_task()
+    await trio.sleep(seconds)
+    return f"computed {label or 'result'} in {seconds:g} s"
+
+
+@server.tool
+@task_support("required")
+async def failing_job(ctx: Context) -> str:
+    """A job that fails after about a second (a tool error: the task completes with isError)."""
+    await ctx.run_as_task()
+    await trio.sleep(1)
+    raise RuntimeError("the job failed, as it always does")
+
+
+@server.tool(timeout=0.5)
+@task_support("optional")
+async def protocol_error_job(ctx: Context) -> str:
+    """A job that outlives its timeout: a protocol error, so the task fails."""
+    await ctx.run_as_task()
+    await trio.sleep(10)
+    return "never"
+
+
+@server.tool
+@task_support("optional")
+async def confirm_delete(filename: str, ctx: Context) -> str:
+    """Ask for a confirmation, as a task, before (pretending to) delete a file."""
+    await ctx.run_as_task()
+    answer = await ctx.elicit(f"Delete {filename}?", {"type": "object", "properties": {"confirm": {"type": "boolean"}},
+                                                     "required": ["confirm"]})
+    confirmed = answer.action == "accept" and _content_of(answer).get("confirm") is True
+    return f"{'deleted' if confirmed else 'kept'} {filename}"
+
+
+@server.tool
+@task_support("optional")
+async def multi_input(ctx: Context) -> str:
+    """Ask two questions at once, as a task; they may be answered one at a time."""
+    await ctx.run_as_task()
+    first, second = await ctx.gather(
+        ctx.elicit("First name?", {"type": "object", "properties": {"name": {"type": "string"}}}),
+        ctx.elicit("Confirm?", {"type": "object", "properties": {"confirm": {"type": "boolean"}}}),
+    )
+    return f"{_content_of(first).get('name')} / {_content_of(second).get('confirm')}"
+
+
+@server.tool
+@task_support("required")
+async def test_tool_with_task(ctx: Context) -> str:
+    """Ask the user's name the stateless way (an InputRequiredResult round), then go on as a task."""
+    answer = await ctx.elicit("What is your name?", _NAME_SCHEMA, key="user_name")
+    await ctx.run_as_task()
+    await trio.sleep(0.1)
+    return f"Hello, {_content_of(answer).get('name')}, from a task!"
 
 
 # -- benchmark and behaviour tools ------------------------------------------------------------

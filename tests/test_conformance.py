@@ -71,3 +71,19 @@ async def test_newer_suite_for_the_2025_11_25_revision() -> None:
     assert failed == 0, _failures(output)
     assert passed >= 70, output[-4000:]
     assert "✓ server-session-lifecycle:" in output, _failures(output)
+
+
+async def test_newer_suite_for_the_2026_07_28_revision() -> None:
+    """The stateless revision on the same port: ``server/discover``, per-request ``_meta``,
+    ``resultType`` and caching hints, input-required rounds with sealed ``requestState``,
+    ``subscriptions/listen``, header validation, and the tasks extension (not scored by the
+    suite, run and required here all the same)."""
+    with trio.fail_after(DEADLINE):
+        passed, failed, output = await run_suite("--requirements", "2026-07-28",
+                                                 env={"MCP_CONFORMANCE_VERSION": "0.2.0-alpha.12"})
+    assert failed == 0, _failures(output)
+    assert passed >= 190, output[-4000:]
+    for scenario in ("server-stateless", "caching", "sep-2164-resource-not-found", "input-required-result-multi-round",
+                     "input-required-result-tampered-state", "http-header-validation",
+                     "http-custom-header-server-validation", "json-schema-2020-12", "tasks-lifecycle", "tasks-mrtr-composition"):
+        assert f"✓ {scenario}:" in output, f"{scenario} did not pass:\n{_failures(output)}"

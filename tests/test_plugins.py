@@ -476,7 +476,9 @@ async def test_a_syntax_error_while_watched_keeps_the_old_version_serving(tmp_pa
 async def test_serve_plugins_flag_over_stdio_reloads_on_change(tmp_path: Path) -> None:
     write_plugin(tmp_path, "greetings", GREET_V1)
     with trio.fail_after(30):
-        async with spawn_stdio("--plugins", str(tmp_path)) as (client, _):
+        # Not the demo app: it has a "greet" of its own (a tasks-extension conformance fixture).
+        app = f"{Path(__file__).with_name('stdio_sdk_app.py')}:server"
+        async with spawn_stdio(app, "--plugins", str(tmp_path)) as (client, _):
             await client.initialize()
             assert "greet" in await tool_names(client)
             assert text_of(await call(client, "greet", {"name": "cli"})) == "v1: hello cli"

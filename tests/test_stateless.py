@@ -13,8 +13,6 @@ Three layers, no SDK (``test_stateless_sdk.py`` drives the official client):
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -463,7 +461,8 @@ async def test_http_sse_keepalive_and_progress(monkeypatch: pytest.MonkeyPatch) 
         assert events[-1]["id"] == 5 and events[-1]["result"]["resultType"] == "complete"
 
 
-async def test_http_closing_the_response_cancels_the_request() -> None:
+async def test_http_closing_the_response_cancels_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_stateless_http, "SSE_KEEPALIVE", 0.1)  # the head comes once the answer is SSE
     server = Server("cancellable")
     cancelled = trio.Event()
     started = trio.Event()
@@ -511,3 +510,137 @@ async def test_http_listen_needs_sse() -> None:
         refused = await post(served.port, "subscriptions/listen", {"notifications": {}},
                              headers={**headers_for("subscriptions/listen"), "accept": "application/json"})
         assert refused.status == 406
+
+
+# =============================================================================================
+# the tasks extension
+# =============================================================================================
+TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}, "elicitation": {}}
+
+
+async def task_call(client: Any, method: str, params: dict[str, Any], capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+    return await modern_call(client, method, params, clientCapabilities=TASKS if capabilities is None else capabilities)
+
+
+async def settled(client: Any, task_id: str, until: frozenset[str] = frozenset({"completed", "failed", "cancelled"})) -> dict[str, Any]:
+    with trio.fail_after(10):
+        while True:
+            got = (await task_call(client, "tasks/get", {"taskId": task_id}))["result"]
+            if got["status"] in until:
+                return got
+            await trio.sleep(0.02)
+
+
+async def test_task_lifecycle() -> None:
+    async with serve_in_memory(demo.server) as (client, _, _):
+        created = (await task_call(client, "tools/call", {"name": "slow_compute", "arguments": {"seconds": 0.2, "label": "x"}}))["result"]
+        assert created["resultType"] == "task" and created["status"] == "working"
+        assert {"taskId", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"} <= set(created)
+        assert "requestState" not in created and "result" not in created
+        working = (await task_call(client, "tasks/get", {"taskId": created["taskId"]}))["result"]
+        assert working["resultType"] == "complete" and working["status"] == "working" and "result" not in working
+        done = await settled(client, created["taskId"])
+        assert done["status"] == "completed" and done["result"]["content"][0]["text"] == "computed x in 0.2 s"
+        # The immediate shortcut: no task for a call that needs no time.
+        quick = (await task_call(client, "tools/call", {"name": "slow_compute", "arguments": {"seconds": 0}}))["result"]
+        assert quick["resultType"] == "complete" and quick["content"][0]["text"] == "computed result in 0 s"
+
+        long = (await task_call(client, "tools/call", {"name": "slow_compute", "arguments": {"seconds": 60}}))["result"]
+        ack = (await task_call(client, "tasks/cancel", {"taskId": long["taskId"]}))["result"]
+        assert ack["resultType"] == "complete" and "status" not in ack
+        assert (await settled(client, long["taskId"]))["status"] == "cancelled"
+        assert (await task_call(client, "tasks/cancel", {"taskId": long["taskId"]}))["result"]["resultType"] == "complete"
+
+        failing = (await task_call(client, "tools/call", {"name": "failing_job", "arguments": {}}))["result"]
+        failed_tool = await settled(client, failing["taskId"])
+        assert failed_tool["status"] == "completed" and failed_tool["result"]["isError"] is True
+        broken = (await task_call(client, "tools/call", {"name": "protocol_error_job", "arguments": {}}))["result"]
+        failed = await settled(client, broken["taskId"])
+        assert failed["status"] == "failed" and failed["error"]["code"] == -32001 and "result" not in failed
+
+        unknown = await task_call(client, "tasks/get", {"taskId": "nope"})
+        assert unknown["error"]["code"] == -32602
+        for removed in ("tasks/result", "tasks/list"):
+            assert (await task_call(client, removed, {"taskId": "nope"}))["error"]["code"] == -32601
+
+
+async def test_task_input_rounds() -> None:
+    async with serve_in_memory(demo.server) as (client, _, _):
+        created = (await task_call(client, "tools/call", {"name": "multi_input", "arguments": {}}))["result"]
+        waiting = await settled(client, created["taskId"], frozenset({"input_required"}))
+        with trio.fail_after(5):
+            while len(waiting.get("inputRequests", {})) < 2:
+                waiting = (await task_call(client, "tasks/get", {"taskId": created["taskId"]}))["result"]
+        # Asked concurrently: which key is which question is the order they ran in.
+        by_message = {ask["params"]["message"]: key for key, ask in waiting["inputRequests"].items()}
+        first, second = by_message["First name?"], by_message["Confirm?"]
+        assert waiting["inputRequests"][first]["method"] == "elicitation/create"
+        ack = await task_call(client, "tasks/update", {"taskId": created["taskId"], "inputResponses": {
+            first: {"action": "accept", "content": {"name": "Ada"}}, "unknown": {"x": 1}}})
+        assert ack["result"]["resultType"] == "complete"
+        partial = (await task_call(client, "tasks/get", {"taskId": created["taskId"]}))["result"]
+        assert partial["status"] == "input_required" and list(partial["inputRequests"]) == [second]
+        await task_call(client, "tasks/update", {"taskId": created["taskId"], "inputResponses": {
+            second: {"action": "accept", "content": {"confirm": True}}}})
+        done = await settled(client, created["taskId"])
+        assert done["result"]["content"][0]["text"] == "Ada / True"
+
+
+async def test_stateless_rounds_then_a_task() -> None:
+    async with serve_in_memory(demo.server) as (client, _, _):
+        round1 = (await task_call(client, "tools/call", {"name": "test_tool_with_task", "arguments": {}}))["result"]
+        assert round1["resultType"] == "input_required" and "taskId" not in round1
+        round2 = (await task_call(client, "tools/call", {
+            "name": "test_tool_with_task", "arguments": {}, "requestState": round1["requestState"],
+            "inputResponses": {"user_name": {"action": "accept", "content": {"name": "Alice"}}}}))["result"]
+        assert round2["resultType"] == "task" and "requestState" not in round2 and "inputRequests" not in round2
+        done = await settled(client, round2["taskId"])
+        assert done["result"]["content"][0]["text"] == "Hello, Alice, from a task!"
+
+
+async def test_tasks_need_the_extension_and_the_caller() -> None:
+    async with serve_in_memory(demo.server) as (client, _, connection):
+        plain = {"elicitation": {}}
+        for method in ("tasks/get", "tasks/update", "tasks/cancel"):
+            refused = await task_call(client, method, {"taskId": "x", "inputResponses": {}}, plain)
+            assert refused["error"]["code"] == -32021
+        required = await task_call(client, "tools/call", {"name": "failing_job", "arguments": {}}, plain)
+        assert required["error"]["data"] == {"requiredCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+        sync = (await task_call(client, "tools/call", {"name": "slow_compute", "arguments": {"seconds": 0.01}}, plain))["result"]
+        assert sync["resultType"] == "complete" and "taskId" not in sync  # optional: runs as a plain call
+
+        connection.principal = Principal("alice")
+        created = (await task_call(client, "tools/call", {"name": "slow_compute", "arguments": {"seconds": 30}}))["result"]
+        connection.principal = Principal("bob")
+        assert (await task_call(client, "tasks/get", {"taskId": created["taskId"]}))["error"]["code"] == -32602
+        assert (await task_call(client, "tasks/cancel", {"taskId": created["taskId"]}))["error"]["code"] == -32602
+        connection.principal = Principal("alice")
+        await task_call(client, "tasks/cancel", {"taskId": created["taskId"]})
+
+
+async def test_task_capable_tools_in_the_handshake_era() -> None:
+    async with serve_in_memory(demo.server) as (client, _, _):
+        await client.initialize()
+        reply = await client.request("tools/call", {"name": "slow_compute", "arguments": {"seconds": 0.05}})
+        assert reply["result"]["content"][0]["text"] == "computed result in 0.05 s"
+
+
+async def test_listen_streams_are_limited_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_trio import _stateless
+
+    monkeypatch.setattr(_stateless, "MAX_LISTENS_PER_CONNECTION", 2)
+    async with serve_in_memory(demo.server) as (client, supervisor, _):
+        for _ in range(2):
+            await client.send({"jsonrpc": "2.0", "id": client.new_id(), "method": "subscriptions/listen",
+                               "params": {"_meta": META, "notifications": {"toolsListChanged": True}}})
+            assert (await client.receive())["method"] == "notifications/subscriptions/acknowledged"
+        refused = await modern_call(client, "subscriptions/listen", {"notifications": {}})
+        assert refused["error"]["code"] == -32030
+        supervisor.shutdown()
+
+
+async def test_input_rounds_are_not_tool_errors() -> None:
+    async with serve_in_memory(demo.server) as (client, supervisor, _):
+        await modern_call(client, "tools/call", {"name": "test_input_required_result_elicitation", "arguments": {}})
+        stats = supervisor.metrics.tools["test_input_required_result_elicitation"]
+        assert stats.calls == 1 and stats.errors == 0

@@ -61,6 +61,8 @@ DEMO_TOOLS = {
     "test_input_required_result_tampered_state", "test_input_required_result_capabilities",
     "test_missing_capability", "test_streaming_elicitation", "test_logging_tool", "test_trigger_tool_change",
     "test_trigger_prompt_change", "test_header_parameter",
+    # the tasks extension (2026-07-28)
+    "greet", "slow_compute", "failing_job", "protocol_error_job", "confirm_delete", "multi_input", "test_tool_with_task",
 }
 
 

@@ -28,7 +28,8 @@ NAME_HEADER = "mcp-name"
 PARAM_HEADER_PREFIX = "mcp-param-"
 X_MCP_HEADER = "x-mcp-header"
 #: Method -> the params field ``Mcp-Name`` mirrors.
-NAME_FIELDS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_FIELDS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+               "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 _ROUTING = frozenset({PROTOCOL_VERSION_HEADER, METHOD_HEADER, NAME_HEADER})
 _SENTINEL = re.compile(r"=\?base64\?(.*)\?=", re.DOTALL)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -49,6 +49,8 @@ MODERN_METHODS = frozenset({
     "resources/list", "resources/templates/list", "resources/read",
     "prompts/list", "prompts/get",
     "completion/complete",
+    # the tasks extension (io.modelcontextprotocol/tasks); tasks/result and tasks/list are gone
+    "tasks/get", "tasks/update", "tasks/cancel",
 })
 #: Methods that exist in the stateless revision only: always routed there.
 MODERN_ONLY_METHODS = frozenset({"server/discover", "subscriptions/listen"})
@@ -79,11 +81,10 @@ class _Meta(msgspec.Struct):
 
 
 class _Params(msgspec.Struct):
-    meta: Any = field(default=UNSET, name="_meta")
+    meta: _Meta | UnsetType = field(default=UNSET, name="_meta")
 
 
 _params_decoder = msgspec.json.Decoder(_Params)
-_meta_decoder = msgspec.json.Decoder(_Meta)
 
 
 class RawEnvelope(msgspec.Struct, frozen=True):
@@ -150,17 +151,17 @@ def decode_envelope(params: Raw | None, *, required: bool = True) -> RawEnvelope
         try:
             meta = _params_decoder.decode(params).meta
         except (msgspec.ValidationError, msgspec.DecodeError):
-            meta = UNSET  # params is not an object: same answer as a missing _meta
-    if not required and not (isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta):
+            meta = None  # params or _meta is not an object: as good as no _meta
+    if not required and (meta is None or meta is UNSET or meta.protocol_version is UNSET):
         return None
-    if not isinstance(meta, dict):
+    if meta is None or meta is UNSET:
         raise InvalidParams(f"params._meta must be an object carrying {PROTOCOL_VERSION_KEY!r} and "
                             f"{CLIENT_CAPABILITIES_KEY!r} (protocol revision 2026-07-28)")
-    missing = [key for key in (PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY) if key not in meta]
+    missing = [key for key, value in ((PROTOCOL_VERSION_KEY, meta.protocol_version), (CLIENT_CAPABILITIES_KEY, meta.capabilities))
+               if value is UNSET]
     if missing:
         raise InvalidParams(f"params._meta is missing {', '.join(repr(k) for k in missing)}")
-    return RawEnvelope(meta[PROTOCOL_VERSION_KEY], meta[CLIENT_CAPABILITIES_KEY],
-                       meta.get(CLIENT_INFO_KEY, UNSET), meta.get(LOG_LEVEL_KEY, UNSET))
+    return RawEnvelope(meta.protocol_version, meta.capabilities, meta.client_info, meta.log_level)
 
 
 def has_envelope(params: Raw | None) -> bool:

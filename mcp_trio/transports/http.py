@@ -631,7 +631,7 @@ class McpHttpApp:
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise _Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
-        if _stateless_http.claims(headers, message):
+        if b"mcp-session-id" not in headers and _stateless_http.claims(headers, message):
             # Protocol revision 2026-07-28: no session, the request carries its own envelope.
             await _stateless_http.post(self, message, raw_headers if raw_headers is not None else list(headers.items()),
                                        principal, peer, wants_sse, receive, send)

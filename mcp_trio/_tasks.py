@@ -1,0 +1,350 @@
+"""The tasks extension (``io.modelcontextprotocol/tasks``, SEP-2663) for 2026-07-28 requests.
+
+A tool may outlive the request that called it: the client gets a ``CreateTaskResult`` (a task
+id and a status) at once, and polls ``tasks/get`` for the result, answers what the task asks
+with ``tasks/update``, or stops it with ``tasks/cancel``. The server decides when; here the
+*tool* decides, by calling ``await ctx.run_as_task()``::
+
+    @server.tool
+    @task_support("optional")
+    async def slow_compute(seconds: float, ctx: Context) -> str:
+        if seconds > 0:
+            await ctx.run_as_task()   # the caller gets CreateTaskResult now; the rest runs on
+        await trio.sleep(seconds)
+        return "done"
+
+* ``task_support``: ``"forbidden"`` (the default: never a task), ``"optional"`` (a task when
+  the request's client capabilities list the extension; otherwise ``run_as_task`` returns
+  False and the call simply goes on), ``"required"`` (a request whose client cannot do
+  tasks is refused with ``-32021`` naming the extension before the tool runs).
+* A task-capable call runs in a task of the server's own (not the request's), from its
+  start, so it can go on after the request is answered. Until it calls ``run_as_task`` it is
+  an ordinary call: it may answer directly, or ask for input the stateless way (an
+  ``InputRequiredResult`` round, the tool run again on the retry), which is how a tool gathers
+  what it needs before it becomes a task.
+* After ``run_as_task``, ``ctx.elicit``/``sample``/``list_roots`` wait for real: the task
+  shows ``status: "input_required"`` and its ``inputRequests`` on ``tasks/get`` until
+  ``tasks/update`` brings every answer (several at once with ``ctx.gather``); its progress
+  and log messages are dropped (no request is open to carry them).
+* Outcomes: the tool's value (or its own failure, ``isError``) → ``completed`` with the
+  result inlined on ``tasks/get``; a protocol error (its timeout, an internal error) →
+  ``failed`` with the error inlined; ``tasks/cancel`` → ``cancelled``.
+* Tasks live in the process that created them, for ``DEFAULT_TASK_TTL`` after creation
+  (longer while running), visible to the caller that created them only (another caller's
+  task id is unknown to it: ``-32602``); at most ``MAX_TASKS`` at once per server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import msgspec
+import trio
+from msgspec import UNSET, Raw, UnsetType, field
+
+from ._request_state import subject_of
+from .protocol._errors import InternalError, InvalidParams, McpError, MissingClientCapability, ServerOverloaded
+from .protocol._jsonrpc import Request, error_object
+from .protocol._stateless import SERVER_INFO_KEY
+
+if TYPE_CHECKING:
+    from ._connection import Connection, InFlight
+    from ._stateless import ModernRequest, Stateless
+
+logger = logging.getLogger("mcp_trio.tasks")
+
+EXTENSION = "io.modelcontextprotocol/tasks"
+TaskSupport = Literal["forbidden", "optional", "required"]
+#: Milliseconds a task stays readable after it was created (longer while it still runs).
+DEFAULT_TASK_TTL_MS = 600_000
+#: Milliseconds a client is advised to wait between two ``tasks/get``.
+POLL_INTERVAL_MS = 250
+#: Tasks kept at once per server; past it a call that would become a task is refused (-32030).
+MAX_TASKS = 1000
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+_ATTRIBUTE = "__mcp_task_support__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def task_support(mode: TaskSupport) -> Callable[[F], F]:
+    """Declare whether a tool may run as a task (use with ``@server.tool``, either order)."""
+    if mode not in ("forbidden", "optional", "required"):
+        raise ValueError(f"task support must be 'forbidden', 'optional' or 'required', not {mode!r}")
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ATTRIBUTE, mode)
+        return fn
+
+    return mark
+
+
+def support_of(tool: Any) -> TaskSupport:
+    return getattr(tool.fn, _ATTRIBUTE, "forbidden")
+
+
+def client_can_task(modern: ModernRequest) -> bool:
+    extensions = modern.envelope.profile.capabilities.get("extensions")
+    return isinstance(extensions, dict) and EXTENSION in extensions
+
+
+def missing_extension() -> MissingClientCapability:
+    return MissingClientCapability(
+        f"this request needs the client capability extensions[{EXTENSION!r}] (tasks), which its "
+        "params._meta['io.modelcontextprotocol/clientCapabilities'] does not declare",
+        {"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Asked:
+    __slots__ = ("request", "response", "answered")
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.response: Raw | None = None
+        self.answered = trio.Event()
+
+
+class Task:
+    """One task: its status and, once it has one, its outcome."""
+
+    def __init__(self, subject: str) -> None:
+        self.task_id = secrets.token_urlsafe(16)
+        self.subject = subject
+        self.status = "working"
+        self.created_at = self.updated_at = _now()
+        self.expires = time.monotonic() + DEFAULT_TASK_TTL_MS / 1000
+        self.result: Raw | None = None
+        self.error: dict[str, Any] | None = None
+        self.asked: dict[str, _Asked] = {}
+        self.scope: trio.CancelScope | None = None
+        #: Set when the tool called ``run_as_task``: the request has its CreateTaskResult.
+        self.escalated = trio.Event()
+
+    def touch(self, status: str | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self.updated_at = _now()
+
+    def envelope(self) -> dict[str, Any]:
+        return {"taskId": self.task_id, "status": self.status, "createdAt": self.created_at,
+                "lastUpdatedAt": self.updated_at, "ttlMs": DEFAULT_TASK_TTL_MS, "pollIntervalMs": POLL_INTERVAL_MS}
+
+    async def ask(self, key: str, request: dict[str, Any]) -> Raw:
+        """Wait for ``tasks/update`` to answer ``request`` (status ``input_required`` meanwhile)."""
+        asked = self.asked[key] = _Asked(request)
+        self.touch("input_required")
+        try:
+            await asked.answered.wait()
+        finally:
+            self.asked.pop(key, None)
+            if not self.asked and self.status == "input_required":
+                self.touch("working")
+        assert asked.response is not None
+        return asked.response
+
+    def answer(self, responses: dict[str, Raw]) -> None:
+        for key, response in responses.items():
+            asked = self.asked.get(key)
+            if asked is not None and not asked.answered.is_set():
+                asked.response = response
+                asked.answered.set()
+        self.touch()
+
+
+class _TaskParams(msgspec.Struct):
+    task_id: Any = field(default=UNSET, name="taskId")
+    input_responses: dict[str, Raw] | UnsetType = field(default=UNSET, name="inputResponses")
+
+
+_task_params = msgspec.json.Decoder(_TaskParams)
+
+
+class _Dropping:
+    """The connection a task's tool sees once the request is answered: notifications are
+    dropped (nothing carries them any more); everything else is the connection's."""
+
+    def __init__(self, conn: Any, task: Task) -> None:
+        self._conn = conn
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        if not self._task.escalated.is_set():
+            await self._conn.notify(method, params)
+
+
+class Tasks:
+    """The tasks of one served server, and the nursery their tools run in."""
+
+    def __init__(self, stateless: Stateless) -> None:
+        self._stateless = stateless
+        self.tasks: dict[str, Task] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the tasks' nursery until cancelled (the supervisor's nursery runs this)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    # -- tools/call of a task-capable tool --------------------------------------------------
+    async def call_tool(self, conn: Connection, request: Request, in_flight: InFlight, modern: ModernRequest) -> Any:
+        """Run the call in a task of our own: its answer, or ``CreateTaskResult`` once the tool
+        calls ``run_as_task``. Cancelling the request before that cancels the tool."""
+        from . import _handlers
+
+        nursery = self._nursery
+        if nursery is None:  # not served by a running supervisor: an ordinary call
+            return await _handlers.call_tool(conn, request, in_flight)
+        self._expire()
+        task = Task(subject_of(conn.principal))
+        modern.task = task
+        outcome: list[Any] = []
+        finished = trio.Event()
+        proxy = _Dropping(conn, task)
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                task.scope = scope
+                task_status.started()
+                try:
+                    outcome.append(("ok", await _handlers.call_tool(proxy, request, in_flight)))  # type: ignore[arg-type]
+                except BaseException as exc:  # handed to the request, or recorded on the task
+                    if isinstance(exc, trio.Cancelled):
+                        raise
+                    outcome.append(("raise", exc))
+                finally:
+                    finished.set()
+            if scope.cancelled_caught:
+                task.touch("cancelled")
+            elif task.escalated.is_set():
+                self._settle(task, outcome[0] if outcome else None)
+
+        await nursery.start(run)
+        try:
+            async with trio.open_nursery() as waiter:
+                waiter.start_soon(_set_when, finished.wait, waiter.cancel_scope)
+                waiter.start_soon(_set_when, task.escalated.wait, waiter.cancel_scope)
+        except BaseException:
+            if not task.escalated.is_set() and task.scope is not None:
+                task.scope.cancel()
+            raise
+        if task.escalated.is_set():
+            body = {"resultType": "task", **task.envelope(), "_meta": {SERVER_INFO_KEY: self._stateless.server_info}}
+            return Raw(msgspec.json.encode(body))
+        kind, value = outcome[0]
+        if kind == "raise":
+            raise value
+        return value
+
+    def escalate(self, modern: ModernRequest) -> bool:
+        """``ctx.run_as_task()``: make the call a task now (False when it cannot be one)."""
+        task = modern.task
+        if task is None:
+            return False
+        if task.escalated.is_set():
+            return True
+        if len(self.tasks) >= MAX_TASKS:
+            raise ServerOverloaded(f"too many tasks ({MAX_TASKS}); try again later")
+        self.tasks[task.task_id] = task  # visible to tasks/get before the client hears of it
+        task.escalated.set()
+        return True
+
+    def _settle(self, task: Task, outcome: tuple[str, Any] | None) -> None:
+        from ._stateless import InputRequired, ProtocolEscape, _unwrap
+
+        task.expires = max(task.expires, time.monotonic() + DEFAULT_TASK_TTL_MS / 1000)
+        if outcome is None:  # pragma: no cover - the runner always records one
+            task.error = msgspec.structs.asdict(error_object(InternalError("the task ended without an outcome")))
+            task.touch("failed")
+            return
+        kind, value = outcome
+        if kind == "ok":
+            task.result = Raw(msgspec.json.encode(value))
+            task.touch("completed")
+            return
+        if isinstance(value, BaseExceptionGroup):
+            try:
+                value = _unwrap(value)
+            except BaseExceptionGroup:
+                pass
+        if isinstance(value, ProtocolEscape):
+            value = value.error
+        elif isinstance(value, InputRequired):  # pragma: no cover - live asks never raise it
+            value = InternalError("the task asked for input it could not wait for")
+        if not isinstance(value, McpError):
+            logger.error("task %s failed", task.task_id, exc_info=value)
+            value = InternalError("internal error")
+        error = error_object(value)
+        task.error = {"code": error.code, "message": error.message, **({} if error.data is None else {"data": error.data})}
+        task.touch("failed")
+
+    # -- tasks/get, tasks/update, tasks/cancel ------------------------------------------------
+    async def get(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+        task, _ = self._find_for(conn, request, in_flight)
+        body: dict[str, Any] = {"resultType": "complete", **task.envelope()}
+        if task.status == "input_required" and task.asked:
+            body["inputRequests"] = {key: asked.request for key, asked in task.asked.items()}
+        if task.result is not None:
+            body["result"] = task.result
+        if task.error is not None:
+            body["error"] = task.error
+        body["_meta"] = {SERVER_INFO_KEY: self._stateless.server_info}
+        return Raw(msgspec.json.encode(body))
+
+    async def update(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+        task, params = self._find_for(conn, request, in_flight)
+        if params.input_responses is UNSET:
+            raise InvalidParams("tasks/update needs inputResponses")
+        task.answer(params.input_responses)  # type: ignore[arg-type]
+        return self._ack()
+
+    async def cancel(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
+        task, _ = self._find_for(conn, request, in_flight)
+        if task.status not in TERMINAL and task.scope is not None:
+            task.scope.cancel()
+            task.touch("cancelled")
+        return self._ack()
+
+    def _find_for(self, conn: Any, request: Request, in_flight: InFlight) -> tuple[Task, _TaskParams]:
+        modern = in_flight.modern
+        if modern is None or not client_can_task(modern):
+            raise missing_extension()
+        try:
+            params = _task_params.decode(request.params if request.params is not None else b"{}")
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidParams(f"invalid params for {request.method}: {exc}") from None
+        self._expire()
+        task = self.tasks.get(params.task_id) if isinstance(params.task_id, str) else None
+        if task is None or task.subject != subject_of(conn.principal):
+            raise InvalidParams(f"unknown task: {params.task_id!r}", {"taskId": params.task_id})
+        return task, params
+
+    def _ack(self) -> Raw:
+        return Raw(msgspec.json.encode({"resultType": "complete", "_meta": {SERVER_INFO_KEY: self._stateless.server_info}}))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for task_id in [t.task_id for t in self.tasks.values() if t.expires < now and t.status in TERMINAL]:
+            del self.tasks[task_id]
+
+
+async def _set_when(wait: Callable[[], Any], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
+
