@@ -30,21 +30,20 @@ INIT_PARAMS = {
 }
 
 
-class RawClient:
-    """Line-oriented JSON-RPC peer: send dicts or bytes, receive decoded dicts."""
+class JsonRpcPeer:
+    """The client side of JSON-RPC by hand, over any transport: subclasses give ``send`` (one
+    message as a dict) and ``receive_fresh`` (the next message off the wire)."""
 
-    def __init__(self, send_stream: trio.abc.SendStream, receive_stream: trio.abc.ReceiveStream) -> None:
-        self._send = send_stream
-        self._channel = LineChannel(receive_stream, send_stream, 64 * 1024 * 1024)
+    def __init__(self) -> None:
         self._next_id = 0
         #: Messages received while waiting for something else (notifications, other replies).
         self.backlog: list[dict[str, Any]] = []
 
-    async def send_raw(self, data: bytes) -> None:
-        await self._send.send_all(data)
-
     async def send(self, message: dict[str, Any]) -> None:
-        await self._send.send_all(msgspec.json.encode(message) + b"\n")
+        raise NotImplementedError
+
+    async def receive_fresh(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def new_id(self) -> int:
         self._next_id += 1
@@ -53,10 +52,7 @@ class RawClient:
     async def receive(self) -> dict[str, Any]:
         if self.backlog:
             return self.backlog.pop(0)
-        return msgspec.json.decode(await self._channel.receive())
-
-    async def receive_fresh(self) -> dict[str, Any]:
-        return msgspec.json.decode(await self._channel.receive())
+        return await self.receive_fresh()
 
     async def receive_until(self, predicate: Any) -> dict[str, Any]:
         """Next message matching ``predicate``; others are kept in ``backlog`` in order."""
@@ -91,6 +87,24 @@ class RawClient:
         reply = await self.request("initialize", params or INIT_PARAMS)
         await self.notify("notifications/initialized")
         return reply
+
+
+class RawClient(JsonRpcPeer):
+    """Line-oriented JSON-RPC peer over byte streams (stdio pipes, in-memory streams)."""
+
+    def __init__(self, send_stream: trio.abc.SendStream, receive_stream: trio.abc.ReceiveStream) -> None:
+        super().__init__()
+        self._send = send_stream
+        self._channel = LineChannel(receive_stream, send_stream, 64 * 1024 * 1024)
+
+    async def send_raw(self, data: bytes) -> None:
+        await self._send.send_all(data)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self._send.send_all(msgspec.json.encode(message) + b"\n")
+
+    async def receive_fresh(self) -> dict[str, Any]:
+        return msgspec.json.decode(await self._channel.receive())
 
     async def close(self) -> None:
         await self._send.aclose()

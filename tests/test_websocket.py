@@ -38,61 +38,24 @@ from mcp_trio.transports.websocket import (
     serve_websocket,
 )
 
-from .helpers import INIT_PARAMS
+from .helpers import INIT_PARAMS, JsonRpcPeer
 
 ECHO = {"name": "echo", "arguments": {"text": "hello"}}
 
 
 # -- peers -------------------------------------------------------------------------------------
-class WsClient:
+class WsClient(JsonRpcPeer):
     """JSON-RPC over a trio-websocket connection: the same conveniences as ``RawClient``."""
 
     def __init__(self, ws: WebSocketConnection) -> None:
+        super().__init__()
         self.ws = ws
-        self.backlog: list[dict[str, Any]] = []
-        self._next_id = 0
-
-    def new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_message(json.dumps(message))
 
     async def receive_fresh(self) -> dict[str, Any]:
         return json.loads(await self.ws.get_message())
-
-    async def receive_until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        for index, message in enumerate(self.backlog):
-            if predicate(message):
-                return self.backlog.pop(index)
-        while True:
-            message = await self.receive_fresh()
-            if predicate(message):
-                return message
-            self.backlog.append(message)
-
-    async def reply_to(self, request_id: Any) -> dict[str, Any]:
-        return await self.receive_until(lambda m: m.get("id") == request_id and "method" not in m)
-
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        request_id = self.new_id()
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-        return await self.reply_to(request_id)
-
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-
-    async def initialize(self) -> dict[str, Any]:
-        reply = await self.request("initialize", INIT_PARAMS)
-        await self.notify("notifications/initialized")
-        return reply
 
     async def closed(self) -> ConnectionClosed:
         """Read until the server closes; the close (code and reason)."""
