@@ -23,8 +23,6 @@ import json
 import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,10 @@ class _Failed(Exception):
 
 
 def _request(args: argparse.Namespace, method: str, path: str) -> Any:
+    # Imported here: `mcp-trio serve` builds this command's parser too, and must start fast.
+    import urllib.error
+    import urllib.request
+
     token = args.token
     if args.token_file is not None:
         token = Path(args.token_file).read_text(encoding="utf-8").strip()
@@ -168,7 +170,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _quote(segment: str) -> str:
-    return urllib.request.quote(segment, safe="")
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
 
 
 def _when(timestamp: float | None) -> str:
