@@ -373,14 +373,9 @@ class Connection:
         try:
             if handler is None:
                 raise MethodNotFound(f"method not found: {request.method!r}")
-            if not self._admission:
+            if not self._admission:  # no policy configured: one flag test on the hot path
                 return Response(request.id, await handler(self, request, in_flight))
-            supervisor = self.supervisor
-            supervisor.enter(self, request.method)  # rate limit, concurrency cap: may refuse
-            try:
-                return Response(request.id, await handler(self, request, in_flight))
-            finally:
-                supervisor.leave()
+            return Response(request.id, await self.supervisor.admitted(self, handler, request, in_flight))
         except McpError as exc:
             return ErrorResponse(request.id, error_object(exc))
         except Exception:

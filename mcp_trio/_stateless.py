@@ -369,14 +369,7 @@ async def answer(conn: Connection, request: Request, in_flight: InFlight) -> Mes
             handler = _MODERN_HANDLERS.get(method) or _handlers.HANDLERS[method]
             if method in INPUT_METHODS:
                 modern.inputs = stateless.open_inputs(conn, request)
-            if supervisor.admission:
-                supervisor.enter(conn, method)  # rate limit, concurrency cap: may refuse
-                try:
-                    result = await handler(conn, request, in_flight)
-                finally:
-                    supervisor.leave()
-            else:
-                result = await handler(conn, request, in_flight)
+            result = await supervisor.admitted(conn, handler, request, in_flight)
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         if type(result) is Raw:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -170,6 +170,17 @@ class Supervisor:
             self.charge(connection)
         if cap is not None:
             self.running += 1
+
+    async def admitted(self, connection: Any, handler: Any, request: Any, in_flight: Any) -> Any:
+        """Run ``handler`` behind admission (``enter``/``leave``): the one place both eras'
+        request paths admit a request. Without a policy it just runs the handler."""
+        if not self.admission:
+            return await handler(connection, request, in_flight)
+        self.enter(connection, request.method)  # rate limit, concurrency cap: may refuse
+        try:
+            return await handler(connection, request, in_flight)
+        finally:
+            self.leave()
 
     def leave(self) -> None:
         if self.max_concurrent is not None:
