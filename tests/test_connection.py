@@ -184,3 +184,27 @@ async def test_metrics_count_requests_by_method_and_outcome() -> None:
     assert 'mcp_requests_total{method="other",outcome="error"} 1' in text
     assert "mcp_request_duration_seconds_count 3" in text
     assert "mcp_connections 1" in text
+
+
+async def test_server_to_client_requests_are_capped_per_connection() -> None:
+    """With max_client_requests=1 a second tool waits for the first one's sampling answer
+    before its own sampling request goes out: the cap bounds what we ask of one client."""
+    with trio.fail_after(5):
+        async with serve_in_memory(demo, Limits(max_client_requests=1)) as (client, _, connection):
+            await client.initialize()
+            calls = [client.new_id(), client.new_id()]
+            for call_id in calls:
+                await client.send({"jsonrpc": "2.0", "id": call_id, "method": "tools/call",
+                                   "params": {"name": "test_sampling", "arguments": {"prompt": f"p{call_id}"}}})
+            first = await client.receive_until(lambda m: m.get("method") == "sampling/createMessage")
+            await client.request("ping")  # both calls are running by now
+            assert connection.statistics()["client_requests_pending"] == 1
+            assert not any(m.get("method") == "sampling/createMessage" for m in client.backlog)
+            await client.send({"jsonrpc": "2.0", "id": first["id"], "result": {
+                "role": "assistant", "content": {"type": "text", "text": "one"}, "model": "test"}})
+            second = await client.receive_until(lambda m: m.get("method") == "sampling/createMessage")
+            assert second["id"] != first["id"]
+            await client.send({"jsonrpc": "2.0", "id": second["id"], "result": {
+                "role": "assistant", "content": {"type": "text", "text": "two"}, "model": "test"}})
+            texts = sorted([(await client.reply_to(call_id))["result"]["content"][0]["text"] for call_id in calls])
+            assert texts == ["LLM response: one", "LLM response: two"]
