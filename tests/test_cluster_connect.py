@@ -76,7 +76,7 @@ def test_nothing_redis_is_imported_without_cluster_mode() -> None:
             "from mcp_trio.transports import http, websocket, stdio\n"
             "mcp_trio.cluster.ClusterSettings(redis_url='redis://localhost')\n"
             "assert not [m for m in sys.modules if m.split('.')[0] in ('coredis', 'redis', 'anyio')], sorted(sys.modules)\n"
-            "mcp_trio.cluster.open_cluster\n"
+            "mcp_trio.cluster.SharedLimiter\n"
             "assert 'coredis' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

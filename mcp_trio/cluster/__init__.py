@@ -17,11 +17,13 @@ from ._settings import ClusterSettings, SettingError, parse_redis_url
 
 if TYPE_CHECKING:
     from ._client import Cluster, open_cluster
+    from ._limiter import SharedLimiter
 
 #: Names that need the Redis client, and the module each lives in (imported on first use).
 _LAZY = {
     "Cluster": "_client",
     "open_cluster": "_client",
+    "SharedLimiter": "_limiter",
 }
 
 
@@ -39,6 +41,7 @@ __all__ = [
     "ClusterSettings",
     "RedisUnavailable",
     "SettingError",
+    "SharedLimiter",
     "open_cluster",
     "parse_redis_url",
 ]
