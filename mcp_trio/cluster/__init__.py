@@ -16,14 +16,44 @@ from ._errors import RedisUnavailable
 from ._settings import ClusterSettings, SettingError, parse_redis_url
 
 if TYPE_CHECKING:
+    from ._bus import BusEvent, ClusterBus
     from ._client import Cluster, open_cluster
+    from ._counters import ClusterCounters
+    from ._events import EventLog
     from ._limiter import SharedLimiter
+    from ._sessions import SessionStore
+    from ._tasks import TaskStore
+    from _bus import ToolsSwitched, PluginsReloaded, ListChanged, SessionDeleted, ResourceUpdated, SessionEvent, TaskCancelled, Resync
+    from _sessions import SessionRecord, SessionGone, TooManySubscriptions
+    from _events import StoredEvent
+    from _tasks import TaskRecord
+    from _limiter import LimiterStatistics
 
 #: Names that need the Redis client, and the module each lives in (imported on first use).
 _LAZY = {
     "Cluster": "_client",
     "open_cluster": "_client",
     "SharedLimiter": "_limiter",
+    "SessionStore": "_sessions",
+    "EventLog": "_events",
+    "ClusterBus": "_bus",
+    "BusEvent": "_bus",
+    "TaskStore": "_tasks",
+    "ClusterCounters": "_counters",
+    "ToolsSwitched": "_bus",
+    "PluginsReloaded": "_bus",
+    "ListChanged": "_bus",
+    "SessionDeleted": "_bus",
+    "ResourceUpdated": "_bus",
+    "SessionEvent": "_bus",
+    "TaskCancelled": "_bus",
+    "Resync": "_bus",
+    "SessionRecord": "_sessions",
+    "SessionGone": "_sessions",
+    "TooManySubscriptions": "_sessions",
+    "StoredEvent": "_events",
+    "TaskRecord": "_tasks",
+    "LimiterStatistics": "_limiter",
 }
 
 
@@ -37,11 +67,31 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BusEvent",
     "Cluster",
+    "ClusterBus",
+    "ClusterCounters",
     "ClusterSettings",
+    "EventLog",
+    "LimiterStatistics",
+    "ListChanged",
+    "PluginsReloaded",
     "RedisUnavailable",
+    "ResourceUpdated",
+    "Resync",
+    "SessionDeleted",
+    "SessionEvent",
+    "SessionGone",
+    "SessionRecord",
+    "SessionStore",
     "SettingError",
     "SharedLimiter",
+    "StoredEvent",
+    "TaskCancelled",
+    "TaskRecord",
+    "TaskStore",
+    "TooManySubscriptions",
+    "ToolsSwitched",
     "open_cluster",
     "parse_redis_url",
 ]
