@@ -181,3 +181,19 @@ async def test_a_decision_needs_the_batcher(redis_server: RedisServer) -> None:
             limiter = SharedLimiter(cluster, RateLimits(rate=1.0))
             with pytest.raises(RuntimeError, match="start it in a nursery"):
                 await limiter.try_admit("k")
+
+
+async def test_through_a_redis_cluster(start_redis) -> None:  # type: ignore[no-untyped-def]
+    """Redis Cluster (one real node holding every slot): the script's two keys share a hash
+    slot, the batch goes as a cluster pipeline, and a flushed script cache is reloaded."""
+    from tests.test_cluster_connect import one_node_cluster
+
+    node = await one_node_cluster(start_redis)
+    policy = RateLimits(rate=0.001, burst=2, tools={"t": ToolLimit(rate=0.001, burst=1)})
+    with trio.fail_after(20):
+        async with shared(f"redis+cluster://127.0.0.1:{node.port}", policy) as (limiter, _):
+            waits = [await limiter.try_admit(("user", "a{b}c"), "t") for _ in range(3)]
+            node.cli("SCRIPT", "FLUSH")
+            assert await limiter.try_admit(("user", "ann")) == 0.0
+    assert waits[:2] == [0.0, 0.0] and waits[2] > 900
+    assert node.cli("EXISTS", "mcp-trio:rl:{user|a%7Bb%7Dc}:t") == "1"

@@ -261,3 +261,25 @@ async def test_counters_flush_by_themselves(redis_server: RedisServer) -> None:
             counters.add("calls")
             nursery.cancel_scope.cancel()
         assert redis_server.cli("HGET", "st:stats", "calls") == "3", "the last sums are sent at shutdown"
+
+
+async def test_stores_through_a_redis_cluster(start_redis) -> None:  # type: ignore[no-untyped-def]
+    """Each store's multi-key scripts and DEL keep to one hash slot on a real Redis Cluster."""
+    from tests.test_cluster_connect import one_node_cluster
+
+    node = await one_node_cluster(start_redis)
+    with trio.fail_after(20):
+        async with worker(f"redis+cluster://127.0.0.1:{node.port}") as one:
+            sessions, events, tasks = SessionStore(one), EventLog(one), TaskStore(one)
+            await sessions.create("s", PROFILE)
+            await sessions.subscribe("s", "file:///a")
+            first = await events.append("s", 0, b"{}")
+            await events.append("s", 0, b"[]")
+            assert [e.data for e in await events.after("s", first)] == [b"[]"]
+            assert await tasks.create("ann", "t", node=one.node_id, created_at="T")
+            assert await tasks.cancel("ann", "t", updated_at="T2") == "cancelled"
+            counters = ClusterCounters(one)
+            counters.add("calls")
+            await counters.flush()
+            assert await counters.totals() == {"calls": 1}
+            assert await sessions.delete("s") and await sessions.get("s") is None
