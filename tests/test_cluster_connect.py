@@ -81,6 +81,24 @@ def test_nothing_redis_is_imported_without_cluster_mode() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_the_cluster_package_is_a_leaf() -> None:
+    """cluster/ imports protocol/ and the sans-io limiter of ours, never serving or transports
+    (imports inside functions count too)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "mcp_trio" / "cluster"
+    allowed = ("protocol", "_limiter")
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert (node.module or "").split(".")[0] in allowed, f"{path.name}: from {'.' * node.level}{node.module}"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mcp_trio"):
+                assert node.module.split(".")[1] in allowed, f"{path.name}: from {node.module}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("mcp_trio") or alias.name.split(".")[1] in allowed, path.name
+
+
 # -- connecting ----------------------------------------------------------------------------------
 
 
