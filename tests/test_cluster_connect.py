@@ -210,3 +210,22 @@ async def test_redis_cluster_of_one_node(start_redis) -> None:  # type: ignore[n
         async with open_cluster(ClusterSettings(redis_url=f"redis+cluster://127.0.0.1:{node.port}")) as cluster:
             await cluster.client.set("k", "through-cluster")
     assert node.cli("GET", "k") == "through-cluster"
+
+
+async def test_a_redis_that_does_not_answer_is_one_line_within_the_deadline(redis_server: RedisServer) -> None:
+    """A stopped (SIGSTOP) redis-server accepts connections but never answers: the connect
+    deadline ends the wait."""
+    import signal
+
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        settings = ClusterSettings(redis_url=redis_server.url, connect_timeout=0.5, command_timeout=0.3)
+        started = time.monotonic()
+        with trio.fail_after(10), pytest.raises(RedisUnavailable) as caught:
+            async with open_cluster(settings):
+                pytest.fail("a frozen Redis answered")
+        assert time.monotonic() - started < 2.0
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert str(caught.value).startswith(f"Redis at redis://127.0.0.1:{redis_server.port} did not answer in time")

@@ -197,3 +197,26 @@ async def test_through_a_redis_cluster(start_redis) -> None:  # type: ignore[no-
             assert await limiter.try_admit(("user", "ann")) == 0.0
     assert waits[:2] == [0.0, 0.0] and waits[2] > 900
     assert node.cli("EXISTS", "mcp-trio:rl:{user|a%7Bb%7Dc}:t") == "1"
+
+
+async def test_a_frozen_redis_fails_closed_after_the_command_timeout(redis_server: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP) mid-run: the batch gives up at ``command_timeout``, the
+    request is refused; once Redis answers again, so do decisions (on a fresh connection)."""
+    import signal
+
+    assert redis_server.process is not None
+    with trio.fail_after(20):
+        async with shared(redis_server.url, RateLimits(rate=100.0, burst=10), command_timeout=0.3,
+                          probe_interval=0.2) as (limiter, _):
+            assert await limiter.try_admit("ann") == 0.0
+            redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(RedisUnavailable, match="did not answer in time"):
+                    await limiter.try_admit("ann")
+                assert 0.25 < time.monotonic() - started < 1.0
+            finally:
+                redis_server.process.send_signal(signal.SIGCONT)
+            await trio.sleep(0.25)
+            assert await limiter.try_admit("ann") == 0.0
+            assert await limiter.try_admit("bob") == 0.0
