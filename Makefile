@@ -25,3 +25,9 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) bench/.venv build *.egg-info
+
+# The cluster tests start a real redis-server and HAProxy: install them when missing.
+test: cluster-test-deps
+.PHONY: cluster-test-deps
+cluster-test-deps:
+	@sh .ci/cluster-test-deps.sh

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.cluster_fixtures"]
 
 
 @pytest.fixture

@@ -1,0 +1,97 @@
+"""Cluster mode: the state several server processes and hosts share, on Redis.
+
+A leaf: it imports ``protocol/``, the sans-io limiter, the standard library and its Redis
+client (coredis), never the serving core or a transport; the serving layer calls it. The
+settings (``ClusterSettings``) import no Redis client, so a configuration is checked without
+one; everything that talks to Redis is loaded on first use of its name, so a server without
+``[cluster] redis_url`` never imports coredis. See docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RedisUnavailable
+from ._settings import ClusterSettings, SettingError, parse_redis_url
+
+if TYPE_CHECKING:
+    from ._bus import BusEvent, ClusterBus
+    from ._client import Cluster, open_cluster
+    from ._counters import ClusterCounters
+    from ._events import EventLog
+    from ._limiter import SharedLimiter
+    from ._sessions import SessionStore
+    from ._tasks import TaskStore
+    from _bus import ToolsSwitched, PluginsReloaded, ListChanged, SessionDeleted, ResourceUpdated, SessionEvent, TaskCancelled, Resync
+    from _sessions import SessionRecord, SessionGone, TooManySubscriptions
+    from _events import StoredEvent
+    from _tasks import TaskRecord
+    from _limiter import LimiterStatistics
+
+#: Names that need the Redis client, and the module each lives in (imported on first use).
+_LAZY = {
+    "Cluster": "_client",
+    "open_cluster": "_client",
+    "SharedLimiter": "_limiter",
+    "SessionStore": "_sessions",
+    "EventLog": "_events",
+    "ClusterBus": "_bus",
+    "BusEvent": "_bus",
+    "TaskStore": "_tasks",
+    "ClusterCounters": "_counters",
+    "ToolsSwitched": "_bus",
+    "PluginsReloaded": "_bus",
+    "ListChanged": "_bus",
+    "SessionDeleted": "_bus",
+    "ResourceUpdated": "_bus",
+    "SessionEvent": "_bus",
+    "TaskCancelled": "_bus",
+    "Resync": "_bus",
+    "SessionRecord": "_sessions",
+    "SessionGone": "_sessions",
+    "TooManySubscriptions": "_sessions",
+    "StoredEvent": "_events",
+    "TaskRecord": "_tasks",
+    "LimiterStatistics": "_limiter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "BusEvent",
+    "Cluster",
+    "ClusterBus",
+    "ClusterCounters",
+    "ClusterSettings",
+    "EventLog",
+    "LimiterStatistics",
+    "ListChanged",
+    "PluginsReloaded",
+    "RedisUnavailable",
+    "ResourceUpdated",
+    "Resync",
+    "SessionDeleted",
+    "SessionEvent",
+    "SessionGone",
+    "SessionRecord",
+    "SessionStore",
+    "SettingError",
+    "SharedLimiter",
+    "StoredEvent",
+    "TaskCancelled",
+    "TaskRecord",
+    "TaskStore",
+    "TooManySubscriptions",
+    "ToolsSwitched",
+    "open_cluster",
+    "parse_redis_url",
+]
