@@ -24,6 +24,8 @@ from mcp_trio._limiter import RateLimits, ToolLimit
 from mcp_trio._token import add_token_arguments, run_token
 from mcp_trio.auth import AuthError, hash_api_key
 
+from .helpers import authenticate
+
 SECRET = "a-development-secret-of-32-bytes-or-more"
 
 
@@ -216,11 +218,11 @@ scopes = ["read", "execute"]
     config = load_config(path, {"MCP_TRIO_AUTH_JWT_SECRET": SECRET}, {})
     authenticator = config.authenticator()
     assert authenticator is not None
-    principal = authenticator.authenticate({"x-api-key": "mcpk_test-key"})
+    principal = authenticate(authenticator, {"x-api-key": "mcpk_test-key"})
     assert principal.subject == "ci" and principal.granted == {"read", "execute"}
     assert authenticator.metadata()["authorization_servers"] == ["https://auth.example.com"]
     with pytest.raises(AuthError) as caught:
-        authenticator.authenticate({})
+        authenticate(authenticator, {})
     assert caught.value.status == 401
 
 
@@ -286,7 +288,7 @@ def test_token_command_mints_what_the_server_accepts(tmp_path: Path, capsys: pyt
     token = capsys.readouterr().out.strip()
     authenticator = load_config(path, env, {}).authenticator()
     assert authenticator is not None
-    principal = authenticator.authenticate({"authorization": f"Bearer {token}"})
+    principal = authenticate(authenticator, {"authorization": f"Bearer {token}"})
     assert principal.subject == "ada" and principal.granted == {"write", "read", "execute"}
     assert principal.claims["iss"] == "https://dev.local" and principal.claims["exp"] - principal.claims["iat"] == 3600
 
@@ -299,7 +301,7 @@ def test_token_command_with_a_private_key(tmp_path: Path, capsys: pytest.Capture
                            '[auth.jwt]\nissuer = "https://dev.local"\npublic_key_file = "dev.pub.pem"\n')
     assert run_token(token_args("--config", str(path), "--key", str(tmp_path / "dev.pem"), "--scope", "read"), {}) == 0
     token = capsys.readouterr().out.strip()
-    assert load_config(path, {}, {}).authenticator().authenticate({"authorization": f"Bearer {token}"}).scopes == {"read"}  # type: ignore[union-attr]
+    assert authenticate(load_config(path, {}, {}).authenticator(), {"authorization": f"Bearer {token}"}).scopes == {"read"}  # type: ignore[union-attr]
 
 
 def test_token_command_warns_when_the_server_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,6 +322,6 @@ def test_token_command_makes_api_keys(tmp_path: Path, capsys: pytest.CaptureFixt
     # The printed table is valid config.
     table = out.err.split("\n", 1)[1]
     config = load_config(write(tmp_path, table), {}, {})
-    assert config.authenticator().authenticate({"x-api-key": key}).subject == "ci"  # type: ignore[union-attr]
+    assert authenticate(config.authenticator(), {"x-api-key": key}).subject == "ci"  # type: ignore[union-attr]
 
 
