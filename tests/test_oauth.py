@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -607,3 +608,112 @@ def test_static_keys_still_need_no_event_loop_io(idp: AuthorizationServer) -> No
     principal = authenticate(Authenticator(jwt=verifier), {"authorization": f"Bearer {idp.sign(audience=AUDIENCE)}"})
     assert principal.subject == "ada"
     assert idp.count("/jwks") == 0
+
+
+# -- end to end: a configured server, a real client, a real provider ----------------------------------
+import httpx2  # noqa: E402 - the official SDK's HTTP client; only the end-to-end tests need it
+from mcp import Client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from trio_websocket import ConnectionRejected, open_websocket_url  # noqa: E402
+
+from mcp_trio import Context, Server  # noqa: E402
+from mcp_trio._config import Config, load_config  # noqa: E402
+from mcp_trio.transports.http import serve_http  # noqa: E402
+from mcp_trio.transports.websocket import serve_websocket  # noqa: E402
+from tests.http_client import McpHttp  # noqa: E402
+
+RESOURCE = "http://127.0.0.1/mcp"
+served_app = Server("guarded")
+
+
+@served_app.tool(scopes=["read"])
+async def whoami(ctx: Context) -> str:
+    """The caller's subject and how it was checked."""
+    return f"{ctx.principal.subject} ({ctx.principal.kind})"
+
+
+def provider_config(idp: AuthorizationServer, **env: str) -> Config:
+    base = {"MCP_TRIO_SERVER_RESOURCE": RESOURCE, "MCP_TRIO_AUTH_JWT_ISSUER": idp.issuer}
+    if idp.tls is None:
+        base["MCP_TRIO_AUTH_PROVIDER_ALLOW_HTTP_LOOPBACK"] = "true"
+    return load_config(None, {**base, **env}, {})
+
+
+class _Serving:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/mcp"
+
+
+@asynccontextmanager
+async def http_server(config: Config) -> AsyncIterator[_Serving]:
+    authenticator = config.authenticator()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve_http(
+            served_app, config.to_limits(), port=0, authenticator=authenticator, task_status=task_status))
+        try:
+            yield _Serving(port)
+        finally:
+            nursery.cancel_scope.cancel()
+    assert authenticator is not None
+    await authenticator.aclose()
+
+
+async def call_whoami(url: str, token: str) -> str:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+            result = await client.call_tool("whoami", {})
+            return result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_sdk_client_with_a_token_from_a_discovered_provider_over_tls(ca: trustme.CA, tmp_path: Any) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with AuthorizationServer(tls=ca, issuer_path="/realms/acme") as idp:
+        config = provider_config(idp, MCP_TRIO_AUTH_PROVIDER_CA_FILE=str(ca_file),
+                                 MCP_TRIO_AUTH_INTROSPECTION_CLIENT_ID=idp.client_id,
+                                 MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET=idp.client_secret)
+        with trio.fail_after(30):
+            async with http_server(config) as served:
+                assert await call_whoami(served.url, idp.sign(audience=RESOURCE)) == "ada (jwt)"
+                assert await call_whoami(served.url, idp.issue_opaque(sub="grace", aud=RESOURCE)) == "grace (introspected)"
+                refused = await McpHttp(served.port).post(McpHttp(served.port).message("initialize", {}),
+                                                         authorization=f"Bearer {idp.sign(audience='https://elsewhere')}")
+                assert refused.status == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+        assert idp.count("/.well-known/oauth-authorization-server/realms/acme") == 1
+        assert idp.count("/jwks") == 1  # every request of both sessions verified from one fetch
+
+
+async def test_http_answers_503_with_retry_after_while_the_provider_is_down(idp: AuthorizationServer) -> None:
+    config = provider_config(idp, MCP_TRIO_AUTH_JWT_JWKS_URI=idp.jwks_uri)
+    token = idp.sign(audience=RESOURCE)
+    idp.breaks["/jwks"] = "500"
+    with trio.fail_after(20):
+        async with http_server(config) as served:
+            client = McpHttp(served.port)
+            refused = await client.post(client.message("initialize", {}), authorization=f"Bearer {token}")
+            assert refused.status == 503, refused.body
+            assert int(refused.headers["retry-after"]) >= 1
+            assert "identity provider cannot be reached" in refused.json()["error"]["message"]
+            assert "error=" not in refused.headers["www-authenticate"]  # not "your token is bad"
+
+
+async def test_websocket_handshake_with_fetched_keys(idp: AuthorizationServer) -> None:
+    config = provider_config(idp, MCP_TRIO_AUTH_JWT_JWKS_URI=idp.jwks_uri)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            endpoint = await nursery.start(lambda task_status: serve_websocket(
+                served_app, config.to_limits(), port=0, authenticator=config.authenticator(), task_status=task_status))
+            url = f"ws://127.0.0.1:{endpoint.port}/"
+            good = [(b"authorization", f"Bearer {idp.sign(audience=RESOURCE)}".encode())]
+            async with open_websocket_url(url, extra_headers=good) as ws:
+                await ws.send_message('{"jsonrpc":"2.0","id":1,"method":"ping"}')
+            idp.rotate()
+            stranger = [(b"authorization", f"Bearer {idp.sign(audience=RESOURCE, kid='key-1', key=idp.keys[-1])}".encode())]
+            with pytest.raises(ConnectionRejected) as refused:
+                async with open_websocket_url(url, extra_headers=stranger):
+                    pass
+            assert refused.value.status_code == 401
+            nursery.cancel_scope.cancel()
+    assert idp.count("/jwks") == 1
