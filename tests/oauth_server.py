@@ -9,7 +9,8 @@ It serves what a resource server reads from an identity provider:
   (``rotate()``: a new key signs, the old ``kid`` is withdrawn);
 - RFC 7662 introspection at ``/introspect`` (client_secret_basic or client_secret_post),
   for opaque tokens it issued (``issue_opaque``) and can revoke;
-- misbehaviour on demand (``breaks[path]``): ``"500"``, ``"hang"``, ``"big"``, ``"garbage"``,
+- misbehaviour on demand (``breaks[path]``): ``"500"``, ``"hang"``, ``"big"``,
+  ``"big-chunked"``, ``"big-header"``, ``"garbage"``,
   and redirect chains at ``/redirect/N``.
 
 Every request is counted per path (``count(path)``), so tests assert how often the server
@@ -175,6 +176,7 @@ def _new_key(generation: int) -> RSAKey:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection reuse is exercised
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server_state: AuthorizationServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -216,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             self.close_connection = True
+        elif mode == "big-header":
+            self._send(200, b"{}", {"X-Padding": "x" * (32 * 1024)})
         elif mode == "garbage":
             self._send(200, b"<html>not json</html>")
         return True

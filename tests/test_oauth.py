@@ -204,6 +204,25 @@ async def test_client_limits_the_answer_size(idp: AuthorizationServer, mode: str
         await loopback_client().get(idp.jwks_uri)
 
 
+async def test_client_limits_the_header_size(idp: AuthorizationServer) -> None:
+    idp.breaks["/jwks"] = "big-header"
+    with trio.fail_after(10), pytest.raises(FetchError, match="bad HTTP answer"):
+        await loopback_client().get(idp.jwks_uri)
+
+
+async def test_client_keeps_at_most_four_idle_connections_per_origin(idp: AuthorizationServer) -> None:
+    from mcp_trio.auth._http import MAX_IDLE_PER_ORIGIN
+
+    client = loopback_client()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(client.get, idp.jwks_uri)
+    assert client.connections_opened >= MAX_IDLE_PER_ORIGIN + 1
+    assert [len(idle) for idle in client._idle.values()] == [MAX_IDLE_PER_ORIGIN]
+    await client.aclose()
+
+
 async def test_client_deadline_covers_a_provider_that_never_answers(idp: AuthorizationServer) -> None:
     idp.breaks["/jwks"] = "hang"
     with trio.fail_after(10), pytest.raises(FetchError, match=r"no complete answer within 0.2 s"):
@@ -461,6 +480,13 @@ async def test_introspection_accepts_active_tokens_and_caches_the_answer(idp: Au
     assert token.encode() not in repr(checker._cache).encode()  # keyed by digest, never the token
 
 
+async def test_introspection_refuses_an_oversized_token_without_asking(idp: AuthorizationServer) -> None:
+    with trio.fail_after(10), pytest.raises(AuthError) as caught:
+        await introspector(idp, Clock(), max_token_size=1024).verify("x" * 1025)
+    assert (caught.value.status, caught.value.reason) == (401, "too_large")
+    assert idp.count("/introspect") == 0
+
+
 async def test_introspection_refusals_are_cached_too(idp: AuthorizationServer) -> None:
     clock = Clock()
     checker = introspector(idp, clock)
@@ -498,6 +524,7 @@ async def test_introspection_cache_ends_at_the_tokens_exp(idp: AuthorizationServ
     ({"sub": None, "client_id": None}, "missing_claim"),
     ({"exp": "tomorrow"}, "malformed"),
     ({"nbf": 9_999_999_999}, "not_yet_valid"),
+    ({"token_type": "refresh_token"}, "bad_type"),
 ])
 async def test_introspection_answers_are_checked(idp: AuthorizationServer, claims: dict[str, Any], reason: str) -> None:
     token = idp.issue_opaque(**claims)

@@ -7,7 +7,8 @@ size cap, a redirect cap and one-line errors. Owning those few hundred lines kee
 exact (the size cap counts bytes as they arrive; the deadline covers connect, TLS and the last
 byte) and adds no dependency tree (httpx brings httpcore, anyio, certifi, idna, sniffio). Idle
 connections are kept per origin and reused, so an introspection call on a cache miss does not
-pay a TCP and TLS handshake each time.
+pay a TCP and TLS handshake each time (``bench/auth_verify.py``, TLS on loopback, one run:
+0.44 ms a call on a reused connection, 2.8 ms on a new one; httpx2, pooled, 0.85 ms).
 
 Not supported, on purpose: proxies (``HTTPS_PROXY`` is not read), compression, HTTP/2,
 cookies. Plain ``http://`` is refused unless ``allow_http_loopback`` is set, and then only to a
@@ -249,8 +250,10 @@ class HttpClient:
             tls = trio.SSLStream(stream, self._ssl, server_hostname=host, https_compatible=True)
             try:
                 await tls.do_handshake()
-            except trio.BrokenResourceError as exc:
+            except BaseException as exc:
                 await trio.aclose_forcefully(stream)
+                if not isinstance(exc, trio.BrokenResourceError):
+                    raise  # cancelled: the deadline's message is the caller's to give
                 cause = exc.__cause__
                 if isinstance(cause, ssl.SSLCertVerificationError):
                     raise FetchError(f"{method} {url}: TLS certificate not trusted ({cause.verify_message}); "
@@ -284,6 +287,9 @@ class HttpClient:
                         continue
                     if isinstance(event, h11.Response):
                         status = event.status_code
+                        # h11 caps a head that arrives in pieces; this caps one that arrives whole.
+                        if sum(len(k) + len(v) + 4 for k, v in event.headers) > MAX_HEADER_SIZE:
+                            raise h11.RemoteProtocolError(f"headers over {MAX_HEADER_SIZE} bytes")
                         response_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
                         length = next((v for k, v in response_headers if k == "content-length"), None)
                         if length is not None and length.isdigit() and int(length) > self.max_response_size:

@@ -4,7 +4,8 @@ The token is POSTed to the introspection endpoint with the server's own client c
 (RFC 7662 §2.1: ``client_secret_basic`` by default, or ``client_secret_post``). The answer
 grants access only when ``active`` is JSON ``true``; then ``exp``/``nbf`` are checked with the
 leeway, ``iss`` must be the configured issuer and ``aud`` must name this server when the
-answer carries them, and the subject is ``sub`` (else ``username``, else ``client_id``).
+answer carries them, a ``token_type`` naming a refresh token is refused, and the subject is
+``sub`` (else ``username``, else ``client_id``).
 
 Answers are cached, keyed by the SHA-256 of the token (the cache never holds a token), until
 the token's ``exp`` and at most ``cache_ttl`` seconds, so a token revoked at the provider is
@@ -222,6 +223,9 @@ class Introspector:
             nbf = _number(answer["nbf"])
             if nbf is None or nbf > now + self.leeway:
                 raise _refuse("not_yet_valid", "token not yet valid")
+        token_type = answer.get("token_type")
+        if isinstance(token_type, str) and "refresh" in token_type.lower():
+            raise _refuse("bad_type", "token type not accepted")  # a refresh token is not an access token
         if self.issuer is not None and "iss" in answer and answer["iss"] != self.issuer:
             raise _refuse("bad_issuer", "token issuer not accepted")
         if self.audiences and "aud" in answer:
