@@ -106,6 +106,7 @@ class Authenticator:
         self.introspection = introspection
         # Static keys are checked without an await; only fetched keys and introspection may wait.
         self._verify_jwt_now = jwt.verify if isinstance(jwt, JwtVerifier) else None
+        self._verify_jwt_later = jwt.verify if isinstance(jwt, JwksVerifier) else None
         self.api_keys = api_keys if api_keys else None
         self.api_key_prefix = api_key_prefix
         self.allow_anonymous = allow_anonymous
@@ -161,9 +162,9 @@ class Authenticator:
             return await self.introspection.verify(credential)
         if self._verify_jwt_now is not None:
             return self._verify_jwt_now(credential)
-        if self.jwt is None:
+        if self._verify_jwt_later is None:
             raise AuthError("jwt_disabled", "bearer tokens are not accepted")
-        return await self.jwt.verify(credential)
+        return await self._verify_jwt_later(credential)
 
     # -- what an HTTP answer needs ---------------------------------------------------------
     def challenge(self, error: AuthError | None = None) -> str:

@@ -280,7 +280,7 @@ class HttpClient:
                 while True:
                     event = http.next_event()
                     if event is h11.NEED_DATA:
-                        http.receive_data(await connection.stream.receive_some(_RECEIVE_SIZE))
+                        http.receive_data(bytes(await connection.stream.receive_some(_RECEIVE_SIZE)))
                         continue
                     started = True
                     if isinstance(event, h11.InformationalResponse):
