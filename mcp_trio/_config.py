@@ -34,11 +34,14 @@ A complete file (every key is optional; shown with its default unless noted)::
     scopes_supported = ["read", "write", "execute", "admin"]
     trust_stdio = true               # stdio is a trusted local channel (no credential asked)
 
-    [auth.jwt]                       # bearer JWTs; enabled when a key source is set
-    issuer = "https://auth.example.com"        # required: the one accepted "iss"
+    [auth.jwt]                       # bearer JWTs; enabled when issuer or a key source is set
+    issuer = "https://auth.example.com"        # required: the one accepted "iss". Alone (no
+                                     #   key source below), keys come from the issuer's
+                                     #   metadata (RFC 8414, then OpenID configuration)
     audience = []                    # accepted "aud" values (default: [server.resource])
     algorithms = ["RS256", "PS256", "ES256", "Ed25519", "HS256"]  # allow-list
-    jwks_file = "jwks.json"          # key sources (any of them; relative paths are
+    jwks_uri = "https://auth.example.com/jwks" # keys fetched and cached (https; default: none)
+    jwks_file = "jwks.json"          # static key sources (any of them; relative paths are
     public_key_file = "issuer.pem"   #   relative to this file)
     public_key = "-----BEGIN PUBLIC KEY-----..."
     secret_file = "hs256.secret"     # an HMAC secret, >= 32 bytes
@@ -46,6 +49,33 @@ A complete file (every key is optional; shown with its default unless noted)::
     kid = "dev"                      # the kid of the PEM/secret key (default: none)
     leeway = 30.0                    # seconds of clock skew on exp / nbf / iat
     max_token_size = 8192            # bytes; larger tokens are refused unparsed
+    scope_claims = ["scope", "scp"]  # claims scopes are read from: a name, or a dotted path
+                                     #   ("realm_access.roles"); strings split on spaces
+
+    [auth.introspection]             # RFC 7662, for opaque tokens; enabled when client_id is set
+    endpoint = "https://auth.example.com/introspect"  # default: from [auth.jwt] issuer's metadata
+    client_id = "mcp-server"         # this server's own client credentials at the provider
+    client_secret = "..."            # prefer MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET
+    client_secret_file = "introspection.secret"
+    auth_method = "client_secret_basic"   # or "client_secret_post"
+    scope_claims = ["scope"]
+    cache_ttl = 60.0                 # seconds an answer is reused (never past the token's exp)
+    cache_size = 10000               # answers kept; the oldest go first
+    max_concurrent = 16              # calls in flight; past it new tokens get 503 at once
+
+    [auth.provider]                  # fetching from the identity provider (all of the above)
+    timeout = 5.0                    # seconds per fetch, connect to last byte
+    max_response_size = 1048576      # bytes
+    max_redirects = 3                # followed by GETs (never https -> http); POSTs follow none
+    ca_file = "corporate-ca.pem"     # CAs to trust instead of the system's (default: system)
+    allow_http_loopback = false      # plain http, to 127.0.0.1 / ::1 / localhost only
+    cache_min = 60.0                 # a JWKS or metadata is kept as its Cache-Control /
+    cache_max = 86400.0              #   Expires say, clamped to [cache_min, cache_max];
+    cache_default = 300.0            #   cache_default when it says nothing
+    refetch_interval = 30.0          # least seconds between fetches an unknown kid or a
+                                     #   failure can trigger
+    stale_if_error = 600.0           # seconds past their lifetime that keys still serve while
+                                     #   the provider fails (then tokens get 503)
 
     [[auth.api_keys]]                # one table per key; mcp-trio token --api-key makes one
     name = "ci"                      # the principal's subject
@@ -75,7 +105,8 @@ A complete file (every key is optional; shown with its default unless noted)::
 
 Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
-``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_RATE_LIMIT_RATE=5``. Lists are comma-separated
+``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET=...``,
+``MCP_TRIO_AUTH_PROVIDER_CA_FILE=...``, ``MCP_TRIO_RATE_LIMIT_RATE=5``. Lists are comma-separated
 (``MCP_TRIO_SERVER_ALLOWED_ORIGINS=https://a,https://b``); ``api_keys`` and
 ``rate_limit.tools`` take JSON; an empty value unsets an optional key.
 ``MCP_TRIO_CONFIG`` names the file when ``--config`` is not given. An unknown ``MCP_TRIO_*``
@@ -154,6 +185,7 @@ class JwtConfig(_Section):
     issuer: str | None = None
     audience: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    jwks_uri: str | None = None
     jwks_file: str | None = None
     public_key_file: str | None = None
     public_key: str | None = None
@@ -162,6 +194,7 @@ class JwtConfig(_Section):
     kid: str | None = None
     leeway: Annotated[float, Meta(ge=0, le=600)] = 30.0
     max_token_size: Annotated[int, Meta(ge=256, le=1024 * 1024)] = 8 * 1024
+    scope_claims: tuple[str, ...] = ("scope", "scp")
 
     def __repr__(self) -> str:  # the secret never reaches a log line or a traceback
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if f != "secret"}
@@ -169,8 +202,52 @@ class JwtConfig(_Section):
         return "JwtConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @property
-    def enabled(self) -> bool:
+    def static_keys(self) -> bool:
+        """Whether keys are configured here (files, PEM, secret) rather than fetched."""
         return any((self.jwks_file, self.public_key_file, self.public_key, self.secret_file, self.secret))
+
+    @property
+    def enabled(self) -> bool:
+        """Static keys, a jwks_uri, or an issuer alone (its keys are discovered)."""
+        return self.static_keys or bool(self.jwks_uri) or bool(self.issuer)
+
+
+class IntrospectionConfig(_Section):
+    """RFC 7662 token introspection, for opaque tokens (``[auth.introspection]``)."""
+
+    endpoint: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_secret_file: str | None = None
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    scope_claims: tuple[str, ...] = ("scope",)
+    cache_ttl: Annotated[float, Meta(ge=0, le=3600)] = 60.0
+    cache_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
+    max_concurrent: Annotated[int, Meta(ge=1, le=10_000)] = 16
+
+    def __repr__(self) -> str:  # the secret never reaches a log line or a traceback
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f != "client_secret"}
+        shown["client_secret"] = None if self.client_secret is None else "<hidden>"
+        return "IntrospectionConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id or self.endpoint)
+
+
+class ProviderConfig(_Section):
+    """How the server fetches from the identity provider (``[auth.provider]``)."""
+
+    timeout: Annotated[float, Meta(gt=0, le=120)] = 5.0
+    max_response_size: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_redirects: Annotated[int, Meta(ge=0, le=10)] = 3
+    ca_file: str | None = None
+    allow_http_loopback: bool = False
+    cache_min: Annotated[float, Meta(ge=1, le=86400)] = 60.0
+    cache_max: Annotated[float, Meta(ge=1, le=30 * 86400)] = 86400.0
+    cache_default: Annotated[float, Meta(ge=1, le=30 * 86400)] = 300.0
+    refetch_interval: Annotated[float, Meta(ge=1, le=3600)] = 30.0
+    stale_if_error: Annotated[float, Meta(ge=0, le=7 * 86400)] = 600.0
 
 
 class ApiKeyConfig(_Section):
@@ -188,12 +265,14 @@ class AuthConfig(_Section):
     scopes_supported: tuple[str, ...] = ("read", "write", "execute", "admin")
     trust_stdio: bool = True
     jwt: JwtConfig = field(default_factory=JwtConfig)
+    introspection: IntrospectionConfig = field(default_factory=IntrospectionConfig)
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
     api_keys: tuple[ApiKeyConfig, ...] = ()
 
     @property
     def enabled(self) -> bool:
         """Whether network transports authenticate at all (else every principal is None)."""
-        return self.jwt.enabled or bool(self.api_keys) or self.allow_anonymous
+        return self.jwt.enabled or self.introspection.enabled or bool(self.api_keys) or self.allow_anonymous
 
 
 class ToolRateConfig(_Section):
@@ -286,7 +365,9 @@ class Config(_Section):
     def authenticator(self) -> Authenticator | None:
         """The ``Authenticator`` for network transports, or None when auth is not configured.
 
-        Reads the key files now, so a bad key stops the server at start, not at a request.
+        Reads the key files now, and checks every URL, CA file and secret, so a bad setting
+        stops the server at start, not at a request. Nothing is fetched here: keys and
+        metadata are fetched when the first token needs them.
         """
         from .auth import (
             ApiKey,
@@ -294,6 +375,7 @@ class Config(_Section):
             Authenticator,
             JwtVerifier,
             KeyLoadError,
+            UrlError,
             load_jwks_file,
             load_pem,
             load_secret,
@@ -304,27 +386,35 @@ class Config(_Section):
             return None
         jwt = auth.jwt
         try:
-            verifier = None
+            verifier: Any = None
+            fetched = _Fetched(self)
             if jwt.enabled:
                 if not jwt.issuer:
                     raise ConfigError("[auth.jwt] issuer is required when JWTs are accepted")
                 audience = self.audience()
                 if not audience:
                     raise ConfigError("[auth.jwt] needs an audience: set [server] resource (this server's URL) or [auth.jwt] audience")
-                keys = []
-                if jwt.jwks_file:
-                    keys += load_jwks_file(jwt.jwks_file, jwt.algorithms)
-                for pem in (_read(jwt.public_key_file, "public_key_file") if jwt.public_key_file else None, jwt.public_key):
-                    if pem:
-                        keys.append(load_pem(pem, jwt.algorithms, kid=jwt.kid))
-                secret = jwt.secret or (_read(jwt.secret_file, "secret_file").strip() if jwt.secret_file else None)
-                if secret:
-                    keys.append(load_secret(secret, jwt.algorithms, kid=jwt.kid))
-                verifier = JwtVerifier(keys, issuer=jwt.issuer, audience=audience, algorithms=jwt.algorithms,
-                                       leeway=jwt.leeway, max_token_size=jwt.max_token_size)
+                if jwt.static_keys:
+                    if jwt.jwks_uri:
+                        raise ConfigError("[auth.jwt] jwks_uri and static keys (jwks_file, public_key[_file], secret[_file]) "
+                                          "exclude each other: keep one")
+                    keys = []
+                    if jwt.jwks_file:
+                        keys += load_jwks_file(jwt.jwks_file, jwt.algorithms)
+                    for pem in (_read(jwt.public_key_file, "public_key_file") if jwt.public_key_file else None, jwt.public_key):
+                        if pem:
+                            keys.append(load_pem(pem, jwt.algorithms, kid=jwt.kid))
+                    secret = jwt.secret or (_read(jwt.secret_file, "secret_file").strip() if jwt.secret_file else None)
+                    if secret:
+                        keys.append(load_secret(secret, jwt.algorithms, kid=jwt.kid))
+                    verifier = JwtVerifier(keys, issuer=jwt.issuer, audience=audience, algorithms=jwt.algorithms,
+                                           leeway=jwt.leeway, max_token_size=jwt.max_token_size, scope_claims=jwt.scope_claims)
+                else:
+                    verifier = fetched.jwks_verifier(audience)
+            introspection = fetched.introspector() if auth.introspection.enabled else None
             store = ApiKeyStore(ApiKey(k.name, k.sha256, frozenset(k.scopes)) for k in auth.api_keys) if auth.api_keys else None
             return Authenticator(
-                jwt=verifier, api_keys=store, api_key_prefix=auth.api_key_prefix,
+                jwt=verifier, introspection=introspection, api_keys=store, api_key_prefix=auth.api_key_prefix,
                 allow_anonymous=auth.allow_anonymous, anonymous_scopes=auth.anonymous_scopes,
                 required_scopes=auth.required_scopes, resource=self.server.resource,
                 authorization_servers=auth.authorization_servers, scopes_supported=auth.scopes_supported,
@@ -333,8 +423,111 @@ class Config(_Section):
             raise ConfigError(f"[auth.jwt]: {exc}") from None
         except ConfigError:
             raise
+        except UrlError as exc:
+            raise ConfigError(f"[auth]: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"[auth]: {exc}") from None
+
+
+class _Fetched:
+    """Builds what fetches from the identity provider: one HTTP client and one metadata cache,
+    shared by the JWKS verifier and the introspector. Every URL is checked here (at start)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.provider = config.auth.provider
+        self._client: Any = None
+        self._metadata: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            import ssl
+
+            from .auth import HttpClient
+
+            provider = self.provider
+            if provider.cache_min > provider.cache_max:
+                raise ConfigError("[auth.provider] cache_min must not be above cache_max")
+            context = None
+            if provider.ca_file:
+                try:
+                    context = ssl.create_default_context(cafile=provider.ca_file)
+                except ssl.SSLError:  # an OSError too: test it first
+                    raise ConfigError(f"[auth.provider] ca_file: {provider.ca_file} holds no PEM CA certificate") from None
+                except OSError as exc:
+                    raise ConfigError(f"[auth.provider] ca_file: cannot read {provider.ca_file}: {exc.strerror or exc}") from None
+            self._client = HttpClient(timeout=provider.timeout, max_response_size=provider.max_response_size,
+                                      max_redirects=provider.max_redirects, ssl_context=context,
+                                      allow_http_loopback=provider.allow_http_loopback)
+        return self._client
+
+    def url(self, url: str, where: str) -> str:
+        from .auth import UrlError, check_url
+
+        try:
+            return check_url(url, allow_http_loopback=self.provider.allow_http_loopback)
+        except UrlError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def metadata(self) -> Any:
+        """The issuer's metadata document (discovered on first use), or a ConfigError."""
+        if self._metadata is None:
+            from .auth import CachedDocument, UrlError, check_issuer, discover
+
+            issuer = self.config.auth.jwt.issuer
+            assert issuer
+            try:
+                check_issuer(issuer, allow_http_loopback=self.provider.allow_http_loopback)
+            except UrlError as exc:
+                raise ConfigError(f"[auth.jwt] issuer (keys and endpoints are discovered from it): {exc}") from None
+            client, provider = self.client(), self.provider
+            self._metadata = CachedDocument(
+                lambda: discover(client, issuer, minimum=provider.cache_min, maximum=provider.cache_max),
+                what=f"the metadata of {issuer}", refetch_interval=provider.refetch_interval,
+                stale_if_error=provider.stale_if_error)
+        return self._metadata
+
+    def jwks_verifier(self, audience: tuple[str, ...]) -> Any:
+        from .auth import JwksVerifier
+
+        jwt, provider = self.config.auth.jwt, self.provider
+        assert jwt.issuer
+        source: dict[str, Any] = ({"jwks_uri": self.url(jwt.jwks_uri, "[auth.jwt] jwks_uri")} if jwt.jwks_uri
+                                  else {"metadata": self.metadata()})
+        return JwksVerifier(self.client(), issuer=jwt.issuer, audience=audience, algorithms=jwt.algorithms,
+                            leeway=jwt.leeway, max_token_size=jwt.max_token_size, scope_claims=jwt.scope_claims,
+                            cache_min=provider.cache_min, cache_max=provider.cache_max,
+                            cache_default=provider.cache_default, refetch_interval=provider.refetch_interval,
+                            stale_if_error=provider.stale_if_error, **source)
+
+    def introspector(self) -> Any:
+        from .auth import Introspector
+
+        settings, jwt = self.config.auth.introspection, self.config.auth.jwt
+        if not settings.client_id:
+            raise ConfigError("[auth.introspection] client_id is required: this server's client at the provider")
+        secret = settings.client_secret
+        if not secret and settings.client_secret_file:
+            path = settings.client_secret_file
+            try:
+                secret = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"[auth.introspection] client_secret_file: cannot read {path}: {exc.strerror or exc}") from None
+        if not secret:
+            raise ConfigError("[auth.introspection] needs client_secret (or client_secret_file, "
+                              "or MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET)")
+        if settings.endpoint:
+            source: dict[str, Any] = {"endpoint": self.url(settings.endpoint, "[auth.introspection] endpoint")}
+        elif jwt.issuer:
+            source = {"metadata": self.metadata()}
+        else:
+            raise ConfigError("[auth.introspection] needs endpoint, or [auth.jwt] issuer to discover it from")
+        return Introspector(self.client(), client_id=settings.client_id, client_secret=secret,
+                            auth_method=settings.auth_method, issuer=jwt.issuer, audience=self.config.audience(),
+                            scope_claims=settings.scope_claims, cache_ttl=settings.cache_ttl,
+                            cache_size=settings.cache_size, max_concurrent=settings.max_concurrent,
+                            leeway=jwt.leeway, max_token_size=jwt.max_token_size,
+                            refetch_interval=self.provider.refetch_interval, **source)
 
 
 def _read(path: str, what: str) -> str:
@@ -347,6 +540,7 @@ def _read(path: str, what: str) -> str:
 # -- sources ------------------------------------------------------------------------------------
 #: Keys holding file paths: relative ones in a config file are relative to that file.
 _PATH_KEYS = (("auth", "jwt", "jwks_file"), ("auth", "jwt", "public_key_file"), ("auth", "jwt", "secret_file"),
+              ("auth", "introspection", "client_secret_file"), ("auth", "provider", "ca_file"),
               ("request_state", "secret_file"))
 
 

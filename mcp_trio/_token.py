@@ -57,6 +57,7 @@ def run_token(args: argparse.Namespace, env: Any = None) -> int:
     from ._config import ConfigError, load_config
     from .auth import (
         AuthError,
+        JwtVerifier,
         KeyLoadError,
         generate_api_key,
         load_signing_key,
@@ -114,7 +115,8 @@ def run_token(args: argparse.Namespace, env: Any = None) -> int:
         print(token)
         print(f"mcp-trio token: warning: the server's configuration is not usable: {exc}", file=sys.stderr)
         return 1
-    if authenticator is not None and authenticator.jwt is not None:
+    # Keys fetched from an identity provider are not checked here: its tokens are not minted by us.
+    if authenticator is not None and isinstance(authenticator.jwt, JwtVerifier):
         try:
             authenticator.jwt.verify(token)
         except AuthError as exc:

@@ -174,3 +174,11 @@ async def spawn_stdio(*extra: str, stderr: int | None = subprocess.DEVNULL) -> A
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+def authenticate(authenticator: Any, headers: Any) -> Any:
+    """``await authenticator.authenticate(headers)`` from a synchronous test.
+
+    For authenticators that never wait (static keys, API keys, anonymous): the answer is the
+    same as in a transport; only the event loop is the test's own."""
+    return trio.run(authenticator.authenticate, headers)

@@ -24,6 +24,8 @@ from mcp_trio._limiter import RateLimits, ToolLimit
 from mcp_trio._token import add_token_arguments, run_token
 from mcp_trio.auth import AuthError, hash_api_key
 
+from .helpers import authenticate
+
 SECRET = "a-development-secret-of-32-bytes-or-more"
 
 
@@ -216,11 +218,11 @@ scopes = ["read", "execute"]
     config = load_config(path, {"MCP_TRIO_AUTH_JWT_SECRET": SECRET}, {})
     authenticator = config.authenticator()
     assert authenticator is not None
-    principal = authenticator.authenticate({"x-api-key": "mcpk_test-key"})
+    principal = authenticate(authenticator, {"x-api-key": "mcpk_test-key"})
     assert principal.subject == "ci" and principal.granted == {"read", "execute"}
     assert authenticator.metadata()["authorization_servers"] == ["https://auth.example.com"]
     with pytest.raises(AuthError) as caught:
-        authenticator.authenticate({})
+        authenticate(authenticator, {})
     assert caught.value.status == 401
 
 
@@ -286,7 +288,7 @@ def test_token_command_mints_what_the_server_accepts(tmp_path: Path, capsys: pyt
     token = capsys.readouterr().out.strip()
     authenticator = load_config(path, env, {}).authenticator()
     assert authenticator is not None
-    principal = authenticator.authenticate({"authorization": f"Bearer {token}"})
+    principal = authenticate(authenticator, {"authorization": f"Bearer {token}"})
     assert principal.subject == "ada" and principal.granted == {"write", "read", "execute"}
     assert principal.claims["iss"] == "https://dev.local" and principal.claims["exp"] - principal.claims["iat"] == 3600
 
@@ -299,7 +301,7 @@ def test_token_command_with_a_private_key(tmp_path: Path, capsys: pytest.Capture
                            '[auth.jwt]\nissuer = "https://dev.local"\npublic_key_file = "dev.pub.pem"\n')
     assert run_token(token_args("--config", str(path), "--key", str(tmp_path / "dev.pem"), "--scope", "read"), {}) == 0
     token = capsys.readouterr().out.strip()
-    assert load_config(path, {}, {}).authenticator().authenticate({"authorization": f"Bearer {token}"}).scopes == {"read"}  # type: ignore[union-attr]
+    assert authenticate(load_config(path, {}, {}).authenticator(), {"authorization": f"Bearer {token}"}).scopes == {"read"}  # type: ignore[union-attr]
 
 
 def test_token_command_warns_when_the_server_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,6 +322,75 @@ def test_token_command_makes_api_keys(tmp_path: Path, capsys: pytest.CaptureFixt
     # The printed table is valid config.
     table = out.err.split("\n", 1)[1]
     config = load_config(write(tmp_path, table), {}, {})
-    assert config.authenticator().authenticate({"x-api-key": key}).subject == "ci"  # type: ignore[union-attr]
+    assert authenticate(config.authenticator(), {"x-api-key": key}).subject == "ci"  # type: ignore[union-attr]
 
 
+
+
+# -- keys and introspection from an identity provider ----------------------------------------------
+def test_issuer_alone_discovers_and_jwks_uri_fetches(tmp_path: Path) -> None:
+    from mcp_trio.auth import Introspector, JwksVerifier
+
+    base = '[server]\nresource = "https://mcp.example.com/mcp"\n[auth.jwt]\nissuer = "https://idp.example.com/realms/acme"\n'
+    discovered = load_config(write(tmp_path, base), {}, {}).authenticator()
+    assert discovered is not None and isinstance(discovered.jwt, JwksVerifier)
+    assert discovered.jwt.jwks_uri is None and discovered.jwt.metadata is not None
+    env = {"MCP_TRIO_AUTH_JWT_JWKS_URI": "https://idp.example.com/jwks", "MCP_TRIO_AUTH_JWT_SCOPE_CLAIMS": "scp,realm_access.roles",
+           "MCP_TRIO_AUTH_INTROSPECTION_CLIENT_ID": "mcp", "MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET": "s3cret-value",
+           "MCP_TRIO_AUTH_PROVIDER_TIMEOUT": "2.5"}
+    config = load_config(write(tmp_path, base), env, {})
+    assert "s3cret-value" not in repr(config) and "<hidden>" in repr(config.auth.introspection)
+    authenticator = config.authenticator()
+    assert authenticator is not None and isinstance(authenticator.jwt, JwksVerifier)
+    assert authenticator.jwt.jwks_uri == "https://idp.example.com/jwks"
+    assert authenticator.jwt.scope_claims == ("scp", "realm_access.roles")
+    assert authenticator.jwt.client.timeout == 2.5
+    assert isinstance(authenticator.introspection, Introspector)
+    assert authenticator.introspection.endpoint is None  # discovered from the issuer
+    assert authenticator.introspection.client is authenticator.jwt.client  # one client, one pool
+    assert "s3cret-value" not in repr(authenticator.introspection)
+
+
+def test_introspection_alone_with_an_endpoint(tmp_path: Path) -> None:
+    (tmp_path / "client.secret").write_text("from-a-file\n")
+    config = load_config(write(tmp_path, '[auth.introspection]\nendpoint = "https://idp.example.com/introspect"\n'
+                                         'client_id = "mcp"\nclient_secret_file = "client.secret"\n'
+                                         'auth_method = "client_secret_post"\ncache_ttl = 5\n'), {}, {})
+    authenticator = config.authenticator()
+    assert authenticator is not None and authenticator.jwt is None and authenticator.introspection is not None
+    assert authenticator.introspection._auth_fields == {"client_id": "mcp", "client_secret": "from-a-file"}
+    assert authenticator.introspection.cache_ttl == 5
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\njwks_uri = "http://idp.example.com/jwks"\n',
+     r"\[auth.jwt\] jwks_uri: .*plain http: use https"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\njwks_uri = "http://127.0.0.1:9/jwks"\n', "allow_http_loopback = true"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\njwks_uri = "idp.example.com/jwks"\n', "not an absolute https:// URL"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\njwks_uri = "https://idp.example.com:70000/jwks"\n', "malformed port"),
+    ('[auth.jwt]\nissuer = "auth-server"\n', r"\[auth.jwt\] issuer \(keys and endpoints are discovered from it\)"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com?tenant=1"\n', "has a query"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\njwks_uri = "https://idp.example.com/jwks"\nsecret = "' + "x" * 40 + '"\n',
+     "exclude each other"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\n[auth.provider]\nca_file = "missing.pem"\n', "ca_file: cannot read"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\n[auth.provider]\nca_file = "not-a-ca.pem"\n', "holds no PEM CA"),
+    ('[auth.jwt]\nissuer = "https://idp.example.com"\n[auth.provider]\ncache_min = 600\ncache_max = 60\n', "cache_min"),
+    ('[auth.introspection]\nendpoint = "https://idp.example.com/introspect"\n', "client_id is required"),
+    ('[auth.introspection]\nendpoint = "https://idp.example.com/introspect"\nclient_id = "mcp"\n', "needs client_secret"),
+    ('[auth.introspection]\nclient_id = "mcp"\nclient_secret = "s"\n', "needs endpoint, or"),
+    ('[auth.introspection]\nendpoint = "https://u:p@idp.example.com/i"\nclient_id = "mcp"\nclient_secret = "s"\n',
+     r"\[auth.introspection\] endpoint: .*carries credentials"),
+])
+def test_unusable_provider_settings_stop_the_server_at_start(tmp_path: Path, text: str, match: str) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    config = load_config(write(tmp_path, '[server]\nresource = "https://mcp.example.com/mcp"\n' + text), {}, {})
+    with pytest.raises(ConfigError, match=match) as caught:
+        config.authenticator()
+    assert "\n" not in str(caught.value)
+
+
+def test_provider_limits_are_checked_when_loaded(tmp_path: Path) -> None:
+    for text in ("[auth.provider]\ntimeout = 0\n", "[auth.provider]\nmax_redirects = 50\n",
+                 "[auth.introspection]\nmax_concurrent = 0\n", '[auth.introspection]\nauth_method = "private_key_jwt"\n'):
+        with pytest.raises(ConfigError):
+            load_config(write(tmp_path, text), {}, {})

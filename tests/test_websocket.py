@@ -516,13 +516,13 @@ async def test_authenticator_is_checked_at_the_handshake() -> None:
     from mcp_trio.auth import AuthError
 
     class OneKey:
-        def authenticate(self, headers: Any) -> Any:
+        async def authenticate(self, headers: Any) -> Any:
             if (b"x-api-key", b"right") in list(headers):
                 return None  # a trusted caller
             raise AuthError("missing", "authentication required", error=None)
 
-        def challenge(self, error: Any = None) -> str:
-            return 'Bearer realm="mcp"'
+        def refusal_headers(self, error: Any) -> list[tuple[str, str]]:
+            return [("WWW-Authenticate", 'Bearer realm="mcp"')]
 
     with trio.fail_after(10):
         async with serving(authenticator=OneKey()) as endpoint:

@@ -1,10 +1,15 @@
 """Authentication and authorization: who is calling (``Principal``) and what they may do.
 
-Transport-independent and sans-io (stdlib and joserfc only; never a transport). A network
-transport builds nothing here itself: ``main`` builds one ``Authenticator`` from the config
-(``authenticator_from_config``) and hands it down. At its edge the transport calls
+Transport-independent; never imports a transport or the rest of mcp_trio. The checks
+themselves (``_jwt``, ``_keys``, ``_scopes``, ``_apikeys``, ``_principal``, ``_metadata``,
+``_freshness``) are sans-io: stdlib, joserfc and cryptography only. Talking to the identity
+provider (``_http``, ``_cached``, ``_discovery``, ``_jwks``, ``_introspection``) is on trio.
+
+A network transport builds nothing here itself: ``main`` builds one ``Authenticator`` from the
+config (``Config.authenticator()``) and hands it down. At its edge the transport awaits
 ``authenticator.authenticate(headers)`` and either sets the principal on the ``Connection``
-or answers ``error.status`` with ``authenticator.challenge(error)`` as ``WWW-Authenticate``.
+or answers ``error.status`` with ``authenticator.refusal_headers(error)``
+(``WWW-Authenticate``, and ``Retry-After`` on a 503).
 """
 
 from ._apikeys import (
@@ -15,7 +20,28 @@ from ._apikeys import (
     hash_api_key,
 )
 from ._authenticator import Authenticator, credentials
-from ._errors import AuthError, insufficient_scope, missing_credentials
+from ._cached import DEFAULT_REFETCH_INTERVAL, DEFAULT_STALE_IF_ERROR, CachedDocument
+from ._discovery import ProviderMetadata, check_issuer, discover, metadata_urls
+from ._errors import AuthError, insufficient_scope, missing_credentials, provider_unavailable
+from ._freshness import DEFAULT_LIFETIME, DEFAULT_MAX_LIFETIME, DEFAULT_MIN_LIFETIME, freshness_lifetime
+from ._http import (
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_TIMEOUT,
+    FetchError,
+    HttpClient,
+    HttpResponse,
+    UrlError,
+    check_url,
+)
+from ._introspection import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_INTROSPECTION_SCOPE_CLAIMS,
+    DEFAULT_MAX_CONCURRENT,
+    Introspector,
+)
+from ._jwks import JwksVerifier
 from ._jwt import (
     DEFAULT_LEEWAY,
     DEFAULT_MAX_TOKEN_SIZE,
@@ -49,8 +75,38 @@ from ._principal import (
     allows,
     expand_scopes,
 )
+from ._scopes import DEFAULT_SCOPE_CLAIMS, ScopeClaims
+
 
 __all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_INTROSPECTION_SCOPE_CLAIMS",
+    "DEFAULT_LIFETIME",
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_MAX_LIFETIME",
+    "DEFAULT_MAX_REDIRECTS",
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MIN_LIFETIME",
+    "DEFAULT_REFETCH_INTERVAL",
+    "DEFAULT_SCOPE_CLAIMS",
+    "DEFAULT_STALE_IF_ERROR",
+    "DEFAULT_TIMEOUT",
+    "CachedDocument",
+    "FetchError",
+    "HttpClient",
+    "HttpResponse",
+    "Introspector",
+    "JwksVerifier",
+    "ProviderMetadata",
+    "ScopeClaims",
+    "UrlError",
+    "check_issuer",
+    "check_url",
+    "discover",
+    "freshness_lifetime",
+    "metadata_urls",
+    "provider_unavailable",
     "BUILTIN_SCOPES",
     "DEFAULT_ALGORITHMS",
     "DEFAULT_KEY_PREFIX",

@@ -1,10 +1,15 @@
 """``Authenticator``: request headers in, a ``Principal`` out (or ``AuthError``).
 
-This is what a network transport calls at its edge: the WebSocket transport once, at the
+This is what a network transport awaits at its edge: the WebSocket transport once, at the
 handshake; the HTTP transport on every request. It reads two headers only,
 ``Authorization: Bearer ...`` and ``X-API-Key``; never the query string, never cookies. A
-bearer credential that starts with the API key prefix (``mcpk_``) is an API key, anything
-else is a JWT.
+bearer credential that starts with the API key prefix (``mcpk_``) is an API key; anything
+else is a JWT, or, with introspection configured, an opaque token the provider is asked about
+(a JWT-shaped token still goes to the JWT verifier when there is one).
+
+``authenticate`` is async because keys or an introspection answer may have to be fetched from
+the identity provider. The common case does no I/O: static keys, fetched keys that are still
+fresh with a known ``kid``, a cached introspection answer, an API key.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 
 from ._apikeys import DEFAULT_KEY_PREFIX, MAX_API_KEY_SIZE, ApiKeyStore
 from ._errors import AuthError, insufficient_scope, missing_credentials
+from ._introspection import Introspector
+from ._jwks import JwksVerifier
 from ._jwt import JwtVerifier
 from ._metadata import (
     metadata_paths,
@@ -59,10 +66,17 @@ def credentials(headers: Headers) -> tuple[str | None, str | None]:
     return authorization, api_key
 
 
+def _looks_like_jwt(token: str) -> bool:
+    # A compact JWS starts with a base64url JSON object ('{"' is "eyJ") and has two dots.
+    return token.startswith("eyJ") and token.count(".") == 2
+
+
 class Authenticator:
     """Turns request headers into a ``Principal``, and builds what an HTTP answer needs.
 
-    ``jwt``: a ``JwtVerifier`` (None: JWTs are not accepted); ``api_keys``: an
+    ``jwt``: a ``JwtVerifier`` (static keys) or ``JwksVerifier`` (keys fetched from the identity
+    provider); None: JWTs are not accepted. ``introspection``: an ``Introspector`` (RFC 7662)
+    for opaque tokens; None: they are not accepted. ``api_keys``: an
     ``ApiKeyStore`` (None: API keys are not accepted); ``api_key_prefix``: what marks a bearer
     credential as an API key; ``allow_anonymous``: a request with no credential gets
     ``anonymous`` (with ``anonymous_scopes``) instead of a 401; ``required_scopes``: scopes
@@ -75,7 +89,8 @@ class Authenticator:
     def __init__(
         self,
         *,
-        jwt: JwtVerifier | None = None,
+        jwt: JwtVerifier | JwksVerifier | None = None,
+        introspection: Introspector | None = None,
         api_keys: ApiKeyStore | None = None,
         api_key_prefix: str = DEFAULT_KEY_PREFIX,
         allow_anonymous: bool = False,
@@ -85,9 +100,13 @@ class Authenticator:
         authorization_servers: Iterable[str] = (),
         scopes_supported: Iterable[str] = BUILTIN_SCOPES,
     ) -> None:
-        if jwt is None and not api_keys and not allow_anonymous:
-            raise ValueError("an Authenticator needs a JWT verifier, API keys, or allow_anonymous")
+        if jwt is None and introspection is None and not api_keys and not allow_anonymous:
+            raise ValueError("an Authenticator needs a JWT verifier, introspection, API keys, or allow_anonymous")
         self.jwt = jwt
+        self.introspection = introspection
+        # Static keys are checked without an await; only fetched keys and introspection may wait.
+        self._verify_jwt_now = jwt.verify if isinstance(jwt, JwtVerifier) else None
+        self._verify_jwt_later = jwt.verify if isinstance(jwt, JwksVerifier) else None
         self.api_keys = api_keys if api_keys else None
         self.api_key_prefix = api_key_prefix
         self.allow_anonymous = allow_anonymous
@@ -97,14 +116,16 @@ class Authenticator:
         self.authorization_servers = tuple(authorization_servers)
         self.scopes_supported = tuple(scopes_supported)
         self.resource_metadata_url = resource_metadata_url(resource) if resource else None
-        limit = max(jwt.max_token_size if jwt is not None else 0, MAX_API_KEY_SIZE)
+        limit = max(jwt.max_token_size if jwt is not None else 0,
+                    introspection.max_token_size if introspection is not None else 0, MAX_API_KEY_SIZE)
         self._max_header = limit + 64  # "Bearer " and some whitespace
 
     # -- per request / at the handshake ---------------------------------------------------
-    def authenticate(self, headers: Headers) -> Principal:
-        """The caller's principal, or ``AuthError`` whose ``status`` is the HTTP answer."""
+    async def authenticate(self, headers: Headers) -> Principal:
+        """The caller's principal, or ``AuthError`` whose ``status`` is the HTTP answer
+        (401, 403, 400, or 503 when the identity provider cannot be asked now)."""
         try:
-            principal = self._authenticate(headers)
+            principal = await self._authenticate(headers)
         except AuthError as exc:
             logger.debug("authentication refused: %s", exc.reason)
             raise
@@ -113,7 +134,7 @@ class Authenticator:
             raise insufficient_scope(self.required_scopes - principal.granted)
         return principal
 
-    def _authenticate(self, headers: Headers) -> Principal:
+    async def _authenticate(self, headers: Headers) -> Principal:
         authorization, api_key = credentials(headers)
         if authorization is not None and api_key is not None:
             raise AuthError("ambiguous", "send one credential, not both Authorization and X-API-Key",
@@ -137,14 +158,32 @@ class Authenticator:
             raise AuthError("malformed", "malformed token")
         if self.api_keys is not None and self.api_key_prefix and credential.startswith(self.api_key_prefix):
             return self.api_keys.verify(credential)
-        if self.jwt is None:
+        if self.introspection is not None and (self.jwt is None or not _looks_like_jwt(credential)):
+            return await self.introspection.verify(credential)
+        if self._verify_jwt_now is not None:
+            return self._verify_jwt_now(credential)
+        if self._verify_jwt_later is None:
             raise AuthError("jwt_disabled", "bearer tokens are not accepted")
-        return self.jwt.verify(credential)
+        return await self._verify_jwt_later(credential)
 
     # -- what an HTTP answer needs ---------------------------------------------------------
     def challenge(self, error: AuthError | None = None) -> str:
         """The ``WWW-Authenticate`` value to send with ``error.status`` (401 or 403)."""
         return www_authenticate(error, self.resource_metadata_url)
+
+    def refusal_headers(self, error: AuthError) -> list[tuple[str, str]]:
+        """The headers to send with ``error.status``: the challenge, and ``Retry-After`` for 503."""
+        headers = [("WWW-Authenticate", self.challenge(error))]
+        if error.retry_after is not None:
+            headers.append(("Retry-After", str(error.retry_after)))
+        return headers
+
+    async def aclose(self) -> None:
+        """Close the connections kept open to the identity provider, if any."""
+        for verifier in (self.jwt, self.introspection):
+            client = getattr(verifier, "client", None)
+            if client is not None:
+                await client.aclose()
 
     def metadata(self) -> dict[str, Any]:
         """The RFC 9728 protected resource metadata document (needs ``resource``)."""

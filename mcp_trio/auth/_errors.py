@@ -6,6 +6,7 @@ claim, or any other text the caller sent (which could be a secret, or header inj
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 
@@ -19,6 +20,8 @@ class AuthError(Exception):
       credential was sent at all, ``"invalid_token"``, ``"invalid_request"`` or
       ``"insufficient_scope"``.
     - ``required_scopes``: for ``insufficient_scope``, what would have been enough.
+    - ``retry_after``: for 503 (the identity provider cannot be asked now), whole seconds to
+      wait, sent as ``Retry-After``.
 
     Over WebSocket the handshake is refused with ``status``; per-call scope refusals inside a
     session are JSON-RPC errors (``-32003``), not this.
@@ -32,6 +35,7 @@ class AuthError(Exception):
         status: int = 401,
         error: str | None = "invalid_token",
         required_scopes: Iterable[str] = (),
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(description)
         self.reason = reason
@@ -39,6 +43,12 @@ class AuthError(Exception):
         self.status = status
         self.error = error
         self.required_scopes = tuple(sorted(required_scopes))
+        self.retry_after = retry_after
+
+    @property
+    def label(self) -> str:
+        """One word for the answer's message: ``forbidden``, ``unavailable`` or ``unauthorized``."""
+        return {403: "forbidden", 503: "unavailable"}.get(self.status, "unauthorized")
 
     def __repr__(self) -> str:
         return f"AuthError({self.reason!r}, status={self.status})"
@@ -51,3 +61,9 @@ def missing_credentials() -> AuthError:
 def insufficient_scope(required_scopes: Iterable[str]) -> AuthError:
     return AuthError("insufficient_scope", "the credential lacks a required scope",
                      status=403, error="insufficient_scope", required_scopes=required_scopes)
+
+
+def provider_unavailable(retry_after: float) -> AuthError:
+    """503: the token cannot be checked now (the identity provider did not answer); never a pass."""
+    return AuthError("provider_unavailable", "the identity provider cannot be reached; try again later",
+                     status=503, error=None, retry_after=max(1, math.ceil(retry_after)))

@@ -34,6 +34,7 @@ from ._keys import (
     check_unique_kids,
 )
 from ._principal import Principal
+from ._scopes import DEFAULT_SCOPE_CLAIMS, ScopeClaims
 
 logger = logging.getLogger("mcp_trio.auth")
 
@@ -68,6 +69,10 @@ def _no_constants(name: str) -> Any:
 
 def _json(data: bytes) -> Any:
     return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+#: JSON as the token's parts are read: a duplicate member, ``NaN`` or ``Infinity`` is a ``ValueError``.
+strict_json = _json
 
 
 def _b64decode(segment: str) -> bytes:
@@ -107,7 +112,9 @@ class JwtVerifier:
     ``issuer``: the one accepted ``iss``; ``audience``: this server's resource URL (or several
     accepted values), one of which ``aud`` must hold; ``algorithms``: the allow-list (default
     ``DEFAULT_ALGORITHMS``); ``leeway``: seconds of clock skew (default 30);
-    ``max_token_size``: bytes (default 8 KiB); ``clock``: seconds since the epoch (``time.time``).
+    ``max_token_size``: bytes (default 8 KiB); ``clock``: seconds since the epoch (``time.time``);
+    ``scope_claims``: the claims scopes are read from (default ``scope`` and ``scp``; see
+    ``ScopeClaims``).
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class JwtVerifier:
         leeway: float = DEFAULT_LEEWAY,
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
         clock: Callable[[], float] = time.time,
+        scope_claims: Iterable[str] = DEFAULT_SCOPE_CLAIMS,
     ) -> None:
         if not issuer:
             raise KeyLoadError("a JWT issuer is required (the iss every token must carry)")
@@ -147,6 +155,7 @@ class JwtVerifier:
         self.leeway = float(leeway)
         self.max_token_size = max_token_size
         self.clock = clock
+        self.scope_claims = ScopeClaims(scope_claims)
         # One registry per algorithm: joserfc then accepts exactly the algorithm we checked.
         # Header names were already checked here, so its strict header check is not needed.
         self._registries = {alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False) for alg in self.algorithms}
@@ -155,8 +164,18 @@ class JwtVerifier:
     def verify(self, token: str) -> Principal:
         """The token's principal, or ``AuthError`` (status 401, ``invalid_token``)."""
         claims = self.verify_claims(token)
-        scopes = self._scopes(claims)
+        scopes = self.scope_claims(claims)
         return Principal(claims["sub"], scopes, claims, "jwt")
+
+    def names_unknown_kid(self, token: str) -> bool:
+        """Whether ``token``'s header names a ``kid`` none of the keys has (a rotation may have
+        added it). Read only after a refusal, to decide whether fetching the keys again can help."""
+        try:
+            header = _json(_b64decode(token.split(".", 1)[0]))
+        except _DECODE_ERRORS:
+            return False
+        kid = header.get("kid") if isinstance(header, dict) else None
+        return isinstance(kid, str) and len(kid) <= _MAX_KID and kid not in self._by_kid
 
     def verify_claims(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str):
@@ -260,19 +279,3 @@ class JwtVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > _MAX_SUBJECT:
             raise _refuse("missing_claim", "token has no valid subject")
-
-    @staticmethod
-    def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
-        """``scope`` (space-separated, RFC 8693/9068) and ``scp`` (a list, or a string)."""
-        scopes: set[str] = set()
-        for name in ("scope", "scp"):
-            value = claims.get(name)
-            if value is None:
-                continue
-            if isinstance(value, str):
-                scopes.update(value.split())
-            elif isinstance(value, list) and all(isinstance(s, str) for s in value):
-                scopes.update(value)
-            else:
-                raise _refuse("malformed", "token scope claim malformed")
-        return frozenset(scopes)

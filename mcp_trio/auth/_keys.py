@@ -159,13 +159,16 @@ def load_secret(secret: str | bytes, allowed: Iterable[str] = DEFAULT_ALGORITHMS
     return bind(key, allowed, kid=kid)
 
 
-def load_jwks(document: Mapping[str, Any] | str | bytes, allowed: Iterable[str] = DEFAULT_ALGORITHMS) -> list[VerificationKey]:
+def load_jwks(document: Mapping[str, Any] | str | bytes, allowed: Iterable[str] = DEFAULT_ALGORITHMS,
+              *, skip_unusable: bool = False) -> list[VerificationKey]:
     """The signature keys of a JWK Set (``{"keys": [...]}``).
 
     A key whose ``use`` is not ``sig``, or whose ``key_ops`` lack ``verify``, is skipped; a
     declared ``alg`` narrows what the key verifies; ``kid``s must be unique. A key that is
     weak (RSA < 2048 bits) or verifies none of the allowed algorithms refuses the whole set:
-    a half-loaded key set would fail later, and more confusingly.
+    a half-loaded key set would fail later, and more confusingly. With ``skip_unusable`` (a
+    provider's published set, which may hold keys for algorithms we do not allow) such keys are
+    left out instead; at least one usable key must remain.
     """
     if isinstance(document, (str, bytes)):
         try:
@@ -193,13 +196,17 @@ def load_jwks(document: Mapping[str, Any] | str | bytes, allowed: Iterable[str] 
                 warnings.simplefilter("ignore")
                 key = _public(import_key(clean))  # type: ignore[arg-type]
         except (ValueError, TypeError, KeyError, JoseError) as exc:
+            if skip_unusable:
+                continue
             raise KeyLoadError(f"JWKS key #{index} ({kid or 'no kid'}): {type(exc).__name__}: {exc}") from None
         try:
             keys.append(bind(key, allowed, kid=kid, declared_alg=declared))
         except KeyLoadError as exc:
+            if skip_unusable:
+                continue
             raise KeyLoadError(f"JWKS key #{index} ({kid or 'no kid'}): {exc}") from None
     if not keys:
-        raise KeyLoadError("the JWKS holds no signature key")
+        raise KeyLoadError("the JWKS holds no usable signature key" if skip_unusable else "the JWKS holds no signature key")
     return keys
 
 

@@ -22,7 +22,7 @@ IMPLIED_SCOPES: Mapping[str, frozenset[str]] = MappingProxyType({
 #: The scopes with a meaning of their own, in order of power.
 BUILTIN_SCOPES: tuple[str, ...] = ("read", "write", "execute", "admin")
 
-PrincipalKind = Literal["jwt", "api_key", "anonymous", "local"]
+PrincipalKind = Literal["jwt", "introspected", "api_key", "anonymous", "local"]
 
 _NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
@@ -39,7 +39,8 @@ def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
 class Principal:
     """An authenticated (or knowingly anonymous) caller.
 
-    ``subject`` is the JWT ``sub``, the API key's name, ``"anonymous"`` or ``"local"``;
+    ``subject`` is the JWT ``sub`` (for an introspected token: ``sub``, else ``username``,
+    else ``client_id``), the API key's name, ``"anonymous"`` or ``"local"``;
     ``scopes`` what it was granted (as given; ``granted`` adds the implied ones); ``claims``
     the verified token claims (read-only; empty for API keys). Reaches tools as
     ``ctx.principal``. ``claims`` is left out of ``repr`` so a log line never carries them.

@@ -95,14 +95,14 @@ class AdminApi:
     async def __call__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> tuple[int, bytes, Headers]:
         """Answer one request: (status, JSON body, extra headers)."""
         try:
-            self.authorize(headers, peer)
+            await self.authorize(headers, peer)
             status, body = await self._route(method, path)
             return status, _encode(body), []
         except _Answer as answer:
             return answer.status, _encode({"error": answer.message}), answer.headers
 
     # -- who may ----------------------------------------------------------------------------
-    def authorize(self, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> Principal | None:
+    async def authorize(self, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> Principal | None:
         authenticator = self.authenticator
         if authenticator is None:
             if not is_loopback_address(peer):
@@ -110,10 +110,10 @@ class AdminApi:
                                    "when the server has no authenticator")
             return None
         try:
-            principal = authenticator.authenticate(headers)
+            principal = await authenticator.authenticate(headers)
         except AuthError as exc:
-            raise _Answer(exc.status, f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {exc.description}",
-                          [(b"www-authenticate", authenticator.challenge(exc).encode("latin-1"))]) from None
+            raise _Answer(exc.status, f"{exc.label}: {exc.description}",
+                          [(k.lower().encode(), v.encode("latin-1")) for k, v in authenticator.refusal_headers(exc)]) from None
         if principal.kind == "anonymous":
             raise _Answer(401, "unauthorized: the admin surface needs a credential with the admin scope",
                           [(b"www-authenticate", authenticator.challenge().encode("latin-1"))])

@@ -490,7 +490,7 @@ class McpHttpApp:
                     # 2026-07-28 has no GET stream and no session to DELETE.
                     raise _Refused(405, INVALID_REQUEST, "method not allowed: protocol revision 2026-07-28 is POST only",
                                    headers=[(b"allow", b"POST")])
-                principal = self._authenticate(scope["headers"])
+                principal = await self._authenticate(scope["headers"])
                 peer = scope.get("client")
                 peer_host = peer[0] if peer else None
                 if method == "POST":
@@ -528,16 +528,16 @@ class McpHttpApp:
                 return
 
     # -- authentication ---------------------------------------------------------------------
-    def _authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
-        """The caller of this request, or a 401/403 (with ``WWW-Authenticate``); None: no auth."""
+    async def _authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
+        """The caller of this request, or a 401/403/503 (with ``WWW-Authenticate``); None: no auth."""
         if self._authenticator is None:
             return None
         try:
-            return self._authenticator.authenticate(headers)
+            return await self._authenticator.authenticate(headers)
         except AuthError as exc:
             code = FORBIDDEN if exc.status == 403 else INVALID_REQUEST
-            raise _Refused(exc.status, code, f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {exc.description}",
-                           headers=[(b"www-authenticate", self._authenticator.challenge(exc).encode("latin-1"))]) from None
+            raise _Refused(exc.status, code, f"{exc.label}: {exc.description}",
+                           headers=[(k.lower().encode(), v.encode("latin-1")) for k, v in self._authenticator.refusal_headers(exc)]) from None
 
     # -- Streamable HTTP: POST --------------------------------------------------------------
     def _accept_flags(self, headers: dict[bytes, bytes]) -> tuple[bool, bool]:
@@ -856,7 +856,7 @@ class McpHttpApp:
             await _ws_reject(scope, send, 503, f"too many connections (limit {self.limits.max_connections})")
             return
         try:
-            principal = self._authenticate(scope["headers"])
+            principal = await self._authenticate(scope["headers"])
         except _Refused as refused:
             await _ws_reject(scope, send, refused.status, refused.message, refused.headers)
             return

@@ -798,7 +798,7 @@ class WebSocketServer:
                 else:  # ConnectionClosed: the peer left before finishing its request
                     return None
             assert request is not None
-            key, subprotocol, principal = self._check(request)
+            key, subprotocol, principal = await self._check(request)
         except h11.RemoteProtocolError as exc:
             self._refuse(exc.error_status_hint)
             await _send_refusal(stream, _Refused(exc.error_status_hint, f"bad HTTP request: {exc}"))
@@ -816,7 +816,7 @@ class WebSocketServer:
         await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         return bytes(trailing), principal
 
-    def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
+    async def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
         """Validate the upgrade request: (key, subprotocol, principal), or ``_Refused``."""
         headers = list(request.headers)
         if request.method != b"GET":
@@ -848,9 +848,9 @@ class WebSocketServer:
             from ..auth import AuthError
 
             try:
-                principal = self.authenticator.authenticate(headers)
+                principal = await self.authenticator.authenticate(headers)
             except AuthError as exc:
-                raise _Refused(exc.status, exc.description, [("WWW-Authenticate", self.authenticator.challenge(exc))]) from None
+                raise _Refused(exc.status, exc.description, self.authenticator.refusal_headers(exc)) from None
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in _tokens(headers, b"sec-websocket-protocol") else None
         return key.strip(), subprotocol, principal  # type: ignore[union-attr]
 
