@@ -90,6 +90,8 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--heartbeat-interval", "heartbeat_interval", _non_negative_float, "SECONDS", "WebSocket ping interval"),
     ("--max-sessions", "max_sessions", _positive_int, "N", "Streamable HTTP sessions per process"),
     ("--request-deadline", "request_deadline", _non_negative_float, "SECONDS", "an HTTP request must arrive whole within"),
+    ("--keep-alive-timeout", "keep_alive_timeout", _non_negative_float, "SECONDS",
+     "close an HTTP connection idle this long between requests"),
 )
 
 

@@ -39,6 +39,8 @@ DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_REQUEST_DEADLINE = 30.0
 #: Server-initiated SSE events kept per HTTP session for ``Last-Event-ID`` replay.
 DEFAULT_SSE_REPLAY_EVENTS = 256
+#: Seconds an HTTP/1.1 connection may sit idle between requests before the server closes it.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class Limits:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     request_deadline: float = DEFAULT_REQUEST_DEADLINE
     sse_replay_events: int = DEFAULT_SSE_REPLAY_EVENTS
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
@@ -68,3 +71,5 @@ class Limits:
                      "idle_timeout", "heartbeat_interval", "request_deadline", "sse_replay_events"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not self.keep_alive_timeout > 0:
+            raise ValueError("keep_alive_timeout must be positive (an idle connection must close some time)")

@@ -58,6 +58,8 @@ import trio
 from msgspec import UNSET, Raw
 
 from . import _handlers
+from ._containment import is_failure
+from ._results import unsendable_reason, unsendable_reply
 from ._request_state import Answer, RequestStateCodec, digest, subject_of
 from ._tasks import EXTENSION as TASKS_EXTENSION
 from ._tasks import Task, Tasks, client_can_task, missing_extension, support_of
@@ -112,6 +114,8 @@ class InputRequired(BaseException):
 
     #: Per-tool statistics (``_handlers.run_tool``) do not count a round as an error.
     counts_as_error = False
+    #: Passes through ``_containment`` untouched: the server's own control flow.
+    control_flow = True
 
     def __init__(self, requests: dict[str, tuple[str, dict[str, Any]]]) -> None:
         super().__init__(f"input required: {', '.join(requests)}")
@@ -122,6 +126,8 @@ class InputRequired(BaseException):
 class ProtocolEscape(BaseException):
     """Carries a protocol error (``-32021``) out of tool code, which reports its own failures
     as ``isError`` results: this one is the request's, not the tool's."""
+
+    control_flow = True
 
     def __init__(self, error: McpError) -> None:
         super().__init__(error.message)
@@ -374,7 +380,15 @@ async def answer(conn: Connection, request: Request, in_flight: InFlight) -> Mes
             raise _unwrap(group) from None
         if type(result) is Raw:
             return Response(request.id, result)
-        return Response(request.id, stateless.stamp.stamp(method, conn.encoder.encode(result), stateless.scope(conn, method)))
+        try:
+            encoded = conn.encoder.encode(result)
+        except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
+            logger.warning("the reply to %s was refused: %s", method, unsendable_reason(exc))
+            replacement = unsendable_reply(Response(request.id, result), exc)
+            if type(replacement) is not Response:
+                return replacement  # type: ignore[return-value]
+            encoded = conn.encoder.encode(replacement.result)  # type: ignore[union-attr]
+        return Response(request.id, stateless.stamp.stamp(method, encoded, stateless.scope(conn, method)))
     except InputRequired as required:
         inputs = modern.inputs
         if inputs is None:  # pragma: no cover - asks are only possible on input methods
@@ -388,6 +402,11 @@ async def answer(conn: Connection, request: Request, in_flight: InFlight) -> Mes
         return ErrorResponse(request.id, error_object(exc))
     except Exception:
         logger.exception("unexpected error in %s", method)
+        return ErrorResponse(request.id, error_object(InternalError("internal error")))
+    except BaseException as exc:  # SystemExit and the like, raised by user code outside call_user
+        if not is_failure(exc):
+            raise
+        logger.error("unexpected %s in %s", type(exc).__name__, method, exc_info=exc)
         return ErrorResponse(request.id, error_object(InternalError("internal error")))
 
 

@@ -48,8 +48,14 @@ import trio
 from msgspec import UNSET, Raw, UnsetType, field
 
 from ._request_state import subject_of
-from .protocol._errors import InternalError, InvalidParams, McpError, MissingClientCapability, ServerOverloaded
-from .protocol._jsonrpc import Request, error_object
+from .protocol._errors import (
+    InternalError,
+    InvalidParams,
+    McpError,
+    MissingClientCapability,
+    ServerOverloaded,
+)
+from .protocol._jsonrpc import Request, Response, error_object
 from .protocol._stateless import SERVER_INFO_KEY
 
 if TYPE_CHECKING:
@@ -275,7 +281,19 @@ class Tasks:
             return
         kind, value = outcome
         if kind == "ok":
-            task.result = Raw(msgspec.json.encode(value))
+            try:
+                task.result = Raw(msgspec.json.encode(value))
+            except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
+                from ._results import unsendable_reason, unsendable_reply
+
+                logger.warning("task %s: its result was refused: %s", task.task_id, unsendable_reason(exc))
+                replacement = unsendable_reply(Response(0, value), exc)
+                if type(replacement) is Response:
+                    task.result = Raw(msgspec.json.encode(replacement.result))
+                else:
+                    task.error = msgspec.structs.asdict(replacement.error)  # type: ignore[union-attr]
+                    task.touch("failed")
+                    return
             task.touch("completed")
             return
         if isinstance(value, BaseExceptionGroup):

@@ -56,6 +56,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .. import _handlers
 from .._connection import Connection
+from .._containment import is_failure, run_session
 from ..auth import AuthError, Authenticator, Principal
 from .._limiter import RateLimits
 from .._limits import Limits
@@ -464,16 +465,23 @@ class McpHttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         try:
-            if kind == "http":
-                await self._http(scope, receive, send)
-            elif kind == "websocket":
-                await self._websocket(scope, receive, send)
-            elif kind == "lifespan":
-                await self._lifespan(receive, send)
-        except* _CLIENT_GONE:
-            # A write after the client left (raw, or from an SSE response's nursery): hypercorn
-            # drops most such writes itself, but its close of the connection races ours.
-            logger.debug("client gone during a %s exchange", kind)
+            try:
+                if kind == "http":
+                    await self._http(scope, receive, send)
+                elif kind == "websocket":
+                    await self._websocket(scope, receive, send)
+                elif kind == "lifespan":
+                    await self._lifespan(receive, send)
+            except* _CLIENT_GONE:
+                # A write after the client left (raw, or from an SSE response's nursery): hypercorn
+                # drops most such writes itself, but its close of the connection races ours.
+                logger.debug("client gone during a %s exchange", kind)
+        except BaseException as exc:
+            # One exchange's failure is its own (hypercorn answers 500 if nothing was sent):
+            # not even a SystemExit from code run on its behalf may reach the server's nursery.
+            if not is_failure(exc):
+                raise
+            logger.error("%s exchange failed; the server goes on", kind, exc_info=exc)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -681,8 +689,9 @@ class McpHttpApp:
         return session
 
     async def _run_session(self, session: HttpSession) -> None:
+        """One session, in the app's nursery: whatever ends it ends it alone (``run_session``)."""
         try:
-            await session.connection.run()  # type: ignore[union-attr]
+            await run_session(f"HTTP session {session.connection.session_id}", session.connection.run)  # type: ignore[union-attr]
         finally:
             session.terminated = True
             if self.sessions.get(session.token) is session:
@@ -792,13 +801,21 @@ class McpHttpApp:
     # -- SSE writing ------------------------------------------------------------------------
     async def _sse(self, session: HttpSession, stream: _Stream, cursor: int, receive: Receive, send: Send, prefix: bytes) -> None:
         """Write ``stream`` on this response until it ends or the client goes away."""
+        ended = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
             await self._pump(session, stream, cursor, send, prefix)
+            ended = True
             nursery.cancel_scope.cancel()
+        if ended:
+            # The last message ends the exchange, and the server answers that with
+            # http.disconnect: sent with the watcher gone, so that nothing cancels it half-way
+            # (and with it the server's handling of ``Connection: close`` and keep-alive).
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _pump(self, session: HttpSession, stream: _Stream, cursor: int, send: Send, prefix: bytes) -> None:
-        """Write ``stream``'s events after ``cursor`` until its final reply, its end, or a close.
+        """Write ``stream``'s events after ``cursor`` until its final reply, its end, or a close
+        (the caller ends the response).
 
         One listener per stream: a newer one (a reconnect that beat the old connection's
         timeout) takes over and this one's response is ended. When the client has gone, the
@@ -835,7 +852,6 @@ class McpHttpApp:
             finally:
                 if stream.listener is scope:
                     stream.listener = None
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- WebSocket --------------------------------------------------------------------------
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -868,7 +884,7 @@ class McpHttpApp:
             peer = scope.get("client")
             connection = Connection(self.supervisor, channel, principal=principal, peer=peer[0] if peer else None)
             channel.busy = lambda: connection.in_flight > 0
-            await connection.run()
+            await run_session(f"WebSocket session {connection.session_id}", connection.run)
         finally:
             self.websockets -= 1
 
@@ -1016,6 +1032,7 @@ def hypercorn_config(host: str, port: int, limits: Limits, *, certfile: str | No
         config.certfile = certfile
         config.keyfile = keyfile
     config.graceful_timeout = limits.grace_period + _HYPERCORN_GRACE_MARGIN
+    config.keep_alive_timeout = limits.keep_alive_timeout
     config.websocket_max_message_size = limits.max_message_size
     config.websocket_ping_interval = limits.heartbeat_interval or None
     config.accesslog = None

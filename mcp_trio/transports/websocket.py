@@ -60,6 +60,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import generate_accept_token
 
 from .._connection import Connection
+from .._containment import run_session
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
@@ -754,7 +755,7 @@ class WebSocketServer:
             channel.quiet_since = channel.idle_since = trio.current_time()
             self.channels.add(channel)
             try:
-                await connection.run()
+                await run_session(f"WebSocket session {connection.session_id}", connection.run)
             finally:
                 self.channels.discard(channel)
         except Exception:
