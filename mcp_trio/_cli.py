@@ -92,6 +92,16 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--request-deadline", "request_deadline", _non_negative_float, "SECONDS", "an HTTP request must arrive whole within"),
     ("--keep-alive-timeout", "keep_alive_timeout", _non_negative_float, "SECONDS",
      "close an HTTP connection idle this long between requests"),
+    ("--max-sessions-per-principal", "max_sessions_per_principal", _positive_int, "N",
+     "sessions (HTTP and WebSocket) one caller may hold open"),
+    ("--max-tasks-per-principal", "max_tasks_per_principal", _positive_int, "N", "tasks one caller may hold"),
+    ("--max-listens-per-principal", "max_listens_per_principal", _positive_int, "N",
+     "subscriptions/listen streams one caller may hold open"),
+    ("--max-subscriptions-per-principal", "max_subscriptions_per_principal", _positive_int, "N",
+     "resource subscriptions one caller may hold"),
+    ("--max-subscriptions-per-session", "max_subscriptions_per_session", _positive_int, "N",
+     "resource subscriptions one session may hold"),
+    ("--max-uri-length", "max_uri_length", _positive_int, "CHARS", "longest resource URI subscribed to"),
 )
 
 

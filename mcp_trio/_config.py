@@ -23,7 +23,9 @@ A complete file (every key is optional; shown with its default unless noted)::
     grace_period = 10.0
     # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
-    # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout
+    # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
+    # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
+    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401

@@ -264,6 +264,11 @@ class Connection:
 
     def _answer_now(self, request: Request, handler: Callable[[Connection, Request], Any]) -> Message:
         try:
+            if self.supervisor.request_limiter is not None:
+                # initialize is charged to the caller's bucket like any request: opening
+                # sessions is no way around the rate limit. (Answered at once, it never counts
+                # as running: the concurrency cap does not apply.)
+                self.supervisor.charge(self)
             return Response(request.id, handler(self, request))
         except McpError as exc:
             return ErrorResponse(request.id, error_object(exc))

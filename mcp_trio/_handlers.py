@@ -295,20 +295,41 @@ async def read_resource(conn: Connection, request: Request, in_flight: InFlight)
 
 
 async def subscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    """Subscribe to a resource the caller may read: one that exists (a resource, or a URI a
+    template matches; else ``-32002``), within ``max_uri_length`` (``-32602``), the session's
+    ``max_subscriptions_per_session`` and the principal's quota (``-32032``)."""
     params = decode_params(request.params, SubscribeParams, request.method)
+    uri = params.uri
+    check_uri_length(conn, uri)
+    scopes = known_resource_scopes(conn.supervisor.registry, uri)
+    if scopes is None:
+        raise ResourceNotFound(f"resource not found: {uri}", {"uri": uri})
     if conn.principal is not None:
-        _require(conn, _resource_scopes(conn.supervisor.registry, params.uri), "resource", params.uri)
-    conn.supervisor.subscribe(conn, params.uri)
+        _require(conn, scopes, "resource", uri)
+    conn.supervisor.subscribe(conn, uri)
     return _EMPTY
 
 
-def _resource_scopes(registry: Registry, uri: str) -> frozenset[str]:
-    """What reading ``uri`` requires (nothing when no resource or template matches)."""
+def check_uri_length(conn: Connection, uri: str) -> None:
+    limit = conn.limits.max_uri_length
+    if len(uri) > limit:
+        raise InvalidParams(f"resource URI of {len(uri)} characters exceeds the limit of {limit} (max_uri_length)",
+                            {"limit": limit})
+
+
+def known_resource_scopes(registry: Registry, uri: str) -> frozenset[str] | None:
+    """What reading ``uri`` requires; None when no resource or template matches it."""
     resource = registry.resources.get(uri)
     if resource is not None:
         return resource.scopes
     found = registry.find_template(uri)
-    return found[0].scopes if found is not None else frozenset()
+    return found[0].scopes if found is not None else None
+
+
+def _resource_scopes(registry: Registry, uri: str) -> frozenset[str]:
+    """What reading ``uri`` requires (nothing when no resource or template matches)."""
+    scopes = known_resource_scopes(registry, uri)
+    return frozenset() if scopes is None else scopes
 
 
 async def unsubscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:

@@ -494,8 +494,17 @@ def _agreed(conn: Any, wanted: SubscriptionFilter) -> tuple[SubscriptionFilter, 
     if wanted.resource_subscriptions is not UNSET:
         registry = conn.supervisor.registry
         principal = conn.principal
-        for uri in wanted.resource_subscriptions:  # type: ignore[union-attr]
-            if principal is None or _handlers._allowed(principal, _handlers._resource_scopes(registry, uri)):
+        asked: list[str] = wanted.resource_subscriptions  # type: ignore[assignment]
+        cap = conn.limits.max_subscriptions_per_session
+        if len(asked) > cap:
+            raise InvalidParams(f"a listen stream may name at most {cap} resources (max_subscriptions_per_session); "
+                                f"this one names {len(asked)}", {"limit": cap})
+        for uri in asked:
+            _handlers.check_uri_length(conn, uri)
+            scopes = _handlers.known_resource_scopes(registry, uri)
+            # Honoured: resources that exist and that the caller may read; the rest are left
+            # out of the agreed filter (the client sees which).
+            if scopes is not None and (principal is None or _handlers._allowed(principal, scopes)):
                 uris.add(uri)
         agreed.resource_subscriptions = sorted(uris)
     return agreed, frozenset(kinds), frozenset(uris)
@@ -519,6 +528,7 @@ async def listen(conn: Connection, request: Request, in_flight: InFlight) -> Raw
         raise ServerOverloaded(f"too many subscriptions/listen streams ({MAX_LISTENS}); try again later")
     if sum(other.owner is conn for other in stateless.listeners) >= MAX_LISTENS_PER_CONNECTION:
         raise ServerOverloaded(f"too many subscriptions/listen streams on this connection ({MAX_LISTENS_PER_CONNECTION})")
+    quota = supervisor.quotas.acquire("listens", conn.principal, conn.peer)
     listener = Listener(kinds, uris, conn)
     conn.park(in_flight)  # waits on the server, not on this connection's input: free the slot
     stateless.listeners.add(listener)
@@ -535,6 +545,7 @@ async def listen(conn: Connection, request: Request, in_flight: InFlight) -> Raw
                     await conn.notify(method, {**(note or {}), "_meta": tag})
     finally:
         stateless.listeners.discard(listener)
+        supervisor.quotas.release("listens", quota)
     body = _encode({"resultType": "complete", "_meta": {SUBSCRIPTION_ID_KEY: sid, SERVER_INFO_KEY: stateless._server_info}})
     return Raw(body)
 

@@ -68,9 +68,11 @@ from .admin import ADMIN_PATH, AdminApi
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
+    QUOTA_EXCEEDED,
     RATE_LIMITED,
     SERVER_OVERLOADED,
     SHUTTING_DOWN,
+    QuotaExceeded,
 )
 from ..protocol._jsonrpc import (
     ErrorObject,
@@ -110,14 +112,17 @@ _MEMO_LIMIT = 256  # entries in each header-check memo (only ever grows with dis
 _encode = msgspec.json.Encoder().encode
 
 
-def _error_body(code: int, message: str, rid: RequestId | None = None) -> bytes:
+def _error_body(code: int, message: str, rid: RequestId | None = None, data: Any = None) -> bytes:
     """A JSON-RPC error response (``id`` null unless the request's id is known)."""
-    return _encode({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _encode({"jsonrpc": "2.0", "id": rid, "error": error})
 
 
 _JSON = b"application/json"
 #: JSON-RPC errors that refuse a request before its handler: answered with an HTTP status too.
-_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
+_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED, QUOTA_EXCEEDED})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -409,10 +414,12 @@ class _Guard:
 class _Refused(Exception):
     """An HTTP error answer: status, JSON-RPC error code and message."""
 
-    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None,
+                 data: Any = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.rid = status, code, message, rid
         self.headers = headers or []
+        self.data = data
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _JSON, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
@@ -428,7 +435,7 @@ _CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyRes
 
 
 async def _refuse(send: Send, refused: _Refused) -> None:
-    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid), headers=refused.headers)
+    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid, refused.data), headers=refused.headers)
 
 
 class McpHttpApp:
@@ -681,18 +688,27 @@ class McpHttpApp:
             self.supervisor.metrics.connections_refused += 1
             raise _Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
                            headers=[(b"retry-after", b"1")])
+        quota = self._take_session_quota(principal, peer)
         token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
         session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
         session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
         self.sessions[token] = session
-        self._nursery.start_soon(self._run_session, session)
+        self._nursery.start_soon(self._run_session, session, quota)
         return session
 
-    async def _run_session(self, session: HttpSession) -> None:
+    def _take_session_quota(self, principal: Principal | None, peer: str | None) -> Any:
+        """The caller's ``max_sessions_per_principal``: one more session, or 429 naming it."""
+        try:
+            return self.supervisor.quotas.acquire("sessions", principal, peer)
+        except QuotaExceeded as exc:
+            raise _Refused(429, exc.code, exc.message, data=exc.data) from None
+
+    async def _run_session(self, session: HttpSession, quota: Any = None) -> None:
         """One session, in the app's nursery: whatever ends it ends it alone (``run_session``)."""
         try:
             await run_session(f"HTTP session {session.connection.session_id}", session.connection.run)  # type: ignore[union-attr]
         finally:
+            self.supervisor.quotas.release("sessions", quota)
             session.terminated = True
             if self.sessions.get(session.token) is session:
                 del self.sessions[session.token]
@@ -743,9 +759,13 @@ class McpHttpApp:
 
         -32029 rate limited → 429 with ``Retry-After`` (whole seconds, rounded up);
         -32003 forbidden → 403 with ``WWW-Authenticate: Bearer error="insufficient_scope"``;
-        -32030 overloaded → 503 with ``Retry-After: 1``. The body stays the JSON-RPC error.
+        -32030 overloaded → 503 with ``Retry-After: 1``; -32032 quota exceeded → 429 (no
+        ``Retry-After``: it clears when the caller releases something). The body stays the
+        JSON-RPC error.
         """
         data = error.data if isinstance(error.data, dict) else {}
+        if error.code == QUOTA_EXCEEDED:
+            return 429, []
         if error.code == RATE_LIMITED:
             retry_ms = data.get("retryAfterMs", 1000)
             seconds = max(1, math.ceil(retry_ms / 1000)) if isinstance(retry_ms, (int, float)) else 1
@@ -871,22 +891,25 @@ class McpHttpApp:
             self.supervisor.metrics.connections_refused += 1
             await _ws_reject(scope, send, 503, f"too many connections (limit {self.limits.max_connections})")
             return
+        client = scope.get("client")
+        peer = client[0] if client else None
         try:
             principal = self._authenticate(scope["headers"])
+            quota = self._take_session_quota(principal, peer)
         except _Refused as refused:
-            await _ws_reject(scope, send, refused.status, refused.message, refused.headers)
+            await _ws_reject(scope, send, refused.status, refused.message, refused.headers, refused.code)
             return
-        subprotocols = scope.get("subprotocols") or ()
-        await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
         self.websockets += 1
         try:
+            subprotocols = scope.get("subprotocols") or ()
+            await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
             channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout)
-            peer = scope.get("client")
-            connection = Connection(self.supervisor, channel, principal=principal, peer=peer[0] if peer else None)
+            connection = Connection(self.supervisor, channel, principal=principal, peer=peer)
             channel.busy = lambda: connection.in_flight > 0
             await run_session(f"WebSocket session {connection.session_id}", connection.run)
         finally:
             self.websockets -= 1
+            self.supervisor.quotas.release("sessions", quota)
 
     # -- health and metrics -----------------------------------------------------------------
     def _counts(self) -> dict[str, int]:
@@ -941,10 +964,11 @@ def _same_caller(owner: Principal | None, caller: Principal | None) -> bool:
     return owner is None or (caller is not None and caller.kind == owner.kind and caller.subject == owner.subject)
 
 
-async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = (),
+                     code: int | None = None) -> None:
     """Refuse a WebSocket handshake with an HTTP status (403 when the server cannot say more)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        body = _error_body(INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
+        body = _error_body(code if code is not None else INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
         await send({"type": "websocket.http.response.start", "status": status,
                     "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *headers]})
         await send({"type": "websocket.http.response.body", "body": body})

@@ -65,6 +65,7 @@ from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
+from ..protocol._errors import QuotaExceeded
 
 if TYPE_CHECKING:
     import ssl
@@ -748,22 +749,25 @@ class WebSocketServer:
             opened = await self._open(stream)
             if opened is None:
                 return
-            trailing, principal = opened
-            channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
-            connection = Connection(self.supervisor, channel, principal=principal, peer=_peer_host(stream))
-            channel.connection = connection
-            channel.quiet_since = channel.idle_since = trio.current_time()
-            self.channels.add(channel)
+            trailing, principal, quota = opened
             try:
-                await run_session(f"WebSocket session {connection.session_id}", connection.run)
+                channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
+                connection = Connection(self.supervisor, channel, principal=principal, peer=_peer_host(stream))
+                channel.connection = connection
+                channel.quiet_since = channel.idle_since = trio.current_time()
+                self.channels.add(channel)
+                try:
+                    await run_session(f"WebSocket session {connection.session_id}", connection.run)
+                finally:
+                    self.channels.discard(channel)
             finally:
-                self.channels.discard(channel)
+                self.supervisor.quotas.release("sessions", quota)
         except Exception:
             logger.exception("websocket connection failed")
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any] | None:
+    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
         """The opening handshake, bounded by ``Limits.handshake_timeout``; None if refused."""
         self.handshaking += 1
         try:
@@ -782,7 +786,8 @@ class WebSocketServer:
         finally:
             self.handshaking -= 1
 
-    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any] | None:
+    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
+        """(bytes after the upgrade request, the principal, the session quota it holds), or None."""
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_SIZE)
         request: h11.Request | None = None
         try:
@@ -800,6 +805,10 @@ class WebSocketServer:
                     return None
             assert request is not None
             key, subprotocol, principal = self._check(request)
+            try:
+                quota = self.supervisor.quotas.acquire("sessions", principal, _peer_host(stream))
+            except QuotaExceeded as exc:
+                raise _Refused(429, exc.message) from None
         except h11.RemoteProtocolError as exc:
             self._refuse(exc.error_status_hint)
             await _send_refusal(stream, _Refused(exc.error_status_hint, f"bad HTTP request: {exc}"))
@@ -814,8 +823,12 @@ class WebSocketServer:
         if subprotocol is not None:
             head.append(f"Sec-WebSocket-Protocol: {subprotocol}")
         trailing, _ = http.trailing_data
-        await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        return bytes(trailing), principal
+        try:
+            await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        except BaseException:
+            self.supervisor.quotas.release("sessions", quota)
+            raise
+        return bytes(trailing), principal, quota
 
     def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
         """Validate the upgrade request: (key, subprotocol, principal), or ``_Refused``."""
