@@ -16,6 +16,8 @@ A complete file (every key is optional; shown with its default unless noted)::
     allowed_origins = ["https://app.example.com"]  # browser Origins accepted (default: none)
     log_level = "warning"            # debug | info | warning | error | critical
     log_format = "text"              # text | json
+    metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
+                                     #   (default: scope:admin with auth configured, else public)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
@@ -133,10 +135,16 @@ class ServerConfig(_Section):
     allowed_origins: tuple[str, ...] = ()
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
     log_format: Literal["text", "json"] = "text"
+    #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
+    #: when authentication is configured, else "public".
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
             raise ValueError("resource must be an absolute http(s) URL")
+        if self.metrics is not None and self.metrics not in ("public", "loopback") and not (
+                self.metrics.startswith("scope:") and len(self.metrics) > 6 and " " not in self.metrics):
+            raise ValueError(f"metrics must be 'public', 'loopback' or 'scope:NAME', not {self.metrics!r}")
         for origin in self.allowed_origins:
             if "://" not in origin or origin.endswith("/"):
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port]")
@@ -526,6 +534,7 @@ FLAG_KEYS: dict[str, str] = {
     "allowed_origins": "server.allowed_origins",
     "log_level": "server.log_level",
     "log_format": "server.log_format",
+    "metrics": "server.metrics",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",

@@ -176,7 +176,7 @@ async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes,
         version = headers.get(PROTOCOL_VERSION_HEADER, "")
         if version not in MODERN_VERSIONS:
             await _respond_error(send, None, UnsupportedProtocolVersion(
-                f"unsupported protocol version {version!r}", {"supported": list(ALL_VERSIONS), "requested": version}))
+                "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})

@@ -64,7 +64,8 @@ from .._server import Server
 from .._supervisor import Supervisor
 from ..auth import insufficient_scope
 from . import _stateless_http
-from .admin import ADMIN_PATH, AdminApi
+from ._gate import Refusal, bracketed, check_head, continue_refusal, parse_authority, route_path
+from .admin import ADMIN_PATH, AdminApi, is_loopback_address
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
@@ -325,14 +326,6 @@ class HttpSession(trio.abc.Channel[bytes]):
 # ---------------------------------------------------------------------------------------------
 # header checks
 # ---------------------------------------------------------------------------------------------
-def _host_name(authority: str) -> str:
-    """``host[:port]`` -> host, lower case (IPv6 keeps its brackets)."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        return authority[: authority.find("]") + 1]
-    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
-
-
 def _accepts(value: bytes) -> tuple[bool, bool]:
     """(accepts JSON, accepts SSE) from an Accept header; media ranges count."""
     json = sse = False
@@ -387,8 +380,11 @@ class _Guard:
             return True
         if host is None:
             return False
-        authority = host.decode("latin-1").strip().lower()
-        return authority in self._authorities or _host_name(authority) in self._hosts
+        parsed = parse_authority(host.decode("latin-1"))
+        if parsed is None:
+            return False  # not one valid authority ("[::1]evil.com")
+        name = bracketed(parsed[0])
+        return (f"{name}:{parsed[1]}" if parsed[1] else name) in self._authorities or name in self._hosts
 
     def _origin_ok(self, origin: bytes | None, host: bytes | None) -> bool:
         if origin is None:
@@ -398,12 +394,12 @@ class _Guard:
             return "*" in self._origins or text in self._origins
         try:
             parts = urlsplit(text)
-            hostname = parts.hostname
         except ValueError:
             return False
-        if hostname is None:
-            return False  # "null": sandboxed or file:// pages
-        if self.loopback and (hostname in _LOOPBACK_NAMES or f"[{hostname}]" in _LOOPBACK_NAMES):
+        parsed = parse_authority(parts.netloc) if parts.scheme in ("http", "https") else None
+        if parsed is None:
+            return False  # "null" (sandboxed or file:// pages), or not one valid authority
+        if self.loopback and parsed[0] in _LOOPBACK_NAMES:
             return True
         return host is not None and parts.netloc == host.decode("latin-1").strip().lower()
 
@@ -434,6 +430,13 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _
 _CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
 
 
+async def _refuse_head(send: Send, refusal: Refusal) -> None:
+    """Answer a request the gate refused (framing, repeated headers); close if it says so."""
+    extra = [(b"connection", b"close")] if refusal.close else []
+    code = SERVER_OVERLOADED if refusal.status == 503 else INVALID_REQUEST
+    await _respond(send, refusal.status, _error_body(code, refusal.message), headers=extra)
+
+
 async def _refuse(send: Send, refused: _Refused) -> None:
     await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid, refused.data), headers=refused.headers)
 
@@ -451,8 +454,11 @@ class McpHttpApp:
         allowed_origins: Iterable[str] | None = None,
         json_response: bool = False,
         authenticator: Authenticator | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.supervisor = supervisor
+        #: Who may read ``/metrics`` (``metrics_access``): "public", "loopback" or "scope:NAME".
+        self.metrics_access = metrics_access(metrics, authenticator)
         self.limits = supervisor.limits
         self._nursery = nursery
         self._authenticator = authenticator
@@ -491,8 +497,17 @@ class McpHttpApp:
             logger.error("%s exchange failed; the server goes on", kind, exc_info=exc)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        path = scope["path"]
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        refusal = check_head(raw_headers)
+        if refusal is None and b"expect" in headers:
+            refusal = continue_refusal(raw_headers, self.limits.max_message_size)
+        if refusal is not None:
+            if refusal.close:
+                await self._discard_body(receive)
+            await _refuse_head(send, refusal)
+            return
+        path = route_path(scope.get("raw_path"), scope["path"])  # "/%61dmin" is not "/admin"
         method = scope["method"]
         try:
             if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
@@ -516,7 +531,8 @@ class McpHttpApp:
                     await self._delete(send, headers, principal)
             elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
                 peer = scope.get("client")
-                status, body, extra = await self.admin(method, path, scope["headers"], peer[0] if peer else None)
+                # Routed on the raw path; the admin API reads its names from the decoded one.
+                status, body, extra = await self.admin(method, scope["path"], scope["headers"], peer[0] if peer else None)
                 await _respond(send, status, body, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
                 await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
@@ -524,6 +540,8 @@ class McpHttpApp:
                 if method not in ("GET", "HEAD"):
                     raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
                 if path == METRICS_PATH:
+                    client = scope.get("client")
+                    self._check_metrics_access(scope["headers"], client[0] if client else None)
                     await _respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
                 else:
                     status, body = self._health()
@@ -532,6 +550,21 @@ class McpHttpApp:
                 raise _Refused(404, INVALID_REQUEST, f"not found: {path}")
         except _Refused as refused:
             await _refuse(send, refused)
+
+    async def _discard_body(self, receive: Receive) -> None:
+        """Read and drop what the server framed as this request's body (bounded by the size
+        limit and the request deadline) before a refusal that closes the connection: hypercorn
+        reading on while the answer is written would see what follows the body as a request of
+        its own, fail, and drop the connection before the answer is out."""
+        size = 0
+        with trio.move_on_after(self.limits.request_deadline):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                size += len(message.get("body", b""))
+                if not message.get("more_body", False) or size > self.limits.max_message_size:
+                    return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -578,7 +611,7 @@ class McpHttpApp:
     def _check_version(headers: dict[bytes, bytes]) -> None:
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1").strip() not in SUPPORTED_VERSIONS:
-            raise _Refused(400, INVALID_REQUEST, f"bad request: unsupported MCP-Protocol-Version {version.decode('latin-1')!r}; "
+            raise _Refused(400, INVALID_REQUEST, "bad request: unsupported MCP-Protocol-Version header; "
                            f"supported: {', '.join(SUPPORTED_VERSIONS)} (absent means {DEFAULT_HTTP_VERSION})")
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], deadline: float) -> bytes:
@@ -791,10 +824,10 @@ class McpHttpApp:
             try:
                 number, cursor = int(number_text), int(seq_text)
             except ValueError:
-                raise _Refused(400, INVALID_REQUEST, f"bad request: malformed Last-Event-ID {last.decode('latin-1')!r}") from None
+                raise _Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header (expected <stream>-<seq>)") from None
             stream = session.find_stream(number)
             if stream is None:
-                raise _Refused(400, INVALID_REQUEST, f"bad request: stream of Last-Event-ID {last.decode('latin-1')!r} "
+                raise _Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
                                "is unknown, finished or expired")
             cursor = max(0, min(cursor, stream.seq))
         else:
@@ -877,8 +910,12 @@ class McpHttpApp:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        refusal = check_head(scope["headers"])
+        if refusal is not None:
+            await _ws_reject(scope, send, refusal.status, refusal.message)
+            return
         headers = dict(scope["headers"])
-        if scope["path"] != WS_PATH:
+        if route_path(scope.get("raw_path"), scope["path"]) != WS_PATH:
             await _ws_reject(scope, send, 404, "not found")
             return
         if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
@@ -912,6 +949,26 @@ class McpHttpApp:
             self.supervisor.quotas.release("sessions", quota)
 
     # -- health and metrics -----------------------------------------------------------------
+    def _check_metrics_access(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> None:
+        """``/metrics`` lists tool names, admin-scoped ones included: who may read it is a
+        setting (``metrics_access``). Refusals are 401/403 as on ``/mcp``."""
+        access = self.metrics_access
+        if access == "public":
+            return
+        if access == "loopback":
+            if not is_loopback_address(peer):
+                raise _Refused(403, INVALID_REQUEST, "forbidden: /metrics is served to loopback clients only")
+            return
+        scope = access.partition(":")[2]
+        principal = self._authenticate(headers)
+        if principal is None or principal.kind == "anonymous":
+            raise _Refused(401, INVALID_REQUEST, f"unauthorized: /metrics needs a credential with the {scope} scope",
+                           headers=[(b"www-authenticate", self._authenticator.challenge().encode("latin-1"))])  # type: ignore[union-attr]
+        if not principal.has_scope(scope):
+            challenge = self._authenticator.challenge(insufficient_scope(frozenset({scope})))  # type: ignore[union-attr]
+            raise _Refused(403, FORBIDDEN, f"forbidden: /metrics needs the {scope} scope",
+                           headers=[(b"www-authenticate", challenge.encode("latin-1"))])
+
     def _counts(self) -> dict[str, int]:
         connections = self.supervisor.connections
         return {
@@ -951,6 +1008,24 @@ class McpHttpApp:
                     logger.debug("session expired after %.1f s idle", now - session.last_active)
                     del self.sessions[token]
                     session.terminate()
+
+
+def metrics_access(value: str | None, authenticator: Authenticator | None) -> str:
+    """Who may read ``/metrics``: ``"public"``, ``"loopback"`` (loopback peers only) or
+    ``"scope:NAME"`` (a credential holding scope NAME). Default (None): ``"scope:admin"`` when
+    the server authenticates callers, as the admin surface does; else ``"public"`` (a server
+    with no authentication serves everything to whoever can reach it anyway)."""
+    if value is None:
+        return "scope:admin" if authenticator is not None else "public"
+    value = value.strip()
+    if value in ("public", "loopback"):
+        return value
+    kind, _, scope = value.partition(":")
+    if kind != "scope" or not scope or " " in scope:
+        raise ValueError(f"metrics access must be 'public', 'loopback' or 'scope:NAME', not {value!r}")
+    if authenticator is None:
+        raise ValueError(f"metrics access {value!r} needs authentication configured (no credential can be checked)")
+    return value
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
@@ -1079,6 +1154,7 @@ async def serve_http(
     watch_signals: bool = False,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
+    metrics: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -1096,9 +1172,12 @@ async def serve_http(
     ``authenticator``: every request to ``/mcp`` (and each WebSocket handshake) must carry a
     credential it accepts (401/403 with ``WWW-Authenticate`` otherwise); a session belongs to
     the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
-    processes (each with its own supervisor and sessions) share the port.
+    processes (each with its own supervisor and sessions) share the port. ``metrics``: who
+    may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
+    "scope:admin" with an ``authenticator``, else "public").
     """
     limits = limits or Limits()
+    metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
     if allowed_hosts is None and not _is_loopback(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
@@ -1108,7 +1187,8 @@ async def serve_http(
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
-                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
+                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator,
+                             metrics=metrics)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
             binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
