@@ -217,7 +217,8 @@ def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"mcp-trio: {exc}", file=sys.stderr)
         return 2
     try:
-        if config.request_state.configured or config.request_state.ttl != app.request_state.ttl:
+        if (config.request_state.configured or config.request_state.ttl != app.request_state.ttl
+                or config.request_state.max_spent != app.request_state.max_spent):
             app.request_state = config.request_state_codec()  # else the app's own (default: random)
     except ConfigError as exc:
         print(f"mcp-trio: {exc}", file=sys.stderr)

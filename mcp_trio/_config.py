@@ -71,6 +71,7 @@ A complete file (every key is optional; shown with its default unless noted)::
     secret_file = "state.secret"     #   process only). Servers sharing clients (--workers,
     previous_secrets = []            #   hosts behind a balancer) must share it; older keys
     ttl = 600.0                      #   still verify. ttl: seconds a state stays valid
+    max_spent = 100000               # @single_use_state tools: used states remembered
 
     [plugins]                        # tools, resources and prompts from plugins
     directories = ["plugins"]        # folders of plugin files (relative to this file)
@@ -227,10 +228,12 @@ class RequestStateConfig(_Section):
     secret_file: str | None = None
     previous_secrets: tuple[str, ...] = ()
     ttl: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+    #: Single-use states (``@single_use_state`` tools) remembered until they expire, at most.
+    max_spent: Annotated[int, Meta(ge=1)] = 100_000
 
     def __repr__(self) -> str:  # secrets never reach a log line or a traceback
         return (f"RequestStateConfig(secret={'<hidden>' if self.secret else None}, secret_file={self.secret_file!r}, "
-                f"previous_secrets=<{len(self.previous_secrets)} hidden>, ttl={self.ttl!r})")
+                f"previous_secrets=<{len(self.previous_secrets)} hidden>, ttl={self.ttl!r}, max_spent={self.max_spent!r})")
 
     @property
     def configured(self) -> bool:
@@ -284,7 +287,7 @@ class Config(_Section):
                 raise ConfigError(f"[request_state] secret_file: cannot read {rs.secret_file}: {exc.strerror or exc}") from None
         keys = [k for k in (secret, *rs.previous_secrets) if k]
         try:
-            return RequestStateCodec(keys or None, ttl=rs.ttl)
+            return RequestStateCodec(keys or None, ttl=rs.ttl, max_spent=rs.max_spent)
         except ValueError as exc:
             raise ConfigError(f"[request_state]: {exc}") from None
 

@@ -60,7 +60,7 @@ from msgspec import UNSET, Raw
 from . import _handlers
 from ._containment import is_failure
 from ._results import unsendable_reason, unsendable_reply
-from ._request_state import Answer, RequestStateCodec, digest, subject_of
+from ._request_state import Answer, RequestStateCodec, digest, is_single_use, subject_of
 from ._tasks import EXTENSION as TASKS_EXTENSION
 from ._tasks import Task, Tasks, client_can_task, missing_extension, support_of
 from .protocol._errors import (
@@ -302,6 +302,18 @@ def _request_digest(method: str, params: Raw | None) -> str:
     return digest(method.encode(), _encode(name), arguments)
 
 
+def _single_use(conn: Any, request: Request) -> bool:
+    """Whether the request calls a tool that accepts each ``requestState`` once."""
+    if request.method != "tools/call":
+        return False
+    try:
+        name = _tool_name.decode(request.params if request.params is not None else b"{}").name
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    tool = conn.supervisor.registry.tools.get(name) if isinstance(name, str) else None
+    return tool is not None and is_single_use(tool.fn)
+
+
 class Stateless:
     """One served server's stateless side: result stamps, the state codec, listen streams."""
 
@@ -334,7 +346,8 @@ class Stateless:
             answers: dict[str, tuple[str | None, Raw]] = {k: (None, v) for k, v in (responses or {}).items()}
             return InputRound(answers, resumed=False)
         payload = self.codec.open(state, subject=subject_of(conn.principal),
-                                  request=_request_digest(request.method, request.params))
+                                  request=_request_digest(request.method, request.params),
+                                  single_use=_single_use(conn, request))
         answers = {key: (answer.digest, answer.response) for key, answer in payload.ans.items()}
         for key, question in payload.pend.items():
             if responses is not None and key in responses:
