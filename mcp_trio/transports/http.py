@@ -396,7 +396,7 @@ class _Guard:
             parts = urlsplit(text)
         except ValueError:
             return False
-        parsed = parse_authority(parts.netloc) if parts.scheme in ("http", "https") else None
+        parsed = parse_authority(parts.netloc) if parts.netloc else None
         if parsed is None:
             return False  # "null" (sandboxed or file:// pages), or not one valid authority
         if self.loopback and parsed[0] in _LOOPBACK_NAMES:
@@ -503,7 +503,7 @@ class McpHttpApp:
         if refusal is None and b"expect" in headers:
             refusal = continue_refusal(raw_headers, self.limits.max_message_size)
         if refusal is not None:
-            if refusal.close:
+            if refusal.status != 413:  # a body over the limit is not read: the connection closes
                 await self._discard_body(receive)
             await _refuse_head(send, refusal)
             return
@@ -553,9 +553,9 @@ class McpHttpApp:
 
     async def _discard_body(self, receive: Receive) -> None:
         """Read and drop what the server framed as this request's body (bounded by the size
-        limit and the request deadline) before a refusal that closes the connection: hypercorn
-        reading on while the answer is written would see what follows the body as a request of
-        its own, fail, and drop the connection before the answer is out."""
+        limit and the request deadline) before the gate's refusal: hypercorn reading on while
+        the answer is written would see what follows the body (a smuggled request) as a
+        request of its own, fail, and drop the connection before the answer is out."""
         size = 0
         with trio.move_on_after(self.limits.request_deadline):
             while True:
