@@ -8,7 +8,9 @@ from ._compose import ToolCallError
 from ._content import AssistantMessage, Audio, Image, Message, UserMessage
 from ._context import CapabilityMissing, Context
 from ._limits import Limits
+from ._paths import PathSegment, RelativePath
 from ._plugins import Plugin
+from ._request_state import single_use_state
 from ._server import Server
 from ._tasks import task_support
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
@@ -36,7 +38,9 @@ __all__ = [
     "Limits",
     "McpError",
     "Message",
+    "PathSegment",
     "Plugin",
+    "RelativePath",
     "ResourceLink",
     "ResourceNotFound",
     "Server",
@@ -44,6 +48,7 @@ __all__ = [
     "TextResourceContents",
     "ToolCallError",
     "UserMessage",
+    "single_use_state",
     "task_support",
 ]
 __version__ = "0.1.0"

@@ -90,6 +90,18 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--heartbeat-interval", "heartbeat_interval", _non_negative_float, "SECONDS", "WebSocket ping interval"),
     ("--max-sessions", "max_sessions", _positive_int, "N", "Streamable HTTP sessions per process"),
     ("--request-deadline", "request_deadline", _non_negative_float, "SECONDS", "an HTTP request must arrive whole within"),
+    ("--keep-alive-timeout", "keep_alive_timeout", _non_negative_float, "SECONDS",
+     "close an HTTP connection idle this long between requests"),
+    ("--max-sessions-per-principal", "max_sessions_per_principal", _positive_int, "N",
+     "sessions (HTTP and WebSocket) one caller may hold open"),
+    ("--max-tasks-per-principal", "max_tasks_per_principal", _positive_int, "N", "tasks one caller may hold"),
+    ("--max-listens-per-principal", "max_listens_per_principal", _positive_int, "N",
+     "subscriptions/listen streams one caller may hold open"),
+    ("--max-subscriptions-per-principal", "max_subscriptions_per_principal", _positive_int, "N",
+     "resource subscriptions one caller may hold"),
+    ("--max-subscriptions-per-session", "max_subscriptions_per_session", _positive_int, "N",
+     "resource subscriptions one session may hold"),
+    ("--max-uri-length", "max_uri_length", _positive_int, "CHARS", "longest resource URI subscribed to"),
 )
 
 
@@ -119,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", default=None, help="ws/http: the certificate's private key (PEM)")
     serve.add_argument("--json-response", action="store_true",
                        help="http: answer every request with JSON, never an SSE stream")
+    serve.add_argument("--metrics", default=None, metavar="ACCESS",
+                       help="http: who may read /metrics: public, loopback or scope:NAME "
+                            "(default: scope:admin with authentication configured, else public)")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -202,7 +217,8 @@ def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"mcp-trio: {exc}", file=sys.stderr)
         return 2
     try:
-        if config.request_state.configured or config.request_state.ttl != app.request_state.ttl:
+        if (config.request_state.configured or config.request_state.ttl != app.request_state.ttl
+                or config.request_state.max_spent != app.request_state.max_spent):
             app.request_state = config.request_state_codec()  # else the app's own (default: random)
     except ConfigError as exc:
         print(f"mcp-trio: {exc}", file=sys.stderr)
@@ -268,7 +284,7 @@ async def _serve_http(app: Any, config: Any, args: argparse.Namespace) -> None:
             app, config.to_limits(), host=server.host, port=server.port,
             allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
             json_response=args.json_response, authenticator=config.authenticator(), watch_signals=True,
-            rate_limits=config.rate_limits(),
+            rate_limits=config.rate_limits(), metrics=server.metrics,
             reuse_port=args.reuse_port, task_status=task_status))
         scheme = "https" if args.certfile else "http"
         base = f"{scheme}://{server.host}:{port}"

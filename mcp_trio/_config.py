@@ -16,6 +16,8 @@ A complete file (every key is optional; shown with its default unless noted)::
     allowed_origins = ["https://app.example.com"]  # browser Origins accepted (default: none)
     log_level = "warning"            # debug | info | warning | error | critical
     log_format = "text"              # text | json
+    metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
+                                     #   (default: scope:admin with auth configured, else public)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
@@ -23,7 +25,9 @@ A complete file (every key is optional; shown with its default unless noted)::
     grace_period = 10.0
     # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
-    # max_sessions, request_deadline, sse_replay_events
+    # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
+    # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
+    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401
@@ -97,6 +101,7 @@ A complete file (every key is optional; shown with its default unless noted)::
     secret_file = "state.secret"     #   process only). Servers sharing clients (--workers,
     previous_secrets = []            #   hosts behind a balancer) must share it; older keys
     ttl = 600.0                      #   still verify. ttl: seconds a state stays valid
+    max_spent = 100000               # @single_use_state tools: used states remembered
 
     [plugins]                        # tools, resources and prompts from plugins
     directories = ["plugins"]        # folders of plugin files (relative to this file)
@@ -162,10 +167,16 @@ class ServerConfig(_Section):
     allowed_origins: tuple[str, ...] = ()
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
     log_format: Literal["text", "json"] = "text"
+    #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
+    #: when authentication is configured, else "public".
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
             raise ValueError("resource must be an absolute http(s) URL")
+        if self.metrics is not None and self.metrics not in ("public", "loopback") and not (
+                self.metrics.startswith("scope:") and len(self.metrics) > 6 and " " not in self.metrics):
+            raise ValueError(f"metrics must be 'public', 'loopback' or 'scope:NAME', not {self.metrics!r}")
         for origin in self.allowed_origins:
             if "://" not in origin or origin.endswith("/"):
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port]")
@@ -296,10 +307,12 @@ class RequestStateConfig(_Section):
     secret_file: str | None = None
     previous_secrets: tuple[str, ...] = ()
     ttl: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+    #: Single-use states (``@single_use_state`` tools) remembered until they expire, at most.
+    max_spent: Annotated[int, Meta(ge=1)] = 100_000
 
     def __repr__(self) -> str:  # secrets never reach a log line or a traceback
         return (f"RequestStateConfig(secret={'<hidden>' if self.secret else None}, secret_file={self.secret_file!r}, "
-                f"previous_secrets=<{len(self.previous_secrets)} hidden>, ttl={self.ttl!r})")
+                f"previous_secrets=<{len(self.previous_secrets)} hidden>, ttl={self.ttl!r}, max_spent={self.max_spent!r})")
 
     @property
     def configured(self) -> bool:
@@ -353,7 +366,7 @@ class Config(_Section):
                 raise ConfigError(f"[request_state] secret_file: cannot read {rs.secret_file}: {exc.strerror or exc}") from None
         keys = [k for k in (secret, *rs.previous_secrets) if k]
         try:
-            return RequestStateCodec(keys or None, ttl=rs.ttl)
+            return RequestStateCodec(keys or None, ttl=rs.ttl, max_spent=rs.max_spent)
         except ValueError as exc:
             raise ConfigError(f"[request_state]: {exc}") from None
 
@@ -718,6 +731,7 @@ FLAG_KEYS: dict[str, str] = {
     "allowed_origins": "server.allowed_origins",
     "log_level": "server.log_level",
     "log_format": "server.log_format",
+    "metrics": "server.metrics",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",

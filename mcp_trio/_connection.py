@@ -33,7 +33,9 @@ import trio
 
 from . import _handlers, _stateless
 from ._channel import MessageTooLarge
+from ._containment import is_failure
 from ._logging import request_id_var, session_id_var
+from ._results import unsendable_reason, unsendable_reply
 from ._supervisor import Supervisor
 from .protocol._errors import (
     InternalError,
@@ -262,6 +264,11 @@ class Connection:
 
     def _answer_now(self, request: Request, handler: Callable[[Connection, Request], Any]) -> Message:
         try:
+            if self.supervisor.request_limiter is not None:
+                # initialize is charged to the caller's bucket like any request: opening
+                # sessions is no way around the rate limit. (Answered at once, it never counts
+                # as running: the concurrency cap does not apply.)
+                self.supervisor.charge(self)
             return Response(request.id, handler(self, request))
         except McpError as exc:
             return ErrorResponse(request.id, error_object(exc))
@@ -381,6 +388,11 @@ class Connection:
         except Exception:
             logger.exception("unexpected error in %s", request.method)
             return ErrorResponse(request.id, error_object(InternalError("internal error")))
+        except BaseException as exc:  # SystemExit and the like, raised by user code outside call_user
+            if not is_failure(exc):
+                raise
+            logger.error("unexpected %s in %s", type(exc).__name__, request.method, exc_info=exc)
+            return ErrorResponse(request.id, error_object(InternalError("internal error")))
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:
@@ -412,16 +424,21 @@ class Connection:
                         except trio.EndOfChannel:
                             ended = True
                             break
+                    try:
+                        frames = [encode(message) for message, _ in batch]
+                    except (TypeError, ValueError, OverflowError):  # UnicodeEncodeError is a ValueError
+                        batch, frames = self._encodable(batch)
                     writing.shield = True
                     writing.deadline = trio.current_time() + timeout
                     if send_related is not None:
-                        for message, related in batch:
-                            await send_related(encode(message), related, type(message) in _FINAL, _error_of(message))
+                        for (message, related), frame in zip(batch, frames):
+                            await send_related(frame, related, type(message) in _FINAL, _error_of(message))
                     elif send_batch is not None:
-                        await send_batch([encode(message) for message, _ in batch])
+                        if frames:
+                            await send_batch(frames)
                     else:
-                        for message, _ in batch:
-                            await self.channel.send(encode(message))
+                        for frame in frames:
+                            await self.channel.send(frame)
                     writing.deadline = math.inf
                     writing.shield = False
             if writing.cancelled_caught:
@@ -432,6 +449,33 @@ class Connection:
             self._reader_scope.cancel()
             with trio.CancelScope(shield=True):
                 await self.channel.aclose()
+
+    def _encodable(self, batch: list[Outgoing]) -> tuple[list[Outgoing], list[bytes]]:
+        """``batch`` and its frames, each message that cannot be encoded replaced (or dropped).
+
+        A user function can return text JSON cannot carry: a lone surrogate, which
+        ``os.listdir``, ``os.environ`` and ``errors="surrogateescape"`` decoding produce, or
+        an object msgspec does not know. Its request is refused, not the session: a tool's
+        reply becomes an ``isError`` result the model can read, any other reply ``-32603``,
+        both saying what was wrong; a notification is dropped with a warning. Nothing of the
+        offending text is sent (the slow path: taken only after a batch failed to encode).
+        """
+        encode = self.codec.encode
+        kept: list[Outgoing] = []
+        frames: list[bytes] = []
+        for message, related in batch:
+            try:
+                frames.append(encode(message))
+            except (TypeError, ValueError, OverflowError) as exc:
+                replacement = unsendable_reply(message, exc)
+                if replacement is None:
+                    logger.warning("%s not sent: %s", getattr(message, "method", "a message"), unsendable_reason(exc))
+                    continue
+                logger.warning("the reply to request %r was refused: %s", getattr(message, "id", None), unsendable_reason(exc))
+                frames.append(encode(replacement))
+                message = replacement
+            kept.append((message, related))
+        return kept, frames
 
     # -- used by handlers and Context -------------------------------------------------------
     async def notify(self, method: str, params: Any = None) -> None:
@@ -476,7 +520,10 @@ class Connection:
                 self._slots.release()
                 in_flight.holds_slot = False  # type: ignore[union-attr]
             try:
-                await self._out_send.send((Request(request_id, method, params), request_id_var.get()))
+                # Encoded here, so a question the client cannot be sent (text with a lone
+                # surrogate) fails the tool that asks it, not the session's writer.
+                encoded = msgspec.Raw(self.encoder.encode(params)) if params is not None else None
+                await self._out_send.send((Request(request_id, method, encoded), request_id_var.get()))
                 with trio.move_on_after(self.limits.client_request_timeout) as waited:
                     await pending.done.wait()
                 if waited.cancelled_caught:

@@ -220,7 +220,7 @@ class Context:
         modern = self._modern
         if modern is None or modern.task is None:
             return False
-        escalated = self._connection.supervisor.stateless.tasks.escalate(modern)
+        escalated = self._connection.supervisor.stateless.tasks.escalate(modern, self._connection)
         await trio.lowlevel.checkpoint()  # let the request answer before the tool goes on
         return escalated
 

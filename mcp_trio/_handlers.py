@@ -7,7 +7,6 @@ in one place. A tool's own failure is not a protocol error: it becomes a result 
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ import msgspec
 import trio
 from msgspec import UNSET, Raw
 
+from ._containment import call_user
 from ._context import Context
 from ._registry import Registry, ToolDef, paginate
 from ._results import ResultEncodingError, error_result, prompt_messages, resource_contents, tool_result
@@ -99,13 +99,6 @@ def cancelled_request_id(note: Notification) -> int | str | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     return None if params.request_id is UNSET else params.request_id  # type: ignore[return-value]
-
-
-async def _call(fn: Callable[..., Any], is_async: bool, kwargs: dict[str, Any]) -> Any:
-    """Run user code: async functions in the request task, sync ones in a worker thread."""
-    if is_async:
-        return await fn(**kwargs)
-    return await trio.to_thread.run_sync(functools.partial(fn, **kwargs))
 
 
 def _context(conn: Connection, request: Request, in_flight: InFlight, meta: Any) -> Context:
@@ -239,10 +232,10 @@ async def _run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Ca
     timed_out = False
     try:
         if tool.timeout is None:
-            value = await _call(tool.fn, tool.is_async, kwargs)
+            value = await call_user(tool.fn, tool.is_async, kwargs)
         else:
             with trio.move_on_after(tool.timeout) as deadline:
-                value = await _call(tool.fn, tool.is_async, kwargs)
+                value = await call_user(tool.fn, tool.is_async, kwargs)
             timed_out = deadline.cancelled_caught
     except Exception as exc:  # boundary: a tool's own failure is reported to the model, not raised
         logger.debug("tool %r failed", tool.name, exc_info=True)
@@ -293,7 +286,7 @@ async def read_resource(conn: Connection, request: Request, in_flight: InFlight)
     if parser.context_param is not None:
         kwargs[parser.context_param] = _context(conn, request, in_flight, params.meta)
     try:
-        value = await _call(fn, is_async, kwargs)
+        value = await call_user(fn, is_async, kwargs)
         return ReadResourceResult(contents=resource_contents(uri, value, mime_type, conn.encoder))
     except McpError:
         raise
@@ -302,20 +295,41 @@ async def read_resource(conn: Connection, request: Request, in_flight: InFlight)
 
 
 async def subscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
+    """Subscribe to a resource the caller may read: one that exists (a resource, or a URI a
+    template matches; else ``-32002``), within ``max_uri_length`` (``-32602``), the session's
+    ``max_subscriptions_per_session`` and the principal's quota (``-32032``)."""
     params = decode_params(request.params, SubscribeParams, request.method)
+    uri = params.uri
+    check_uri_length(conn, uri)
+    scopes = known_resource_scopes(conn.supervisor.registry, uri)
+    if scopes is None:
+        raise ResourceNotFound(f"resource not found: {uri}", {"uri": uri})
     if conn.principal is not None:
-        _require(conn, _resource_scopes(conn.supervisor.registry, params.uri), "resource", params.uri)
-    conn.supervisor.subscribe(conn, params.uri)
+        _require(conn, scopes, "resource", uri)
+    conn.supervisor.subscribe(conn, uri)
     return _EMPTY
 
 
-def _resource_scopes(registry: Registry, uri: str) -> frozenset[str]:
-    """What reading ``uri`` requires (nothing when no resource or template matches)."""
+def check_uri_length(conn: Connection, uri: str) -> None:
+    limit = conn.limits.max_uri_length
+    if len(uri) > limit:
+        raise InvalidParams(f"resource URI of {len(uri)} characters exceeds the limit of {limit} (max_uri_length)",
+                            {"limit": limit})
+
+
+def known_resource_scopes(registry: Registry, uri: str) -> frozenset[str] | None:
+    """What reading ``uri`` requires; None when no resource or template matches it."""
     resource = registry.resources.get(uri)
     if resource is not None:
         return resource.scopes
     found = registry.find_template(uri)
-    return found[0].scopes if found is not None else frozenset()
+    return found[0].scopes if found is not None else None
+
+
+def _resource_scopes(registry: Registry, uri: str) -> frozenset[str]:
+    """What reading ``uri`` requires (nothing when no resource or template matches)."""
+    scopes = known_resource_scopes(registry, uri)
+    return frozenset() if scopes is None else scopes
 
 
 async def unsubscribe(conn: Connection, request: Request, in_flight: InFlight) -> EmptyResult:
@@ -342,7 +356,7 @@ async def get_prompt(conn: Connection, request: Request, in_flight: InFlight) ->
     kwargs = prompt.parser.parse_mapping(params.arguments)
     if prompt.parser.context_param is not None:
         kwargs[prompt.parser.context_param] = _context(conn, request, in_flight, params.meta)
-    value = await _call(prompt.fn, prompt.is_async, kwargs)
+    value = await call_user(prompt.fn, prompt.is_async, kwargs)
     try:
         messages = prompt_messages(value)
     except (ResultEncodingError, TypeError) as exc:
@@ -372,7 +386,7 @@ async def complete(conn: Connection, request: Request, in_flight: InFlight) -> C
     if completion is None:
         return CompleteResult(completion=Completion(values=[], has_more=False))
     context = {} if params.context is UNSET else params.context.arguments
-    values = await _call(completion.fn, completion.is_async, {"value": params.argument.value, "context": context})
+    values = await call_user(completion.fn, completion.is_async, {"value": params.argument.value, "context": context})
     values = [str(v) for v in values]
     return CompleteResult(completion=Completion(values=values[:_MAX_COMPLETIONS], total=len(values), has_more=len(values) > _MAX_COMPLETIONS))
 

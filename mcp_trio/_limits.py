@@ -39,6 +39,22 @@ DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_REQUEST_DEADLINE = 30.0
 #: Server-initiated SSE events kept per HTTP session for ``Last-Event-ID`` replay.
 DEFAULT_SSE_REPLAY_EVENTS = 256
+#: Seconds an HTTP/1.1 connection may sit idle between requests before the server closes it.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+
+# -- per principal (an authenticated caller; an anonymous one by its address) ------------------
+#: Sessions (HTTP sessions and WebSocket connections) one principal may hold open at once.
+DEFAULT_MAX_SESSIONS_PER_PRINCIPAL = 100
+#: 2026-07-28 tasks one principal may hold at once (running, or finished and still readable).
+DEFAULT_MAX_TASKS_PER_PRINCIPAL = 100
+#: ``subscriptions/listen`` streams one principal may hold open at once.
+DEFAULT_MAX_LISTENS_PER_PRINCIPAL = 64
+#: ``resources/subscribe`` subscriptions one principal may hold over all its sessions.
+DEFAULT_MAX_SUBSCRIPTIONS_PER_PRINCIPAL = 1024
+#: Subscriptions one session may hold (and resources one listen stream may name).
+DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION = 256
+#: Longest resource URI a client may subscribe to, in characters.
+DEFAULT_MAX_URI_LENGTH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +74,24 @@ class Limits:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     request_deadline: float = DEFAULT_REQUEST_DEADLINE
     sse_replay_events: int = DEFAULT_SSE_REPLAY_EVENTS
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_sessions_per_principal: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL
+    max_tasks_per_principal: int = DEFAULT_MAX_TASKS_PER_PRINCIPAL
+    max_listens_per_principal: int = DEFAULT_MAX_LISTENS_PER_PRINCIPAL
+    max_subscriptions_per_principal: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_PRINCIPAL
+    max_subscriptions_per_session: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION
+    max_uri_length: int = DEFAULT_MAX_URI_LENGTH
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
-                     "max_connections", "max_message_fragments", "max_sessions"):
+                     "max_connections", "max_message_fragments", "max_sessions", "max_sessions_per_principal",
+                     "max_tasks_per_principal", "max_listens_per_principal", "max_subscriptions_per_principal",
+                     "max_subscriptions_per_session", "max_uri_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("grace_period", "send_timeout", "client_request_timeout", "handshake_timeout",
                      "idle_timeout", "heartbeat_interval", "request_deadline", "sse_replay_events"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not self.keep_alive_timeout > 0:
+            raise ValueError("keep_alive_timeout must be positive (an idle connection must close some time)")

@@ -28,7 +28,31 @@ class ContextFilter(logging.Filter):
         return True
 
 
+#: Characters that could start a new line, or rewrite one, on a terminal or in a log file:
+#: C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_UNSAFE = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_UNSAFE.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_text(text: str) -> str:
+    """``text`` on one line, whatever a client put in it: controls, line breaks and lone
+    surrogates are written as escapes (``\\n``, ``\\x1b``, ``\\udcff``), so a request id or a
+    method name cannot forge a log line or a terminal sequence. ~50 ns for ordinary text."""
+    if text.isascii() and text.isprintable():
+        return text
+    escaped = text.translate(_UNSAFE)
+    try:
+        escaped.encode("utf-8")
+    except UnicodeEncodeError:
+        escaped = escaped.encode("utf-8", "backslashreplace").decode("ascii")
+    return escaped
+
+
 class TextFormatter(logging.Formatter):
+    """One line per event. The message and the ids are escaped (``escape_text``): text logs
+    quote clients (request ids, method names, client names), and must stay one line each.
+    A traceback, which only the server writes, follows on lines of its own."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(ids)s: %(message)s")
 
@@ -37,10 +61,22 @@ class TextFormatter(logging.Formatter):
         request = getattr(record, "request_id", None)
         ids = ""
         if session is not None:
-            ids += f" [{session}"
-            ids += f" #{request}]" if request is not None else "]"
+            ids += f" [{escape_text(str(session))}"
+            ids += f" #{escape_text(str(request))}]" if request is not None else "]"
         record.ids = ids
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_text(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        """Each traceback line behind ``  | ``: an exception message that quotes a client
+        (and holds a line break) cannot pass for a log line of its own."""
+        return "\n".join("  | " + escape_text(line) for line in super().formatException(ei).split("\n"))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return "\n".join("  | " + escape_text(line) for line in stack_info.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +101,12 @@ class JsonFormatter(logging.Formatter):
             entry["request"] = request
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return self._encoder.encode(entry).decode()
+        try:
+            return self._encoder.encode(entry).decode()
+        except UnicodeEncodeError:  # a lone surrogate (a file name, say): escaped, not lost
+            entry = {k: v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+                     for k, v in entry.items()}
+            return self._encoder.encode(entry).decode()
 
 
 def configure_logging(level: str = "warning", fmt: str = "text", stream: IO[str] | None = None) -> None:

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._containment import describe_raised
 from ._registry import Registry, RegistryKeys
 from ._server import Server
 
@@ -503,6 +504,11 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
             return fn(*args), None
         except Exception as exc:  # handed back to the trio side, raised there as is
             return None, exc
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() at import must not stop the server
+            error = PluginError(f"the plugin raised {describe_raised(exc)} while loading (sys.exit() "
+                                "or the like); it was not loaded")
+            error.__cause__ = exc
+            return None, error
 
     with trio.move_on_after(IMPORT_TIMEOUT):
         value, error = await trio.to_thread.run_sync(captured, abandon_on_cancel=True)

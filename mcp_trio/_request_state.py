@@ -20,6 +20,19 @@ Format (ASCII, URL-safe, opaque to clients)::
 * ``kid``: the first 8 base64url characters of SHA-256 of the key, so a key can be rotated:
   the first key seals, every key listed verifies.
 
+Decoding is strict: the payload and the MAC must be the canonical unpadded base64url of their
+bytes (no ``=``, no ``+/`` alphabet, no stray low bits in the last character), so one state has
+exactly one spelling.
+
+Replay: a state opens as often as it is presented until it expires (``ttl``): the spec's
+stateless server keeps nothing, and a client may retry a round whose answer it lost. A final
+round can therefore be replayed within the ttl, running the tool again with the same answers.
+A tool whose last step must not run twice (pay, send, delete) opts into single use with
+``@single_use_state``: each of its states is then accepted once by this process (the MACs of
+spent states are remembered until they expire, at most ``max_spent`` of them; past that, such
+calls are refused with ``-32030`` until some expire). Several processes do not share that
+memory: route such a tool's retries to one process, or keep its replay window short (``ttl``).
+
 Not encrypted: the payload holds the client's own answers and digests, nothing it could not
 see; tools must not put secrets in their input requests. Keys: one random 256-bit key per
 ``Server`` in a process by default, so a state minted by one process is refused by another.
@@ -30,19 +43,18 @@ Servers that share traffic (``--workers``, several hosts behind a balancer) must
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import Raw
 
-from .protocol._errors import InvalidParams
+from .protocol._base64url import decode_strict, encode
+from .protocol._errors import InvalidParams, ServerOverloaded
 
 #: Seconds a sealed state stays valid: a user answering a form has this long to retry.
 DEFAULT_STATE_TTL = 600.0
@@ -76,12 +88,27 @@ _payload_decoder = msgspec.json.Decoder(StatePayload)
 _encode = msgspec.json.encode
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+_b64 = encode
+_unb64 = decode_strict
+#: Single-use states remembered at most (their MACs, until they expire): 100,000 is ~10 MB.
+DEFAULT_MAX_SPENT = 100_000
+_SINGLE_USE = "__mcp_single_use_state__"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def single_use_state(fn: F) -> F:
+    """Accept each ``requestState`` of this tool once (see the module's docstring, "Replay").
+
+    For tools whose last step must not run twice: a retry with an already used state is
+    refused with ``-32602``. Use with ``@server.tool``, in either order.
+    """
+    setattr(fn, _SINGLE_USE, True)
+    return fn
+
+
+def is_single_use(fn: Any) -> bool:
+    return getattr(fn, _SINGLE_USE, False) is True
 
 
 def digest(*parts: bytes) -> str:
@@ -115,7 +142,7 @@ class RequestStateCodec:
     """
 
     def __init__(self, keys: Sequence[str | bytes] | None = None, *, ttl: float = DEFAULT_STATE_TTL,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_spent: int = DEFAULT_MAX_SPENT) -> None:
         given = [_secret_bytes(k) for k in keys] if keys else []
         if ttl <= 0:
             raise ValueError("the request-state ttl must be positive")
@@ -127,6 +154,11 @@ class RequestStateCodec:
         self._clock = clock
         #: True when the key came from configuration (shareable), False when made up here.
         self.shared = bool(given)
+        if max_spent < 1:
+            raise ValueError("max_spent must be at least 1")
+        self.max_spent = max_spent
+        #: MACs of single-use states already opened -> when they expire (Unix seconds).
+        self._spent: dict[bytes, int] = {}
 
     def seal(self, *, subject: str, request: str, answers: Mapping[str, Answer], pending: Mapping[str, str]) -> str:
         payload = StatePayload(exp=int(self._clock() + self.ttl) + 1, sub=subject, req=request,
@@ -135,8 +167,10 @@ class RequestStateCodec:
         mac = hmac.new(self._keys[self._kid], _DOMAIN + head.encode("ascii"), hashlib.sha256).digest()
         return f"{head}.{_b64(mac)}"
 
-    def open(self, token: str, *, subject: str, request: str) -> StatePayload:
-        """The payload of ``token``, or ``RequestStateError`` saying what is wrong with it."""
+    def open(self, token: str, *, subject: str, request: str, single_use: bool = False) -> StatePayload:
+        """The payload of ``token``, or ``RequestStateError`` saying what is wrong with it.
+
+        ``single_use``: refuse a state opened before (``@single_use_state`` tools)."""
         parts = token.split(".")
         if len(parts) != 4 or parts[0] != _PREFIX:
             raise RequestStateError("requestState is malformed: it was not issued by this server")
@@ -146,14 +180,14 @@ class RequestStateCodec:
                                     "(another server, or a rotated key)")
         try:
             mac = _unb64(parts[3])
-        except (binascii.Error, ValueError):
+        except ValueError:
             raise RequestStateError("requestState is malformed: bad signature encoding") from None
         expected = hmac.new(key, _DOMAIN + token[: token.rfind(".")].encode("ascii", "replace"), hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected):
             raise RequestStateError("requestState failed its integrity check (tampered with, or forged)")
         try:
             payload = _payload_decoder.decode(_unb64(parts[2]))
-        except (binascii.Error, ValueError, msgspec.DecodeError):  # pragma: no cover - we sealed it
+        except (ValueError, msgspec.DecodeError):  # a re-spelt payload under a valid MAC
             raise RequestStateError("requestState is malformed") from None
         if payload.exp < self._clock():
             raise RequestStateError("requestState has expired: start the request over without it")
@@ -161,4 +195,20 @@ class RequestStateCodec:
             raise RequestStateError("requestState was issued to another caller")
         if not hmac.compare_digest(payload.req, request):
             raise RequestStateError("requestState was issued for another request (method, name or arguments differ)")
+        if single_use:
+            self._spend(mac, payload.exp)
         return payload
+
+    def _spend(self, mac: bytes, exp: int) -> None:
+        spent = self._spent
+        if mac in spent:
+            raise RequestStateError("requestState was already used: this tool accepts each state once; "
+                                    "start the request over without it")
+        if len(spent) >= self.max_spent:
+            now = self._clock()
+            for old in [m for m, until in spent.items() if until < now]:
+                del spent[old]
+            if len(spent) >= self.max_spent:
+                raise ServerOverloaded(f"too many single-use request states in use (max_spent = {self.max_spent}); "
+                                       "try again later")
+        spent[mac] = exp

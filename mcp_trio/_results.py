@@ -14,6 +14,8 @@ import msgspec
 
 from ._content import Message, to_block
 from ._schema import OutputShape
+from .protocol._errors import InternalError
+from .protocol._jsonrpc import ErrorResponse, Response, error_object
 from .protocol._types import (
     CONTENT_TYPES,
     BlobResourceContents,
@@ -103,3 +105,30 @@ def prompt_messages(value: Any) -> list[PromptMessage]:
         else:
             raise ResultEncodingError(f"a prompt must return text, messages or content blocks, not {type(item).__name__}")
     return messages
+
+
+# -- what cannot be sent ----------------------------------------------------------------------
+def unsendable_reason(exc: BaseException) -> str:
+    """Why a message could not be encoded, in words a tool's author can act on; it quotes
+    none of the offending text (it cannot be sent, nor safely logged)."""
+    if isinstance(exc, UnicodeEncodeError):
+        bad = exc.object[exc.start:exc.end]
+        points = ", ".join(f"U+{ord(char):04X}" for char in bad[:3])
+        return (f"the result holds text that is not valid Unicode ({points}: a lone surrogate, as os.listdir(), "
+                "os.environ or errors='surrogateescape' decoding produce) and was not sent; decode such text with "
+                "errors='replace', or return bytes")
+    return f"the result cannot be encoded as JSON and was not sent ({type(exc).__name__})"
+
+
+def unsendable_reply(message: Any, exc: BaseException) -> Response | ErrorResponse | None:
+    """What answers a request instead of ``message``, its reply that failed to encode: an
+    ``isError`` tool result, or ``-32603``; None when ``message`` is not a reply (a
+    notification: dropped). See ``docs/security.md``, "Containment"."""
+    reason = unsendable_reason(exc)
+    if type(message) is Response:
+        if isinstance(message.result, CallToolResult):
+            return Response(message.id, error_result(reason))
+        return ErrorResponse(message.id, error_object(InternalError(reason)))
+    if type(message) is ErrorResponse:
+        return ErrorResponse(message.id, error_object(InternalError(reason)))
+    return None

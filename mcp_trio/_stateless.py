@@ -58,7 +58,9 @@ import trio
 from msgspec import UNSET, Raw
 
 from . import _handlers
-from ._request_state import Answer, RequestStateCodec, digest, subject_of
+from ._containment import is_failure
+from ._results import unsendable_reason, unsendable_reply
+from ._request_state import Answer, RequestStateCodec, digest, is_single_use, subject_of
 from ._tasks import EXTENSION as TASKS_EXTENSION
 from ._tasks import Task, Tasks, client_can_task, missing_extension, support_of
 from .protocol._errors import (
@@ -112,6 +114,8 @@ class InputRequired(BaseException):
 
     #: Per-tool statistics (``_handlers.run_tool``) do not count a round as an error.
     counts_as_error = False
+    #: Passes through ``_containment`` untouched: the server's own control flow.
+    control_flow = True
 
     def __init__(self, requests: dict[str, tuple[str, dict[str, Any]]]) -> None:
         super().__init__(f"input required: {', '.join(requests)}")
@@ -122,6 +126,8 @@ class InputRequired(BaseException):
 class ProtocolEscape(BaseException):
     """Carries a protocol error (``-32021``) out of tool code, which reports its own failures
     as ``isError`` results: this one is the request's, not the tool's."""
+
+    control_flow = True
 
     def __init__(self, error: McpError) -> None:
         super().__init__(error.message)
@@ -296,6 +302,18 @@ def _request_digest(method: str, params: Raw | None) -> str:
     return digest(method.encode(), _encode(name), arguments)
 
 
+def _single_use(conn: Any, request: Request) -> bool:
+    """Whether the request calls a tool that accepts each ``requestState`` once."""
+    if request.method != "tools/call":
+        return False
+    try:
+        name = _tool_name.decode(request.params if request.params is not None else b"{}").name
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    tool = conn.supervisor.registry.tools.get(name) if isinstance(name, str) else None
+    return tool is not None and is_single_use(tool.fn)
+
+
 class Stateless:
     """One served server's stateless side: result stamps, the state codec, listen streams."""
 
@@ -328,7 +346,8 @@ class Stateless:
             answers: dict[str, tuple[str | None, Raw]] = {k: (None, v) for k, v in (responses or {}).items()}
             return InputRound(answers, resumed=False)
         payload = self.codec.open(state, subject=subject_of(conn.principal),
-                                  request=_request_digest(request.method, request.params))
+                                  request=_request_digest(request.method, request.params),
+                                  single_use=_single_use(conn, request))
         answers = {key: (answer.digest, answer.response) for key, answer in payload.ans.items()}
         for key, question in payload.pend.items():
             if responses is not None and key in responses:
@@ -374,7 +393,15 @@ async def answer(conn: Connection, request: Request, in_flight: InFlight) -> Mes
             raise _unwrap(group) from None
         if type(result) is Raw:
             return Response(request.id, result)
-        return Response(request.id, stateless.stamp.stamp(method, conn.encoder.encode(result), stateless.scope(conn, method)))
+        try:
+            encoded = conn.encoder.encode(result)
+        except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
+            logger.warning("the reply to %s was refused: %s", method, unsendable_reason(exc))
+            replacement = unsendable_reply(Response(request.id, result), exc)
+            if type(replacement) is not Response:
+                return replacement  # type: ignore[return-value]
+            encoded = conn.encoder.encode(replacement.result)  # type: ignore[union-attr]
+        return Response(request.id, stateless.stamp.stamp(method, encoded, stateless.scope(conn, method)))
     except InputRequired as required:
         inputs = modern.inputs
         if inputs is None:  # pragma: no cover - asks are only possible on input methods
@@ -388,6 +415,11 @@ async def answer(conn: Connection, request: Request, in_flight: InFlight) -> Mes
         return ErrorResponse(request.id, error_object(exc))
     except Exception:
         logger.exception("unexpected error in %s", method)
+        return ErrorResponse(request.id, error_object(InternalError("internal error")))
+    except BaseException as exc:  # SystemExit and the like, raised by user code outside call_user
+        if not is_failure(exc):
+            raise
+        logger.error("unexpected %s in %s", type(exc).__name__, method, exc_info=exc)
         return ErrorResponse(request.id, error_object(InternalError("internal error")))
 
 
@@ -475,8 +507,17 @@ def _agreed(conn: Any, wanted: SubscriptionFilter) -> tuple[SubscriptionFilter, 
     if wanted.resource_subscriptions is not UNSET:
         registry = conn.supervisor.registry
         principal = conn.principal
-        for uri in wanted.resource_subscriptions:  # type: ignore[union-attr]
-            if principal is None or _handlers._allowed(principal, _handlers._resource_scopes(registry, uri)):
+        asked: list[str] = wanted.resource_subscriptions  # type: ignore[assignment]
+        cap = conn.limits.max_subscriptions_per_session
+        if len(asked) > cap:
+            raise InvalidParams(f"a listen stream may name at most {cap} resources (max_subscriptions_per_session); "
+                                f"this one names {len(asked)}", {"limit": cap})
+        for uri in asked:
+            _handlers.check_uri_length(conn, uri)
+            scopes = _handlers.known_resource_scopes(registry, uri)
+            # Honoured: resources that exist and that the caller may read; the rest are left
+            # out of the agreed filter (the client sees which).
+            if scopes is not None and (principal is None or _handlers._allowed(principal, scopes)):
                 uris.add(uri)
         agreed.resource_subscriptions = sorted(uris)
     return agreed, frozenset(kinds), frozenset(uris)
@@ -500,6 +541,7 @@ async def listen(conn: Connection, request: Request, in_flight: InFlight) -> Raw
         raise ServerOverloaded(f"too many subscriptions/listen streams ({MAX_LISTENS}); try again later")
     if sum(other.owner is conn for other in stateless.listeners) >= MAX_LISTENS_PER_CONNECTION:
         raise ServerOverloaded(f"too many subscriptions/listen streams on this connection ({MAX_LISTENS_PER_CONNECTION})")
+    quota = supervisor.quotas.acquire("listens", conn.principal, conn.peer)
     listener = Listener(kinds, uris, conn)
     conn.park(in_flight)  # waits on the server, not on this connection's input: free the slot
     stateless.listeners.add(listener)
@@ -516,6 +558,7 @@ async def listen(conn: Connection, request: Request, in_flight: InFlight) -> Raw
                     await conn.notify(method, {**(note or {}), "_meta": tag})
     finally:
         stateless.listeners.discard(listener)
+        supervisor.quotas.release("listens", quota)
     body = _encode({"resultType": "complete", "_meta": {SUBSCRIPTION_ID_KEY: sid, SERVER_INFO_KEY: stateless._server_info}})
     return Raw(body)
 

@@ -24,8 +24,9 @@ from ._stateless import Stateless
 from ._limiter import RateLimits, RequestLimiter, TokenBucket
 from ._limits import Limits
 from ._metrics import Metrics
+from ._quotas import Quotas, quota_key
 from ._registry import Registry
-from .protocol._errors import RateLimited, ServerOverloaded
+from .protocol._errors import QuotaExceeded, RateLimited, ServerOverloaded
 from .protocol._stateless import MODERN_METHODS
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Supervisor:
         #: Whether request tasks must call ``enter``/``leave``: False keeps the hot path bare.
         self.admission = self.request_limiter is not None or self.max_concurrent is not None
         self.registry = Registry()
+        #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
+        self.quotas = Quotas(self.limits)
         self.connections: set[Connection] = set()
         self.metrics = Metrics(frozenset(HANDLERS) | MODERN_METHODS)
         #: The stateless revision's side (2026-07-28): result stamps, requestState keys, listen streams.
@@ -145,6 +148,8 @@ class Supervisor:
                 subscribers.discard(connection)
                 if not subscribers:
                     del self._subscribers[uri]
+        self.quotas.release("subscriptions", quota_key(connection.principal, connection.peer), len(connection.subscriptions))
+        connection.subscriptions.clear()
 
     # -- admission (rate limits, concurrency cap) -------------------------------------------
     @staticmethod
@@ -257,11 +262,24 @@ class Supervisor:
 
     # -- resource subscriptions -------------------------------------------------------------
     def subscribe(self, connection: Connection, uri: str) -> None:
+        """Add a subscription, within ``max_subscriptions_per_session`` and the caller's
+        ``max_subscriptions_per_principal`` quota (``-32032``, naming which)."""
+        if uri in connection.subscriptions:
+            return
+        cap = self.limits.max_subscriptions_per_session
+        if len(connection.subscriptions) >= cap:
+            raise QuotaExceeded(f"quota exceeded: this session already holds {cap} resource subscriptions "
+                                f"(max_subscriptions_per_session = {cap}); unsubscribe from some first",
+                                {"quota": "max_subscriptions_per_session", "limit": cap})
+        self.quotas.acquire("subscriptions", connection.principal, connection.peer)
         self._subscribers.setdefault(uri, set()).add(connection)
         connection.subscriptions.add(uri)
 
     def unsubscribe(self, connection: Connection, uri: str) -> None:
+        if uri not in connection.subscriptions:
+            return
         connection.subscriptions.discard(uri)
+        self.quotas.release("subscriptions", quota_key(connection.principal, connection.peer))
         subscribers = self._subscribers.get(uri)
         if subscribers is not None:
             subscribers.discard(connection)

@@ -48,8 +48,15 @@ import trio
 from msgspec import UNSET, Raw, UnsetType, field
 
 from ._request_state import subject_of
-from .protocol._errors import InternalError, InvalidParams, McpError, MissingClientCapability, ServerOverloaded
-from .protocol._jsonrpc import Request, error_object
+from .protocol._errors import (
+    InternalError,
+    InvalidParams,
+    McpError,
+    MissingClientCapability,
+    QuotaExceeded,
+    ServerOverloaded,
+)
+from .protocol._jsonrpc import Request, Response, error_object
 from .protocol._stateless import SERVER_INFO_KEY
 
 if TYPE_CHECKING:
@@ -128,6 +135,8 @@ class Task:
         self.scope: trio.CancelScope | None = None
         #: Set when the tool called ``run_as_task``: the request has its CreateTaskResult.
         self.escalated = trio.Event()
+        #: The caller's ``tasks`` quota this task holds until it expires: (quotas, key).
+        self.quota: tuple[Any, Any] | None = None
 
     def touch(self, status: str | None = None) -> None:
         if status is not None:
@@ -252,15 +261,26 @@ class Tasks:
             raise value
         return value
 
-    def escalate(self, modern: ModernRequest) -> bool:
-        """``ctx.run_as_task()``: make the call a task now (False when it cannot be one)."""
+    def escalate(self, modern: ModernRequest, conn: Any = None) -> bool:
+        """``ctx.run_as_task()``: make the call a task now (False when it cannot be one).
+
+        Refused (raised out of the tool) past ``MAX_TASKS`` on the server (``-32030``) or past
+        the caller's ``max_tasks_per_principal`` quota (``-32032``)."""
         task = modern.task
         if task is None:
             return False
         if task.escalated.is_set():
             return True
+        from ._stateless import ProtocolEscape  # the request's error, not the tool's
+
         if len(self.tasks) >= MAX_TASKS:
-            raise ServerOverloaded(f"too many tasks ({MAX_TASKS}); try again later")
+            raise ProtocolEscape(ServerOverloaded(f"too many tasks ({MAX_TASKS}); try again later"))
+        if conn is not None:
+            quotas = conn.supervisor.quotas
+            try:
+                task.quota = (quotas, quotas.acquire("tasks", conn.principal, conn.peer))
+            except QuotaExceeded as exc:
+                raise ProtocolEscape(exc) from None
         self.tasks[task.task_id] = task  # visible to tasks/get before the client hears of it
         task.escalated.set()
         return True
@@ -275,7 +295,19 @@ class Tasks:
             return
         kind, value = outcome
         if kind == "ok":
-            task.result = Raw(msgspec.json.encode(value))
+            try:
+                task.result = Raw(msgspec.json.encode(value))
+            except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
+                from ._results import unsendable_reason, unsendable_reply
+
+                logger.warning("task %s: its result was refused: %s", task.task_id, unsendable_reason(exc))
+                replacement = unsendable_reply(Response(0, value), exc)
+                if type(replacement) is Response:
+                    task.result = Raw(msgspec.json.encode(replacement.result))
+                else:
+                    task.error = msgspec.structs.asdict(replacement.error)  # type: ignore[union-attr]
+                    task.touch("failed")
+                    return
             task.touch("completed")
             return
         if isinstance(value, BaseExceptionGroup):
@@ -341,7 +373,10 @@ class Tasks:
     def _expire(self) -> None:
         now = time.monotonic()
         for task_id in [t.task_id for t in self.tasks.values() if t.expires < now and t.status in TERMINAL]:
-            del self.tasks[task_id]
+            task = self.tasks.pop(task_id)
+            if task.quota is not None:
+                quotas, key = task.quota
+                quotas.release("tasks", key)
 
 
 async def _set_when(wait: Callable[[], Any], scope: trio.CancelScope) -> None:

@@ -19,7 +19,7 @@ from mcp_trio._supervisor import Supervisor
 from mcp_trio.auth import Principal
 from mcp_trio.protocol import RATE_LIMITED, SERVER_OVERLOADED
 
-from .helpers import RawClient, connect_in_memory, serve_in_memory
+from .helpers import INIT_PARAMS, RawClient, connect_in_memory, serve_in_memory
 
 ALICE = Principal("alice", frozenset({"read"}))
 
@@ -50,6 +50,13 @@ def make_server(gate: trio.Event | None = None, entered: trio.Event | None = Non
     return server
 
 
+async def initialized(client: RawClient, clock: trio.testing.MockClock) -> None:
+    """Open the session, then let a minute pass: ``initialize`` is charged like any request,
+    and the tests below start from a full bucket."""
+    await client.initialize()
+    clock.jump(60.0)
+
+
 async def ping(client: RawClient) -> dict[str, Any]:
     return await client.request("ping")
 
@@ -70,7 +77,7 @@ async def test_burst_plus_one_pass_then_the_edges_of_one_interval(mock_clock: tr
     # 10/s, burst 2: three pass at t=0; the next token is exactly 100 ms later.
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=10, burst=2)) as (client, supervisor, connection):
         connection.principal = ALICE
-        await client.initialize()  # answered by the reader: not charged
+        await initialized(client, mock_clock)
         for _ in range(3):
             ok(await ping(client))
         limited(await ping(client), 100)
@@ -85,7 +92,7 @@ async def test_burst_plus_one_pass_then_the_edges_of_one_interval(mock_clock: tr
 async def test_tools_call_is_limited_the_same_way(mock_clock: trio.testing.MockClock) -> None:
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=4, burst=1)) as (client, _, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         call = {"name": "echo", "arguments": {"text": "hi"}}
         ok(await client.request("tools/call", call))
         ok(await client.request("tools/call", call))
@@ -99,7 +106,7 @@ async def test_tools_call_is_limited_the_same_way(mock_clock: trio.testing.MockC
 async def test_a_refusal_does_not_consume_and_the_bucket_refills_to_burst(mock_clock: trio.testing.MockClock) -> None:
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=10, burst=4)) as (client, _, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         for _ in range(5):
             ok(await ping(client))
         for _ in range(10):
@@ -116,7 +123,8 @@ async def test_one_principal_shares_one_bucket_across_connections(mock_clock: tr
         await first.initialize()
         async with connect_in_memory(supervisor, "second") as (second, other):
             other.principal = Principal("alice", frozenset({"read"}))  # the same caller, again
-            await second.initialize()
+            await second.initialize()  # both initializes drew on alice's bucket
+            mock_clock.jump(60.0)
             ok(await ping(first))
             ok(await ping(second))
             limited(await ping(second), 1000)
@@ -131,16 +139,14 @@ async def test_anonymous_callers_are_limited_per_remote_address(mock_clock: trio
     anonymous = Principal("anonymous", frozenset(), kind="anonymous")
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=1, burst=0)) as (a1, supervisor, connection):
         connection.principal, connection.peer = anonymous, "203.0.113.7"
-        await a1.initialize()
+        await initialized(a1, mock_clock)
         ok(await ping(a1))
         async with connect_in_memory(supervisor, "same-address") as (a2, c2), \
                 connect_in_memory(supervisor, "other-address") as (b, c3):
             c2.principal, c2.peer = anonymous, "203.0.113.7"
             c3.principal, c3.peer = anonymous, "198.51.100.1"
-            await a2.initialize()
-            await b.initialize()
-            limited(await ping(a2), 1000)  # same address: same bucket
-            ok(await ping(b))
+            limited(await a2.request("initialize", INIT_PARAMS), 1000)  # same address: same bucket
+            ok(await b.request("initialize", INIT_PARAMS))
     assert Supervisor.rate_key(c2) == ("peer", "203.0.113.7")
 
 
@@ -159,7 +165,7 @@ async def test_a_tool_cost_takes_several_tokens(mock_clock: trio.testing.MockClo
     policy = RateLimits(rate=10, burst=2, tools={"heavy": ToolLimit(cost=3)})
     async with serve_in_memory(make_server(), rate_limits=policy) as (client, _, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         heavy = {"name": "heavy", "arguments": {}}
         ok(await client.request("tools/call", heavy))  # all three tokens
         limited(await ping(client), 100)
@@ -174,7 +180,7 @@ async def test_a_tool_limit_of_its_own_charges_nothing_when_it_refuses(mock_cloc
     policy = RateLimits(rate=100, burst=10, tools={"mail": ToolLimit(rate=1, burst=0)})
     async with serve_in_memory(make_server(), rate_limits=policy) as (client, supervisor, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         mail = {"name": "mail", "arguments": {}}
         ok(await client.request("tools/call", mail))
         limited(await client.request("tools/call", mail), 1000)
@@ -191,7 +197,7 @@ async def test_a_tool_limit_of_its_own_charges_nothing_when_it_refuses(mock_cloc
 async def test_calls_to_unknown_tools_are_charged_too(mock_clock: trio.testing.MockClock) -> None:
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=1, burst=0)) as (client, _, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         reply = await client.request("tools/call", {"name": "nope", "arguments": {}})
         assert reply["error"]["code"] == -32602
         limited(await client.request("tools/call", {"name": "nope", "arguments": {}}), 1000)
@@ -199,18 +205,17 @@ async def test_calls_to_unknown_tools_are_charged_too(mock_clock: trio.testing.M
 
 async def test_no_principal_and_no_address_is_limited_per_session(mock_clock: trio.testing.MockClock) -> None:
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=1, burst=0)) as (client, supervisor, _):
-        await client.initialize()
+        await initialized(client, mock_clock)
         ok(await ping(client))
         limited(await ping(client), 1000)
         async with connect_in_memory(supervisor, "another") as (other, _):
-            await other.initialize()
-            ok(await ping(other))
+            ok(await other.request("initialize", INIT_PARAMS))  # a bucket of its own
 
 
 async def test_retry_after_rounds_up_to_whole_milliseconds(mock_clock: trio.testing.MockClock) -> None:
     async with serve_in_memory(make_server(), rate_limits=RateLimits(rate=3, burst=0)) as (client, _, connection):
         connection.principal = ALICE
-        await client.initialize()
+        await initialized(client, mock_clock)
         ok(await ping(client))
         limited(await ping(client), 334)  # 333.33 ms: asking again after 333 would be early
         mock_clock.jump(0.3335)

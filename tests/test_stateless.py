@@ -313,7 +313,8 @@ async def test_listen_stream() -> None:
         ack = await client.receive()
         assert ack["method"] == "notifications/subscriptions/acknowledged"
         assert ack["params"]["_meta"] == {"io.modelcontextprotocol/subscriptionId": listen_id}
-        assert ack["params"]["notifications"] == {"toolsListChanged": True, "resourceSubscriptions": ["test://a", "test://b"]}
+        # test://b names no resource: left out of the agreed filter (the subset honoured).
+        assert ack["params"]["notifications"] == {"toolsListChanged": True, "resourceSubscriptions": ["test://a"]}
         # The stream does not hold the connection's only in-flight slot.
         await modern_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://a"}})
         await modern_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://c"}})

@@ -23,6 +23,7 @@ FORBIDDEN = -32003
 RATE_LIMITED = -32029
 SERVER_OVERLOADED = -32030
 SHUTTING_DOWN = -32031
+QUOTA_EXCEEDED = -32032
 
 # MCP 2026-07-28 (stateless revision).
 HEADER_MISMATCH = -32020
@@ -122,6 +123,14 @@ class ServerOverloaded(McpError):
     """Too many requests are running server-wide; this one is shed, not queued (HTTP: 503)."""
 
     code = SERVER_OVERLOADED
+
+
+class QuotaExceeded(McpError):
+    """The caller already holds as many of something (sessions, tasks, listen streams,
+    subscriptions) as its quota allows; ``data`` is ``{"quota": "<Limits field>", "limit": N}``
+    (HTTP: 429, with no ``Retry-After``: it clears when the caller releases one, not with time)."""
+
+    code = QUOTA_EXCEEDED
 
 
 class HeaderMismatch(McpError):

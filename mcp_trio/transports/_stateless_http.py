@@ -34,6 +34,7 @@ import trio
 from .. import _stateless
 from .._connection import InFlight
 from .._logging import request_id_var
+from .._results import unsendable_reason, unsendable_reply
 from ..protocol._errors import (
     FORBIDDEN,
     HEADER_MISMATCH,
@@ -138,7 +139,11 @@ class Exchange:
     async def notify(self, method: str, params: Any = None) -> None:
         if self._sink is None:
             return  # JSON-only answers: what a request says along the way is dropped
-        data = self.codec.encode(Notification(method, params))
+        try:
+            data = self.codec.encode(Notification(method, params))
+        except (TypeError, ValueError, OverflowError) as exc:  # as a connection's writer does
+            logger.warning("%s not sent: %s", method, unsendable_reason(exc))
+            return
         try:
             await self._sink.send.send(b"data: " + data + b"\n\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -171,7 +176,7 @@ async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes,
         version = headers.get(PROTOCOL_VERSION_HEADER, "")
         if version not in MODERN_VERSIONS:
             await _respond_error(send, None, UnsupportedProtocolVersion(
-                f"unsupported protocol version {version!r}", {"supported": list(ALL_VERSIONS), "requested": version}))
+                "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
@@ -253,28 +258,49 @@ async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernReque
                 sink.send.close()
 
     outcome = "cancelled"
+    last: list[dict[str, Any]] = []
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
             if sink is None:
                 await run()
-                outcome = await _answer_json(app, send, exchange, reply[0])
+                outcome, last = _json_answer(app, exchange, reply[0])
             else:
                 nursery.start_soon(run)
-                outcome = await _answer_stream(app, send, exchange, sink, reply)
+                outcome, last = await _answer_stream(app, send, exchange, sink, reply)
             nursery.cancel_scope.cancel()
+        # The response's last message goes out after the disconnect watcher is gone: sending
+        # it ends the exchange, and the server answers that with http.disconnect. Were the
+        # watcher still there, it would cancel the send half-way, and with it the server's
+        # own bookkeeping (``Connection: close``, the keep-alive timer): the socket would leak.
+        for message in last:
+            await send(message)
     finally:
         metrics.observe(request.method, outcome, time.perf_counter() - started)
 
 
-async def _answer_json(app: McpHttpApp, send: Send, exchange: Exchange, message: Message) -> str:
-    body = exchange.codec.encode(message)
+def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]:
+    """The reply's bytes; one that cannot be encoded (a lone surrogate) is refused instead."""
+    try:
+        return exchange.codec.encode(message), message
+    except (TypeError, ValueError, OverflowError) as exc:
+        logger.warning("the reply to request %r was refused: %s", getattr(message, "id", None), unsendable_reason(exc))
+        replacement = unsendable_reply(message, exc)
+        if replacement is None:  # pragma: no cover - a request's answer is always a reply
+            raise
+        return exchange.codec.encode(replacement), replacement
+
+
+def _json_answer(app: McpHttpApp, exchange: Exchange, message: Message) -> tuple[str, list[dict[str, Any]]]:
+    """The outcome and the ASGI messages of a JSON answer."""
+    body, message = _encode_reply(exchange, message)
     error = message.error if type(message) is ErrorResponse else None  # type: ignore[union-attr]
     status, extra = 200, []
     if error is not None:
         status, extra = _status(app, error)
-    await _respond(send, status, body, extra)
-    return "ok" if error is None else "error"
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *extra]}
+    return ("ok" if error is None else "error"), [start, {"type": "http.response.body", "body": body}]
 
 
 def _status(app: McpHttpApp, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -285,8 +311,10 @@ def _status(app: McpHttpApp, error: ErrorObject) -> tuple[int, list[tuple[bytes,
     return _STATUS.get(error.code, 200), []
 
 
-async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: _Sink, reply: list[Message]) -> str:
-    """JSON if the request finishes first, silently; else SSE until the reply (see the module)."""
+async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: _Sink,
+                         reply: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """JSON if the request finishes first, silently; else SSE until the reply (see the module).
+    Returns the outcome and the last ASGI message(s), which the caller sends."""
     first: bytes | None = None
     done = False
     with trio.move_on_after(SSE_KEEPALIVE):
@@ -295,7 +323,7 @@ async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: 
         except trio.EndOfChannel:
             done = True
     if done:
-        return await _answer_json(app, send, exchange, reply[0])
+        return _json_answer(app, exchange, reply[0])
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
     chunk = first if first is not None else _KEEPALIVE
     while True:
@@ -306,9 +334,9 @@ async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: 
                 chunk = await sink.receive.receive()
             except trio.EndOfChannel:
                 break
-    message = reply[0]
-    await send({"type": "http.response.body", "body": b"data: " + exchange.codec.encode(message) + b"\n\n", "more_body": False})
-    return "ok" if type(message) is not ErrorResponse else "error"
+    body, message = _encode_reply(exchange, reply[0])
+    outcome = "ok" if type(message) is not ErrorResponse else "error"
+    return outcome, [{"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}]
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

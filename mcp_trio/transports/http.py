@@ -56,6 +56,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .. import _handlers
 from .._connection import Connection
+from .._containment import is_failure, run_session
 from ..auth import AuthError, Authenticator, Principal
 from .._limiter import RateLimits
 from .._limits import Limits
@@ -63,13 +64,16 @@ from .._server import Server
 from .._supervisor import Supervisor
 from ..auth import insufficient_scope
 from . import _stateless_http
-from .admin import ADMIN_PATH, AdminApi
+from ._gate import Refusal, bracketed, check_head, continue_refusal, parse_authority, route_path
+from .admin import ADMIN_PATH, AdminApi, is_loopback_address
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
+    QUOTA_EXCEEDED,
     RATE_LIMITED,
     SERVER_OVERLOADED,
     SHUTTING_DOWN,
+    QuotaExceeded,
 )
 from ..protocol._jsonrpc import (
     ErrorObject,
@@ -109,14 +113,17 @@ _MEMO_LIMIT = 256  # entries in each header-check memo (only ever grows with dis
 _encode = msgspec.json.Encoder().encode
 
 
-def _error_body(code: int, message: str, rid: RequestId | None = None) -> bytes:
+def _error_body(code: int, message: str, rid: RequestId | None = None, data: Any = None) -> bytes:
     """A JSON-RPC error response (``id`` null unless the request's id is known)."""
-    return _encode({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _encode({"jsonrpc": "2.0", "id": rid, "error": error})
 
 
 _JSON = b"application/json"
 #: JSON-RPC errors that refuse a request before its handler: answered with an HTTP status too.
-_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
+_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED, QUOTA_EXCEEDED})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -319,14 +326,6 @@ class HttpSession(trio.abc.Channel[bytes]):
 # ---------------------------------------------------------------------------------------------
 # header checks
 # ---------------------------------------------------------------------------------------------
-def _host_name(authority: str) -> str:
-    """``host[:port]`` -> host, lower case (IPv6 keeps its brackets)."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        return authority[: authority.find("]") + 1]
-    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
-
-
 def _accepts(value: bytes) -> tuple[bool, bool]:
     """(accepts JSON, accepts SSE) from an Accept header; media ranges count."""
     json = sse = False
@@ -381,8 +380,11 @@ class _Guard:
             return True
         if host is None:
             return False
-        authority = host.decode("latin-1").strip().lower()
-        return authority in self._authorities or _host_name(authority) in self._hosts
+        parsed = parse_authority(host.decode("latin-1"))
+        if parsed is None:
+            return False  # not one valid authority ("[::1]evil.com")
+        name = bracketed(parsed[0])
+        return (f"{name}:{parsed[1]}" if parsed[1] else name) in self._authorities or name in self._hosts
 
     def _origin_ok(self, origin: bytes | None, host: bytes | None) -> bool:
         if origin is None:
@@ -392,12 +394,12 @@ class _Guard:
             return "*" in self._origins or text in self._origins
         try:
             parts = urlsplit(text)
-            hostname = parts.hostname
         except ValueError:
             return False
-        if hostname is None:
-            return False  # "null": sandboxed or file:// pages
-        if self.loopback and (hostname in _LOOPBACK_NAMES or f"[{hostname}]" in _LOOPBACK_NAMES):
+        parsed = parse_authority(parts.netloc) if parts.netloc else None
+        if parsed is None:
+            return False  # "null" (sandboxed or file:// pages), or not one valid authority
+        if self.loopback and parsed[0] in _LOOPBACK_NAMES:
             return True
         return host is not None and parts.netloc == host.decode("latin-1").strip().lower()
 
@@ -408,10 +410,12 @@ class _Guard:
 class _Refused(Exception):
     """An HTTP error answer: status, JSON-RPC error code and message."""
 
-    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None,
+                 data: Any = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.rid = status, code, message, rid
         self.headers = headers or []
+        self.data = data
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _JSON, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
@@ -426,8 +430,15 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _
 _CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
 
 
+async def _refuse_head(send: Send, refusal: Refusal) -> None:
+    """Answer a request the gate refused (framing, repeated headers); close if it says so."""
+    extra = [(b"connection", b"close")] if refusal.close else []
+    code = SERVER_OVERLOADED if refusal.status == 503 else INVALID_REQUEST
+    await _respond(send, refusal.status, _error_body(code, refusal.message), headers=extra)
+
+
 async def _refuse(send: Send, refused: _Refused) -> None:
-    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid), headers=refused.headers)
+    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid, refused.data), headers=refused.headers)
 
 
 class McpHttpApp:
@@ -443,8 +454,11 @@ class McpHttpApp:
         allowed_origins: Iterable[str] | None = None,
         json_response: bool = False,
         authenticator: Authenticator | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.supervisor = supervisor
+        #: Who may read ``/metrics`` (``metrics_access``): "public", "loopback" or "scope:NAME".
+        self.metrics_access = metrics_access(metrics, authenticator)
         self.limits = supervisor.limits
         self._nursery = nursery
         self._authenticator = authenticator
@@ -464,20 +478,36 @@ class McpHttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         try:
-            if kind == "http":
-                await self._http(scope, receive, send)
-            elif kind == "websocket":
-                await self._websocket(scope, receive, send)
-            elif kind == "lifespan":
-                await self._lifespan(receive, send)
-        except* _CLIENT_GONE:
-            # A write after the client left (raw, or from an SSE response's nursery): hypercorn
-            # drops most such writes itself, but its close of the connection races ours.
-            logger.debug("client gone during a %s exchange", kind)
+            try:
+                if kind == "http":
+                    await self._http(scope, receive, send)
+                elif kind == "websocket":
+                    await self._websocket(scope, receive, send)
+                elif kind == "lifespan":
+                    await self._lifespan(receive, send)
+            except* _CLIENT_GONE:
+                # A write after the client left (raw, or from an SSE response's nursery): hypercorn
+                # drops most such writes itself, but its close of the connection races ours.
+                logger.debug("client gone during a %s exchange", kind)
+        except BaseException as exc:
+            # One exchange's failure is its own (hypercorn answers 500 if nothing was sent):
+            # not even a SystemExit from code run on its behalf may reach the server's nursery.
+            if not is_failure(exc):
+                raise
+            logger.error("%s exchange failed; the server goes on", kind, exc_info=exc)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        path = scope["path"]
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        refusal = check_head(raw_headers)
+        if refusal is None and b"expect" in headers:
+            refusal = continue_refusal(raw_headers, self.limits.max_message_size)
+        if refusal is not None:
+            if refusal.status != 413:  # a body over the limit is not read: the connection closes
+                await self._discard_body(receive)
+            await _refuse_head(send, refusal)
+            return
+        path = route_path(scope.get("raw_path"), scope["path"])  # "/%61dmin" is not "/admin"
         method = scope["method"]
         try:
             if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
@@ -501,7 +531,8 @@ class McpHttpApp:
                     await self._delete(send, headers, principal)
             elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
                 peer = scope.get("client")
-                status, body, extra = await self.admin(method, path, scope["headers"], peer[0] if peer else None)
+                # Routed on the raw path; the admin API reads its names from the decoded one.
+                status, body, extra = await self.admin(method, scope["path"], scope["headers"], peer[0] if peer else None)
                 await _respond(send, status, body, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
                 await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
@@ -509,6 +540,8 @@ class McpHttpApp:
                 if method not in ("GET", "HEAD"):
                     raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
                 if path == METRICS_PATH:
+                    client = scope.get("client")
+                    await self._check_metrics_access(scope["headers"], client[0] if client else None)
                     await _respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
                 else:
                     status, body = self._health()
@@ -517,6 +550,21 @@ class McpHttpApp:
                 raise _Refused(404, INVALID_REQUEST, f"not found: {path}")
         except _Refused as refused:
             await _refuse(send, refused)
+
+    async def _discard_body(self, receive: Receive) -> None:
+        """Read and drop what the server framed as this request's body (bounded by the size
+        limit and the request deadline) before the gate's refusal: hypercorn reading on while
+        the answer is written would see what follows the body (a smuggled request) as a
+        request of its own, fail, and drop the connection before the answer is out."""
+        size = 0
+        with trio.move_on_after(self.limits.request_deadline):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                size += len(message.get("body", b""))
+                if not message.get("more_body", False) or size > self.limits.max_message_size:
+                    return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -563,7 +611,7 @@ class McpHttpApp:
     def _check_version(headers: dict[bytes, bytes]) -> None:
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1").strip() not in SUPPORTED_VERSIONS:
-            raise _Refused(400, INVALID_REQUEST, f"bad request: unsupported MCP-Protocol-Version {version.decode('latin-1')!r}; "
+            raise _Refused(400, INVALID_REQUEST, "bad request: unsupported MCP-Protocol-Version header; "
                            f"supported: {', '.join(SUPPORTED_VERSIONS)} (absent means {DEFAULT_HTTP_VERSION})")
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], deadline: float) -> bytes:
@@ -673,17 +721,27 @@ class McpHttpApp:
             self.supervisor.metrics.connections_refused += 1
             raise _Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
                            headers=[(b"retry-after", b"1")])
+        quota = self._take_session_quota(principal, peer)
         token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
         session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
         session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
         self.sessions[token] = session
-        self._nursery.start_soon(self._run_session, session)
+        self._nursery.start_soon(self._run_session, session, quota)
         return session
 
-    async def _run_session(self, session: HttpSession) -> None:
+    def _take_session_quota(self, principal: Principal | None, peer: str | None) -> Any:
+        """The caller's ``max_sessions_per_principal``: one more session, or 429 naming it."""
         try:
-            await session.connection.run()  # type: ignore[union-attr]
+            return self.supervisor.quotas.acquire("sessions", principal, peer)
+        except QuotaExceeded as exc:
+            raise _Refused(429, exc.code, exc.message, data=exc.data) from None
+
+    async def _run_session(self, session: HttpSession, quota: Any = None) -> None:
+        """One session, in the app's nursery: whatever ends it ends it alone (``run_session``)."""
+        try:
+            await run_session(f"HTTP session {session.connection.session_id}", session.connection.run)  # type: ignore[union-attr]
         finally:
+            self.supervisor.quotas.release("sessions", quota)
             session.terminated = True
             if self.sessions.get(session.token) is session:
                 del self.sessions[session.token]
@@ -734,9 +792,13 @@ class McpHttpApp:
 
         -32029 rate limited → 429 with ``Retry-After`` (whole seconds, rounded up);
         -32003 forbidden → 403 with ``WWW-Authenticate: Bearer error="insufficient_scope"``;
-        -32030 overloaded → 503 with ``Retry-After: 1``. The body stays the JSON-RPC error.
+        -32030 overloaded → 503 with ``Retry-After: 1``; -32032 quota exceeded → 429 (no
+        ``Retry-After``: it clears when the caller releases something). The body stays the
+        JSON-RPC error.
         """
         data = error.data if isinstance(error.data, dict) else {}
+        if error.code == QUOTA_EXCEEDED:
+            return 429, []
         if error.code == RATE_LIMITED:
             retry_ms = data.get("retryAfterMs", 1000)
             seconds = max(1, math.ceil(retry_ms / 1000)) if isinstance(retry_ms, (int, float)) else 1
@@ -762,10 +824,10 @@ class McpHttpApp:
             try:
                 number, cursor = int(number_text), int(seq_text)
             except ValueError:
-                raise _Refused(400, INVALID_REQUEST, f"bad request: malformed Last-Event-ID {last.decode('latin-1')!r}") from None
+                raise _Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header (expected <stream>-<seq>)") from None
             stream = session.find_stream(number)
             if stream is None:
-                raise _Refused(400, INVALID_REQUEST, f"bad request: stream of Last-Event-ID {last.decode('latin-1')!r} "
+                raise _Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
                                "is unknown, finished or expired")
             cursor = max(0, min(cursor, stream.seq))
         else:
@@ -792,13 +854,21 @@ class McpHttpApp:
     # -- SSE writing ------------------------------------------------------------------------
     async def _sse(self, session: HttpSession, stream: _Stream, cursor: int, receive: Receive, send: Send, prefix: bytes) -> None:
         """Write ``stream`` on this response until it ends or the client goes away."""
+        ended = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
             await self._pump(session, stream, cursor, send, prefix)
+            ended = True
             nursery.cancel_scope.cancel()
+        if ended:
+            # The last message ends the exchange, and the server answers that with
+            # http.disconnect: sent with the watcher gone, so that nothing cancels it half-way
+            # (and with it the server's handling of ``Connection: close`` and keep-alive).
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _pump(self, session: HttpSession, stream: _Stream, cursor: int, send: Send, prefix: bytes) -> None:
-        """Write ``stream``'s events after ``cursor`` until its final reply, its end, or a close.
+        """Write ``stream``'s events after ``cursor`` until its final reply, its end, or a close
+        (the caller ends the response).
 
         One listener per stream: a newer one (a reconnect that beat the old connection's
         timeout) takes over and this one's response is ended. When the client has gone, the
@@ -835,14 +905,17 @@ class McpHttpApp:
             finally:
                 if stream.listener is scope:
                     stream.listener = None
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- WebSocket --------------------------------------------------------------------------
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        refusal = check_head(scope["headers"])
+        if refusal is not None:
+            await _ws_reject(scope, send, refusal.status, refusal.message)
+            return
         headers = dict(scope["headers"])
-        if scope["path"] != WS_PATH:
+        if route_path(scope.get("raw_path"), scope["path"]) != WS_PATH:
             await _ws_reject(scope, send, 404, "not found")
             return
         if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
@@ -855,24 +928,47 @@ class McpHttpApp:
             self.supervisor.metrics.connections_refused += 1
             await _ws_reject(scope, send, 503, f"too many connections (limit {self.limits.max_connections})")
             return
+        client = scope.get("client")
+        peer = client[0] if client else None
         try:
             principal = await self._authenticate(scope["headers"])
+            quota = self._take_session_quota(principal, peer)
         except _Refused as refused:
-            await _ws_reject(scope, send, refused.status, refused.message, refused.headers)
+            await _ws_reject(scope, send, refused.status, refused.message, refused.headers, refused.code)
             return
-        subprotocols = scope.get("subprotocols") or ()
-        await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
         self.websockets += 1
         try:
+            subprotocols = scope.get("subprotocols") or ()
+            await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
             channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout)
-            peer = scope.get("client")
-            connection = Connection(self.supervisor, channel, principal=principal, peer=peer[0] if peer else None)
+            connection = Connection(self.supervisor, channel, principal=principal, peer=peer)
             channel.busy = lambda: connection.in_flight > 0
-            await connection.run()
+            await run_session(f"WebSocket session {connection.session_id}", connection.run)
         finally:
             self.websockets -= 1
+            self.supervisor.quotas.release("sessions", quota)
 
     # -- health and metrics -----------------------------------------------------------------
+    async def _check_metrics_access(self, headers: list[tuple[bytes, bytes]], peer: str | None) -> None:
+        """``/metrics`` lists tool names, admin-scoped ones included: who may read it is a
+        setting (``metrics_access``). Refusals are 401/403 as on ``/mcp``."""
+        access = self.metrics_access
+        if access == "public":
+            return
+        if access == "loopback":
+            if not is_loopback_address(peer):
+                raise _Refused(403, INVALID_REQUEST, "forbidden: /metrics is served to loopback clients only")
+            return
+        scope = access.partition(":")[2]
+        principal = await self._authenticate(headers)
+        if principal is None or principal.kind == "anonymous":
+            raise _Refused(401, INVALID_REQUEST, f"unauthorized: /metrics needs a credential with the {scope} scope",
+                           headers=[(b"www-authenticate", self._authenticator.challenge().encode("latin-1"))])  # type: ignore[union-attr]
+        if not principal.has_scope(scope):
+            challenge = self._authenticator.challenge(insufficient_scope(frozenset({scope})))  # type: ignore[union-attr]
+            raise _Refused(403, FORBIDDEN, f"forbidden: /metrics needs the {scope} scope",
+                           headers=[(b"www-authenticate", challenge.encode("latin-1"))])
+
     def _counts(self) -> dict[str, int]:
         connections = self.supervisor.connections
         return {
@@ -914,6 +1010,24 @@ class McpHttpApp:
                     session.terminate()
 
 
+def metrics_access(value: str | None, authenticator: Authenticator | None) -> str:
+    """Who may read ``/metrics``: ``"public"``, ``"loopback"`` (loopback peers only) or
+    ``"scope:NAME"`` (a credential holding scope NAME). Default (None): ``"scope:admin"`` when
+    the server authenticates callers, as the admin surface does; else ``"public"`` (a server
+    with no authentication serves everything to whoever can reach it anyway)."""
+    if value is None:
+        return "scope:admin" if authenticator is not None else "public"
+    value = value.strip()
+    if value in ("public", "loopback"):
+        return value
+    kind, _, scope = value.partition(":")
+    if kind != "scope" or not scope or " " in scope:
+        raise ValueError(f"metrics access must be 'public', 'loopback' or 'scope:NAME', not {value!r}")
+    if authenticator is None:
+        raise ValueError(f"metrics access {value!r} needs authentication configured (no credential can be checked)")
+    return value
+
+
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
     """Cancel ``scope`` when the client goes away (an SSE response has nothing else to read)."""
     while (await receive())["type"] != "http.disconnect":
@@ -925,10 +1039,11 @@ def _same_caller(owner: Principal | None, caller: Principal | None) -> bool:
     return owner is None or (caller is not None and caller.kind == owner.kind and caller.subject == owner.subject)
 
 
-async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = (),
+                     code: int | None = None) -> None:
     """Refuse a WebSocket handshake with an HTTP status (403 when the server cannot say more)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        body = _error_body(INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
+        body = _error_body(code if code is not None else INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
         await send({"type": "websocket.http.response.start", "status": status,
                     "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *headers]})
         await send({"type": "websocket.http.response.body", "body": body})
@@ -1016,6 +1131,7 @@ def hypercorn_config(host: str, port: int, limits: Limits, *, certfile: str | No
         config.certfile = certfile
         config.keyfile = keyfile
     config.graceful_timeout = limits.grace_period + _HYPERCORN_GRACE_MARGIN
+    config.keep_alive_timeout = limits.keep_alive_timeout
     config.websocket_max_message_size = limits.max_message_size
     config.websocket_ping_interval = limits.heartbeat_interval or None
     config.accesslog = None
@@ -1038,6 +1154,7 @@ async def serve_http(
     watch_signals: bool = False,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
+    metrics: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -1055,9 +1172,12 @@ async def serve_http(
     ``authenticator``: every request to ``/mcp`` (and each WebSocket handshake) must carry a
     credential it accepts (401/403 with ``WWW-Authenticate`` otherwise); a session belongs to
     the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
-    processes (each with its own supervisor and sessions) share the port.
+    processes (each with its own supervisor and sessions) share the port. ``metrics``: who
+    may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
+    "scope:admin" with an ``authenticator``, else "public").
     """
     limits = limits or Limits()
+    metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
     if allowed_hosts is None and not _is_loopback(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
@@ -1067,7 +1187,8 @@ async def serve_http(
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
-                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
+                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator,
+                             metrics=metrics)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
             binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))

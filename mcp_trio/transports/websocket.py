@@ -60,10 +60,13 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import generate_accept_token
 
 from .._connection import Connection
+from .._containment import run_session
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from .._supervisor import Supervisor
+from ..protocol._errors import QuotaExceeded
+from ._gate import check_head, parse_authority
 
 if TYPE_CHECKING:
     import ssl
@@ -521,17 +524,12 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
 
 # -- the handshake ------------------------------------------------------------------------------
 def _hostname(authority: str) -> str | None:
-    """``host`` from ``host[:port]`` or ``[v6]:port``, lowercased, without a trailing dot."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None
-        return authority[1:end]
-    host, _, port = authority.partition(":")
-    if port and not port.isdigit():
+    """``host`` from ``host[:port]`` or ``[v6]:port``, lowercased, without a trailing dot;
+    None unless the whole value is one valid authority (``[::1]evil.com`` is not)."""
+    parsed = parse_authority(authority)
+    if parsed is None:
         return None
-    return host.rstrip(".") or None
+    return parsed[0] if ":" in parsed[0] else parsed[0].rstrip(".") or None
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -589,9 +587,9 @@ class HandshakePolicy:
             return False
         try:
             parts = urlsplit(normalized)
-            hostname = parts.hostname
         except ValueError:
             return False
+        hostname = _hostname(parts.netloc)
         return parts.scheme in ("http", "https") and hostname is not None and _is_loopback(hostname)
 
 
@@ -747,22 +745,25 @@ class WebSocketServer:
             opened = await self._open(stream)
             if opened is None:
                 return
-            trailing, principal = opened
-            channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
-            connection = Connection(self.supervisor, channel, principal=principal, peer=_peer_host(stream))
-            channel.connection = connection
-            channel.quiet_since = channel.idle_since = trio.current_time()
-            self.channels.add(channel)
+            trailing, principal, quota = opened
             try:
-                await connection.run()
+                channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
+                connection = Connection(self.supervisor, channel, principal=principal, peer=_peer_host(stream))
+                channel.connection = connection
+                channel.quiet_since = channel.idle_since = trio.current_time()
+                self.channels.add(channel)
+                try:
+                    await run_session(f"WebSocket session {connection.session_id}", connection.run)
+                finally:
+                    self.channels.discard(channel)
             finally:
-                self.channels.discard(channel)
+                self.supervisor.quotas.release("sessions", quota)
         except Exception:
             logger.exception("websocket connection failed")
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any] | None:
+    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
         """The opening handshake, bounded by ``Limits.handshake_timeout``; None if refused."""
         self.handshaking += 1
         try:
@@ -781,7 +782,8 @@ class WebSocketServer:
         finally:
             self.handshaking -= 1
 
-    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any] | None:
+    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
+        """(bytes after the upgrade request, the principal, the session quota it holds), or None."""
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_SIZE)
         request: h11.Request | None = None
         try:
@@ -791,6 +793,9 @@ class WebSocketServer:
                     http.receive_data(await stream.receive_some(RECEIVE_SIZE))
                 elif type(event) is h11.Request:
                     request = event
+                    refusal = check_head(list(event.headers))  # before waiting for any body
+                    if refusal is not None:
+                        raise _Refused(refusal.status, refusal.message)
                 elif type(event) is h11.Data:
                     raise _Refused(400, "a WebSocket upgrade request has no body")
                 elif type(event) is h11.EndOfMessage or event is h11.PAUSED:
@@ -799,9 +804,14 @@ class WebSocketServer:
                     return None
             assert request is not None
             key, subprotocol, principal = await self._check(request)
+            try:
+                quota = self.supervisor.quotas.acquire("sessions", principal, _peer_host(stream))
+            except QuotaExceeded as exc:
+                raise _Refused(429, exc.message) from None
         except h11.RemoteProtocolError as exc:
+            # Never quote h11's message: it holds the offending line, which may carry a token.
             self._refuse(exc.error_status_hint)
-            await _send_refusal(stream, _Refused(exc.error_status_hint, f"bad HTTP request: {exc}"))
+            await _send_refusal(stream, _Refused(exc.error_status_hint, "bad HTTP request: malformed request line or header"))
             return None
         except _Refused as refused:
             self._refuse(refused.status)
@@ -813,8 +823,12 @@ class WebSocketServer:
         if subprotocol is not None:
             head.append(f"Sec-WebSocket-Protocol: {subprotocol}")
         trailing, _ = http.trailing_data
-        await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        return bytes(trailing), principal
+        try:
+            await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        except BaseException:
+            self.supervisor.quotas.release("sessions", quota)
+            raise
+        return bytes(trailing), principal, quota
 
     async def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
         """Validate the upgrade request: (key, subprotocol, principal), or ``_Refused``."""
@@ -835,10 +849,10 @@ class WebSocketServer:
             raise _Refused(400, "missing or malformed Sec-WebSocket-Key")
         host = _one(headers, b"host") or ""
         if not self.policy.host_allowed(host):
-            raise _Refused(403, f"host {host!r} is not allowed (DNS rebinding protection)")
+            raise _Refused(403, "the Host header names a host that is not allowed (DNS rebinding protection)")
         origin = _one(headers, b"origin")
         if not self.policy.origin_allowed(origin):
-            raise _Refused(403, f"origin {origin!r} is not allowed")
+            raise _Refused(403, "the Origin header names an origin that is not allowed")
         if self.supervisor.shutting_down.is_set():
             raise _Refused(503, "server shutting down", [("Retry-After", str(RETRY_AFTER))])
         if len(self.channels) >= self.limits.max_connections:
