@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import msgspec
 from msgspec import UNSET
 
+from . import _tool_class
 from ._context import Context
 from ._request_state import RequestStateCodec
 from ._registry import (
@@ -141,7 +142,7 @@ class Server:
 
     def add_tool(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., Any] | _tool_class.Tool,
         *,
         name: str | None = None,
         title: str | None = None,
@@ -161,9 +162,20 @@ class Server:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        parser: Any = None,
     ) -> ToolDef:
+        """Register ``fn``, or a ``Tool`` instance (``mcp_trio._tool_class``) with its own
+        options (options given here fill in what it leaves unset; tags add up). ``parser``: a
+        ready argument parser (a schema-defined tool's), instead of one built from ``fn``'s signature."""
+        if isinstance(fn, _tool_class.Tool):
+            given = {key: value for key, value in dict(locals()).items() if key not in ("self", "fn") and value not in (None, ())}
+            target, own = fn.tool_options()
+            merged = {**given, **{key: value for key, value in own.items() if value not in (None, ())}}
+            merged["tags"] = frozenset(own["tags"]) | frozenset((tags,) if isinstance(tags, str) else tags)
+            return self.add_tool(target, **merged)
         tool_name = name or fn.__name__
-        parser = build_parser(fn, f"tool {tool_name!r}", Context)
+        if parser is None:
+            parser = build_parser(fn, f"tool {tool_name!r}", Context)
         shape = output_shape(fn)
         if output_schema is not None:
             shape = type(shape)(output_schema, shape.wrap)
@@ -216,6 +228,11 @@ class Server:
         )
         self._update(lambda r: r.with_tool(definition), "tools")
         return definition
+
+    def add_tool_from_schema(self, name: str, schema: Mapping[str, Any], handler: Callable[..., Any], **options: Any) -> ToolDef:
+        """Register ``handler(arguments, ctx)`` as tool ``name``, its arguments checked against
+        ``schema`` (JSON Schema data) first; ``options`` as for ``mcp_trio.Tool``."""
+        return self.add_tool(_tool_class.SchemaTool(name, schema, handler, **options))
 
     def remove_tool(self, name: str) -> None:
         self._update(lambda r: r.without_tool(name), "tools")
