@@ -5,7 +5,10 @@ Served by the same ASGI app as ``/mcp`` (``transports/http.py`` hands it every p
 
 ::
 
-    GET  /admin                         the routes below
+    GET  /admin                         the routes below (a browser asking for text/html gets
+                                        the operator page instead: ``admin_page``)
+    GET  /admin/overview                what the operator page shows: sessions, requests, tools,
+                                        tags, plugins, settings (secrets hidden)
     GET  /admin/tools                   every registered tool: metadata, switch state, statistics
     GET  /admin/tools/{name}            one tool
     POST /admin/tools/{name}/enable     switch a tool on / off (off: unlisted, calls refused)
@@ -33,7 +36,7 @@ live session has been sent ``notifications/tools/list_changed``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -50,6 +53,8 @@ ADMIN_PATH = "/admin"
 ADMIN_SCOPE = "admin"
 
 _ROUTES = [
+    "GET /admin (Accept: text/html): the operator page",
+    "GET /admin/overview",
     "GET /admin/tools",
     "GET /admin/tools/{name}",
     "POST /admin/tools/{name}/enable",
@@ -91,6 +96,8 @@ class AdminApi:
     def __init__(self, supervisor: Supervisor, authenticator: Authenticator | None) -> None:
         self.supervisor = supervisor
         self.authenticator = authenticator
+        #: Builds ``GET /admin/overview`` (set by the operator page, ``admin_page``); None: 404.
+        self.overview: Callable[[], dict[str, Any]] | None = None
 
     async def __call__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> tuple[int, bytes, Headers]:
         """Answer one request: (status, JSON body, extra headers)."""
@@ -126,6 +133,9 @@ class AdminApi:
     # -- routes -----------------------------------------------------------------------------
     async def _route(self, method: str, path: str) -> tuple[int, Any]:
         rest = path[len(ADMIN_PATH):].strip("/")
+        if rest == "overview" and self.overview is not None:
+            _allow(method, "GET", "HEAD")
+            return 200, self.overview()
         if rest in ("", "tools", "plugins", "stats"):
             _allow(method, "GET", "HEAD")
             if rest == "":

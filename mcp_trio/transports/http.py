@@ -7,7 +7,8 @@
     GET /ws                 WebSocket: one Connection per socket, one message per text frame
     GET /healthz, /health   liveness and counts, JSON
     GET /metrics            Prometheus text
-    /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``)
+    /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``);
+                            GET /admin from a browser: the operator page (``admin_page``)
 
 The HTTP channel adapter
 ------------------------
@@ -64,6 +65,7 @@ from .._supervisor import Supervisor
 from ..auth import insufficient_scope
 from . import _stateless_http
 from .admin import ADMIN_PATH, AdminApi
+from .admin_page import AdminPage, ServedSettings
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
@@ -443,7 +445,10 @@ class McpHttpApp:
         allowed_origins: Iterable[str] | None = None,
         json_response: bool = False,
         authenticator: Authenticator | None = None,
+        settings: ServedSettings | None = None,
     ) -> None:
+        """``settings``: what ``serve_http`` was called with, for the operator page (built
+        from these arguments when None)."""
         self.supervisor = supervisor
         self.limits = supervisor.limits
         self._nursery = nursery
@@ -459,6 +464,10 @@ class McpHttpApp:
         self.sessions: dict[str, HttpSession] = {}
         #: Open WebSocket connections.
         self.websockets = 0
+        #: Everything under /admin: the operator page, its files, then the JSON API.
+        self.admin_page = AdminPage(self.admin, self.sessions, settings or ServedSettings(
+            supervisor.limits, authenticator=authenticator, bind_host=bind_host, json_response=json_response,
+            allowed_hosts=ServedSettings.listed(allowed_hosts), allowed_origins=ServedSettings.listed(allowed_origins)))
 
     # -- dispatch ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -501,8 +510,8 @@ class McpHttpApp:
                     await self._delete(send, headers, principal)
             elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
                 peer = scope.get("client")
-                status, body, extra = await self.admin(method, path, scope["headers"], peer[0] if peer else None)
-                await _respond(send, status, body, headers=extra)
+                status, content_type, body, extra = await self.admin_page(method, path, scope["headers"], peer[0] if peer else None)
+                await _respond(send, status, body, content_type, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
                 await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
             elif path in HEALTH_PATHS or path == METRICS_PATH:
@@ -1066,8 +1075,11 @@ async def serve_http(
         if watch_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
-            app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
-                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
+            settings = ServedSettings(limits, rate_limits, authenticator, host, ServedSettings.listed(allowed_hosts),
+                                      ServedSettings.listed(allowed_origins), certfile is not None, json_response, reuse_port)
+            app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=settings.allowed_hosts,
+                             allowed_origins=settings.allowed_origins, json_response=json_response, authenticator=authenticator,
+                             settings=settings)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
             binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
