@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 ACTION_HEADER = "x-mcp-trio-admin"
 _ACTION_HEADER = ACTION_HEADER.encode()
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+#: Headers the rule reads: two of one (which would the rule believe?) are refused.
+_SINGLE = frozenset({b"origin", b"sec-fetch-site", b"referer", b"host", _ACTION_HEADER})
 
 
 def action_refusal(method: str, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -38,9 +40,8 @@ def action_refusal(method: str, headers: Iterable[tuple[bytes, bytes]]) -> str |
     found: dict[bytes, bytes] = {}
     for name, value in headers:
         name = name.lower()
-        if name in found:
-            if name in (b"origin", b"sec-fetch-site", b"referer", b"host", _ACTION_HEADER):
-                return f"forbidden: repeated {name.decode('latin-1')} header on an admin action"
+        if name in found and name in _SINGLE:
+            return f"forbidden: repeated {name.decode('latin-1')} header on an admin action"
         found[name] = value
     origin, site, referer = found.get(b"origin"), found.get(b"sec-fetch-site"), found.get(b"referer")
     if origin is None and site is None and referer is None:
