@@ -109,6 +109,19 @@ async def test_get_admin_is_the_page_for_a_browser_and_the_json_index_otherwise(
             assert (await get(served, "/admin/tools")).headers["cache-control"] == "no-store"
 
 
+async def test_the_host_and_origin_guard_covers_the_page_its_files_and_the_overview() -> None:
+    with trio.fail_after(10):
+        async with serving(make_app()) as served:
+            for path in ("/admin", "/admin/assets/admin.js", "/admin/overview"):
+                rebound = await request(served.port, "GET", path, headers={"host": f"evil.example:{served.port}", "accept": HTML})
+                assert rebound.status == 403 and b"Host or Origin" in rebound.body
+                foreign = await request(served.port, "GET", path, headers={"origin": "https://evil.example", "accept": HTML})
+                assert foreign.status == 403 and b"Host or Origin" in foreign.body
+            action = await request(served.port, "POST", "/admin/tools/add/disable", body=b"",
+                                   headers={"origin": "https://evil.example", "x-mcp-trio-admin": "1"})
+            assert action.status == 403 and served.supervisor.disabled_tools == set()
+
+
 async def test_the_script_writes_text_never_html() -> None:
     with trio.fail_after(10):
         async with serving(make_app()) as served:
