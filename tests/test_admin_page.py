@@ -145,11 +145,17 @@ async def test_page_and_files_are_refused_to_remote_peers_without_an_authenticat
                 assert status == 200
 
 
-async def test_with_an_authenticator_the_page_is_a_sign_in_form_and_its_data_needs_the_admin_scope() -> None:
+def admin_and_reader() -> tuple[Authenticator, str, str, str]:
+    """An API-key authenticator: (it, a key with the admin scope, that key's digest, a read-only key)."""
     admin_key, admin_hash = generate_api_key()
     read_key, read_hash = generate_api_key()
     authenticator = Authenticator(api_keys=ApiKeyStore([ApiKey("ops", admin_hash, frozenset({"admin"})),
                                                         ApiKey("reader", read_hash, frozenset({"read"}))]))
+    return authenticator, admin_key, admin_hash, read_key
+
+
+async def test_with_an_authenticator_the_page_is_a_sign_in_form_and_its_data_needs_the_admin_scope() -> None:
+    authenticator, admin_key, _, read_key = admin_and_reader()
     with trio.fail_after(10):
         async with serving(make_app(), authenticator=authenticator) as served:
             page = await get(served, "/admin", HTML)

@@ -27,10 +27,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_trio import Server
-from mcp_trio.auth import ApiKey, ApiKeyStore, Authenticator, generate_api_key
 from mcp_trio.client import connect
 from tests.browser import Page, chromium
 from tests.served import Served, serving, write_plugin
+from tests.test_admin_page import admin_and_reader
 from tests.test_stdio_sdk import Inbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -204,10 +204,7 @@ async def test_reload_button_loads_new_plugins_and_shows_the_last_error(page: Pa
 
 
 async def test_with_auth_the_page_asks_for_a_token_and_keeps_it_in_the_tab(page: Page) -> None:
-    admin_key, admin_hash = generate_api_key()
-    read_key, read_hash = generate_api_key()
-    authenticator = Authenticator(api_keys=ApiKeyStore([ApiKey("ops", admin_hash, frozenset({"admin"})),
-                                                        ApiKey("reader", read_hash, frozenset({"read"}))]))
+    authenticator, admin_key, admin_hash, read_key = admin_and_reader()
     with trio.fail_after(60):
         async with serving(make_app(), authenticator=authenticator) as served:
             await page.goto(f"{served.base}/admin?refresh=250")
