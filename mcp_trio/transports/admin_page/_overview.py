@@ -52,7 +52,7 @@ class Overview:
         api = self.api
         supervisor = api.supervisor
         server = supervisor.server
-        tools = [api.tool_view(tool) for _, tool in sorted(supervisor.registry.tools.items())]
+        tools = [_compact(api.tool_view(tool)) for _, tool in sorted(supervisor.registry.tools.items())]
         return {
             "time": trio.current_time(),
             "server": {
@@ -136,6 +136,14 @@ def _session(connection: Connection, transport: str, era: str, version: str) -> 
         "in_flight": connection.in_flight,
         "subscriptions": len(connection.subscriptions),
     }
+
+
+def _compact(view: dict[str, Any]) -> dict[str, Any]:
+    """A tool's row without what the page does not draw (its examples and latency histogram
+    are in ``GET /admin/tools/{name}``): half the bytes of each refresh."""
+    view.pop("examples", None)
+    view["stats"].pop("latency_histogram", None)
+    return view
 
 
 def _tags(tools: list[dict[str, Any]], disabled: set[str]) -> list[dict[str, Any]]:
