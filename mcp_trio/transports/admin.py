@@ -26,8 +26,9 @@ Who may use it:
   credential without ``admin`` is 403 (``error="insufficient_scope"``).
 * With none, only clients connecting from a loopback address (127.0.0.0/8, ::1), and 403
   for anyone else. A reverse proxy on the same host makes every client look local: a server
-  behind one must have an authenticator. The Host/Origin checks of every route apply too, so
-  a web page in a browser cannot reach it.
+  behind one must have an authenticator. The Host/Origin checks of every route apply too,
+  and the HTTP app puts ``admin_page`` in front: an action sent by a browser must come from
+  the operator page itself (same origin, ``X-Mcp-Trio-Admin``), never from another page.
 
 Switching tools on or off and reloading plugins answer once the change is published: every
 live session has been sent ``notifications/tools/list_changed``.
