@@ -1075,8 +1075,10 @@ async def serve_http(
         if watch_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
-            settings = ServedSettings(limits, rate_limits, authenticator, host, ServedSettings.listed(allowed_hosts),
-                                      ServedSettings.listed(allowed_origins), certfile is not None, json_response, reuse_port)
+            settings = ServedSettings(limits, rate_limits=rate_limits, authenticator=authenticator, bind_host=host,
+                                      allowed_hosts=ServedSettings.listed(allowed_hosts),
+                                      allowed_origins=ServedSettings.listed(allowed_origins), tls=certfile is not None,
+                                      json_response=json_response, reuse_port=reuse_port)
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=settings.allowed_hosts,
                              allowed_origins=settings.allowed_origins, json_response=json_response, authenticator=authenticator,
                              settings=settings)
