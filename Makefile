@@ -31,3 +31,9 @@ test: cluster-test-deps
 .PHONY: cluster-test-deps
 cluster-test-deps:
 	@sh .ci/cluster-test-deps.sh
+
+# The operator page's tests drive a real headless Chromium: install Debian's when missing.
+test: browser-test-deps
+.PHONY: browser-test-deps
+browser-test-deps:
+	@sh .ci/browser-test-deps.sh

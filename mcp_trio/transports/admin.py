@@ -5,7 +5,10 @@ Served by the same ASGI app as ``/mcp`` (``transports/http.py`` hands it every p
 
 ::
 
-    GET  /admin                         the routes below
+    GET  /admin                         the routes below (a browser asking for text/html gets
+                                        the operator page instead: ``admin_page``)
+    GET  /admin/overview                what the operator page shows: sessions, requests, tools,
+                                        tags, plugins, settings (secrets hidden)
     GET  /admin/tools                   every registered tool: metadata, switch state, statistics
     GET  /admin/tools/{name}            one tool
     POST /admin/tools/{name}/enable     switch a tool on / off (off: unlisted, calls refused)
@@ -23,8 +26,9 @@ Who may use it:
   credential without ``admin`` is 403 (``error="insufficient_scope"``).
 * With none, only clients connecting from a loopback address (127.0.0.0/8, ::1), and 403
   for anyone else. A reverse proxy on the same host makes every client look local: a server
-  behind one must have an authenticator. The Host/Origin checks of every route apply too, so
-  a web page in a browser cannot reach it.
+  behind one must have an authenticator. The Host/Origin checks of every route apply too,
+  and the HTTP app puts ``admin_page`` in front: an action sent by a browser must come from
+  the operator page itself (same origin, ``X-Mcp-Trio-Admin``), never from another page.
 
 Switching tools on or off and reloading plugins answer once the change is published: every
 live session has been sent ``notifications/tools/list_changed``.
@@ -33,7 +37,7 @@ live session has been sent ``notifications/tools/list_changed``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -50,6 +54,8 @@ ADMIN_PATH = "/admin"
 ADMIN_SCOPE = "admin"
 
 _ROUTES = [
+    "GET /admin (Accept: text/html): the operator page",
+    "GET /admin/overview",
     "GET /admin/tools",
     "GET /admin/tools/{name}",
     "POST /admin/tools/{name}/enable",
@@ -91,6 +97,8 @@ class AdminApi:
     def __init__(self, supervisor: Supervisor, authenticator: Authenticator | None) -> None:
         self.supervisor = supervisor
         self.authenticator = authenticator
+        #: Builds ``GET /admin/overview`` (set by the operator page, ``admin_page``); None: 404.
+        self.overview: Callable[[], dict[str, Any]] | None = None
 
     async def __call__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> tuple[int, bytes, Headers]:
         """Answer one request: (status, JSON body, extra headers)."""
@@ -126,6 +134,9 @@ class AdminApi:
     # -- routes -----------------------------------------------------------------------------
     async def _route(self, method: str, path: str) -> tuple[int, Any]:
         rest = path[len(ADMIN_PATH):].strip("/")
+        if rest == "overview" and self.overview is not None:
+            _allow(method, "GET", "HEAD")
+            return 200, self.overview()
         if rest in ("", "tools", "plugins", "stats"):
             _allow(method, "GET", "HEAD")
             if rest == "":

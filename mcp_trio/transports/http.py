@@ -7,7 +7,8 @@
     GET /ws                 WebSocket: one Connection per socket, one message per text frame
     GET /healthz, /health   liveness and counts, JSON
     GET /metrics            Prometheus text
-    /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``)
+    /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``);
+                            GET /admin from a browser: the operator page (``admin_page``)
 
 The HTTP channel adapter
 ------------------------
@@ -66,6 +67,7 @@ from ..auth import insufficient_scope
 from . import _stateless_http
 from ._gate import Refusal, bracketed, check_head, continue_refusal, parse_authority, route_path
 from .admin import ADMIN_PATH, AdminApi, is_loopback_address
+from .admin_page import AdminPage, ServedSettings
 from ..protocol._errors import (
     FORBIDDEN,
     INVALID_REQUEST,
@@ -455,7 +457,10 @@ class McpHttpApp:
         json_response: bool = False,
         authenticator: Authenticator | None = None,
         metrics: str | None = None,
+        settings: ServedSettings | None = None,
     ) -> None:
+        """``settings``: what ``serve_http`` was called with, for the operator page (built
+        from these arguments when None)."""
         self.supervisor = supervisor
         #: Who may read ``/metrics`` (``metrics_access``): "public", "loopback" or "scope:NAME".
         self.metrics_access = metrics_access(metrics, authenticator)
@@ -473,6 +478,10 @@ class McpHttpApp:
         self.sessions: dict[str, HttpSession] = {}
         #: Open WebSocket connections.
         self.websockets = 0
+        #: Everything under /admin: the operator page, its files, then the JSON API.
+        self.admin_page = AdminPage(self.admin, self.sessions, settings or ServedSettings(
+            supervisor.limits, authenticator=authenticator, bind_host=bind_host, json_response=json_response,
+            allowed_hosts=ServedSettings.listed(allowed_hosts), allowed_origins=ServedSettings.listed(allowed_origins)))
 
     # -- dispatch ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -532,8 +541,8 @@ class McpHttpApp:
             elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
                 peer = scope.get("client")
                 # Routed on the raw path; the admin API reads its names from the decoded one.
-                status, body, extra = await self.admin(method, scope["path"], scope["headers"], peer[0] if peer else None)
-                await _respond(send, status, body, headers=extra)
+                status, content_type, body, extra = await self.admin_page(method, scope["path"], scope["headers"], peer[0] if peer else None)
+                await _respond(send, status, body, content_type, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
                 await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
             elif path in HEALTH_PATHS or path == METRICS_PATH:
@@ -1186,9 +1195,13 @@ async def serve_http(
         if watch_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
-            app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=allowed_hosts,
-                             allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator,
-                             metrics=metrics)
+            settings = ServedSettings(limits, rate_limits=rate_limits, authenticator=authenticator, bind_host=host,
+                                      allowed_hosts=ServedSettings.listed(allowed_hosts),
+                                      allowed_origins=ServedSettings.listed(allowed_origins), tls=certfile is not None,
+                                      json_response=json_response, reuse_port=reuse_port)
+            app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=settings.allowed_hosts,
+                             allowed_origins=settings.allowed_origins, json_response=json_response, authenticator=authenticator,
+                             metrics=metrics, settings=settings)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
             binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
