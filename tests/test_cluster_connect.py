@@ -197,8 +197,14 @@ async def test_sentinel_names_the_primary(start_redis) -> None:  # type: ignore[
 async def one_node_cluster(start_redis) -> RedisServer:  # type: ignore[no-untyped-def]
     """A real Redis Cluster of one node holding every slot."""
     node = start_redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-    node.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
     with trio.fail_after(10):
+        # A node just started may refuse cluster commands for a moment on a loaded machine.
+        while True:
+            try:
+                node.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+                break
+            except subprocess.CalledProcessError:
+                await trio.sleep(0.1)
         while "cluster_state:ok" not in node.cli("CLUSTER", "INFO"):
             await trio.sleep(0.05)
     return node
