@@ -97,11 +97,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-from ._explain import Problem, explain, join_path, suggest, unknown_keys
 from ._limiter import DEFAULT_BURST, DEFAULT_MAX_KEYS, RateLimits, ToolLimit
 from ._limits import Limits
 
 if typing.TYPE_CHECKING:
+    from ._explain import Problem
     from ._request_state import RequestStateCodec
     from .auth import Authenticator
 
@@ -445,6 +445,8 @@ def _schema() -> dict[str, Any]:
 def _subject(problem: Problem, source: str) -> str:
     """How a person names the setting in ``source``: ``MCP_TRIO_SERVER_PORT`` in the
     environment, ``server.port`` in a file or a flag."""
+    from ._explain import join_path
+
     if source == "environment":
         for end in range(len(problem.parts), 0, -1):
             head = problem.parts[:end]
@@ -465,15 +467,24 @@ def describe(problem: Problem, source: str) -> str:
 
 
 def _check(layer: Mapping[str, Any], source: str) -> None:
-    """Every unknown key of ``layer`` at once (with a did-you-mean), else its first bad value."""
-    unknown = unknown_keys(layer, _schema())
-    if unknown:
-        names = ", ".join(_subject(p, source) + p.rule.removeprefix("is unknown") for p in unknown)
-        raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} {names}; "
-                          "docs/security.md lists every key")
+    """Every unknown key of ``layer`` at once (with a did-you-mean), else its first bad value.
+
+    (Only errors import ``_explain`` and build the schema: a plain start pays for neither.
+    Flags need no key check: ``from_overrides`` admits known keys only.)
+    """
+    if layer and source != "flags":
+        from ._explain import unknown_keys
+
+        unknown = unknown_keys(layer, _schema())
+        if unknown:
+            names = ", ".join(_subject(p, source) + p.rule.removeprefix("is unknown") for p in unknown)
+            raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} {names}; "
+                              "docs/security.md lists every key")
     try:
         msgspec.convert(layer, Config, strict=False)
     except msgspec.ValidationError as exc:
+        from ._explain import explain
+
         raise ConfigError(f"{source}: {describe(explain(exc, layer, _schema()), source)}") from None
 
 
@@ -509,6 +520,8 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = ENV_VARS.get(name)
         if path is None:
+            from ._explain import suggest
+
             unknown.append(name + suggest(name, list(ENV_VARS)))
             continue
         flat[path] = _env_value(name, raw, _LEAVES[path])
@@ -528,6 +541,8 @@ def from_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if "." in key:
             path = tuple(key.split("."))
             if path not in _LEAVES:
+                from ._explain import suggest
+
                 raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _LEAVES])}")
             flat[path] = value
         else:
@@ -560,6 +575,8 @@ def load_config(
     try:
         config = msgspec.convert(merged, Config, strict=False)
     except msgspec.ValidationError as exc:
+        from ._explain import explain
+
         raise ConfigError(f"configuration: {describe(explain(exc, merged, _schema()), 'configuration')}") from None
     config.to_limits()  # cross-field checks now, not when serving starts
     config.rate_limits()
@@ -640,7 +657,9 @@ def add_config_arguments(parser: Any) -> None:
     parser.add_argument("--config", metavar="FILE", default=None,
                         help=f"TOML configuration file (default: ${CONFIG_ENV}, else none)")
     parser.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: 8000)")
+    from ._usage import port_number
+
+    parser.add_argument("--port", type=port_number, default=None, help="port to listen on (default: 8000; 0: any free port)")
     parser.add_argument("--resource", default=None, metavar="URL",
                         help="this server's public URL: the JWT audience and RFC 9728 resource")
     parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="ORIGIN",
