@@ -38,7 +38,7 @@ def load_app(spec: str, app_dir: str | None = None) -> Any:
     if not hasattr(module, attr):
         from ._explain import suggest
 
-        hint = suggest(attr, [name for name in vars(module) if not name.startswith("_")])
+        hint = suggest(attr, [name for name in vars(module) if not name.startswith("_")], cutoff=0.6)
         raise AppLoadError(f"{target} has no attribute {attr!r}{hint}{_servers_in(module, Server)}")
     app = getattr(module, attr)
     expected = "APP must name an mcp_trio.Server, or a function with no arguments that returns one"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -50,8 +49,7 @@ _LENGTHS = {("str", ">="): ("minLength", "must be at least {} long", "character"
             ("object", "<="): ("maxProperties", "must have at most {}", "entry")}
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     """One thing wrong with the input: where, the rule broken, and what was received.
 
     ``path`` (from ``parts``) is the dotted place (``server.port``, ``tags[0]``; ``""`` for the whole input);
@@ -66,7 +64,7 @@ class Problem:
     rule: str
     constraint: str | None = None
     limit: Any = None
-    received: Any = field(default=_MISSING)
+    received: Any = _MISSING
 
     @property
     def path(self) -> str:
@@ -218,9 +216,10 @@ def _number(text: str) -> int | float | str:
     return int(value) if value.is_integer() and "e" not in text.lower() else value
 
 
-def suggest(name: str, known: list[str]) -> str:
-    """`` (did you mean x?)`` when a known name is close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+def suggest(name: str, known: list[str], cutoff: float = 0.75) -> str:
+    """`` (did you mean x?)`` when a known name is close to ``name``, else ``""``. (Not too
+    eager: ``extra`` is not a misspelt ``text``.)"""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
@@ -255,7 +254,9 @@ def explain(error: msgspec.ValidationError | str, data: Any = _MISSING, schema: 
         limit = _number(found.group(1))
         return Problem(tuple(parts), f"must be a multiple of {limit}", "multipleOf", limit, received)
     if found := re.fullmatch(r"Expected `str` matching regex '(.*)'", body, re.S):
-        return Problem(tuple(parts), f"must match the pattern {found.group(1)}", "pattern", found.group(1), received)
+        node = schema_at(schema, parts)  # msgspec shows the pattern's repr; the schema has it as written
+        pattern = node.get("pattern") if node is not None and "pattern" in node else found.group(1)
+        return Problem(tuple(parts), f"must match the pattern {pattern}", "pattern", pattern, received)
     if body.startswith("Invalid enum value"):
         allowed = _enum_at(schema, parts)
         if allowed:
