@@ -5,7 +5,8 @@ once, in ``main``; the ``Config`` it returns is passed down (there is no global 
 Every table and key is checked: an unknown key (``allow_anonymus``) is an error naming where
 it came from, not a silently ignored setting.
 
-A complete file (every key is optional; shown with its default unless noted)::
+A complete file (every key is optional; shown with its default unless noted; the same, with
+every limit spelt out, is in docs/security.md)::
 
     [server]
     transport = "stdio"              # "stdio" | "websocket" | "http"
@@ -57,6 +58,7 @@ A complete file (every key is optional; shown with its default unless noted)::
     burst = 10                       # saved up above the rate: burst + 1 pass at once
     max_concurrent = 1000            # requests running server-wide (default: none);
                                      #   past it requests are refused (-32030), not queued
+    max_keys = 100000                # callers remembered at once (past it, full buckets are forgotten)
     [rate_limit.tools.search]        # per tool (optional)
     cost = 5                         # tokens of the caller's bucket per call (<= burst + 1)
     rate = 1.0                       # and a bucket of its own, per caller

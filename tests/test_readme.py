@@ -116,3 +116,26 @@ def test_the_package_builds_without_warnings(tmp_path: Path) -> None:
     backend = [line for line in (done.stdout + done.stderr).splitlines()
                if "warning" in line.lower() and "Location 'file:" not in line]  # (the machine's pip config)
     assert backend == []
+
+
+def test_docs_list_every_configuration_key() -> None:
+    """Config errors point at docs/security.md for the keys; the README says the complete file
+    is there. Every settable key is in its TOML block, under its table."""
+    from mcp_trio._config import _LEAVES
+
+    text = (REPO / "docs" / "security.md").read_text()
+    block = text.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    listed: set[tuple[str, ...]] = set()
+    table: tuple[str, ...] = ()
+    for line in block.splitlines():
+        header = re.match(r"\[\[?([\w.]+)\]\]?", line)
+        if header:
+            table = tuple(header.group(1).split("."))
+            continue
+        key = re.match(r"(\w+) =", line)
+        if key:
+            listed.add((*table, key.group(1)))
+    tools = {path for path in listed if path[:2] == ("rate_limit", "tools")}
+    expected = {path for path in _LEAVES if path != ("rate_limit", "tools") and path != ("auth", "api_keys")}
+    assert expected <= listed, sorted(expected - listed)
+    assert tools and {("auth", "api_keys", "sha256"), ("auth", "api_keys", "name")} <= listed

@@ -308,3 +308,25 @@ def test_a_working_auth_config_still_starts(tmp_path: Path) -> None:
         config = load_config(write(tmp_path, text), env, {})
         if config.auth.enabled:
             assert config.authenticator() is not None, text
+
+
+def test_failures_to_listen_are_named_wherever_they_are_nested() -> None:
+    import errno
+    import socket
+
+    from mcp_trio._startup import bind_failure
+
+    def nested(exc: BaseException) -> BaseException:
+        return ExceptionGroup("outer", [ExceptionGroup("inner", [exc])])
+
+    cases = [
+        (OSError(errno.EADDRINUSE, "Address already in use"), "port 80 on 10.0.0.1 is in use: pass --port or stop the other server"),
+        (OSError(errno.EACCES, "Permission denied"), "not allowed to listen on port 80 of 10.0.0.1 (ports below 1024 need "
+                                                      "privileges): pass --port 8000 or another above 1023"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign"), "cannot listen on 10.0.0.1: not an address of this machine"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "cannot listen on 10.0.0.1: no such host name"),
+    ]
+    for exc, says in cases:
+        failure = bind_failure(nested(exc), "10.0.0.1", 80)
+        assert failure is not None and str(failure).startswith(says) and failure.status == 1
+    assert bind_failure(nested(ValueError("a bug")), "10.0.0.1", 80) is None
