@@ -195,6 +195,9 @@ class _Run:
             for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1)):
                 if value:
                     raise StartupError(f"{flag} needs a network transport: pass --transport http or ws")
+            if not config.auth.trust_stdio:
+                raise StartupError("auth.trust_stdio = false, but stdio carries no credentials: serve with "
+                                   "--transport http or ws, or remove trust_stdio")
             tls = authenticator = None
         else:
             tls = tls_context(args.certfile, args.keyfile)

@@ -605,7 +605,8 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     exported served everyone; ``required_scopes`` with no way to authenticate checked
     nothing; a ``[request_state]`` with only old keys sealed with a random one; an
     ``allowed_origins`` variable that held only commas allowed no origin at all.
-    (Key *files* are read, and an empty or unreadable one refused, by ``authenticator``.)
+    (Key *files* are read, and an empty or unreadable one refused, by ``authenticator``;
+    ``trust_stdio = false`` is refused where the transport is known, by ``mcp-trio serve``.)
     """
     auth, jwt = config.auth, config.auth.jwt
     if jwt != JwtConfig() and not jwt.enabled:
@@ -614,9 +615,6 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     if auth != AuthConfig(trust_stdio=auth.trust_stdio) and not auth.enabled:
         raise ConfigError("[auth] is set but no caller can be authenticated: add [auth.jwt] with a key, or "
                           "[[auth.api_keys]] (mcp-trio token --api-key makes one), or allow_anonymous = true")
-    if not auth.trust_stdio and config.server.transport == "stdio":
-        raise ConfigError("auth.trust_stdio = false, but stdio carries no credentials: serve with --transport http "
-                          "or ws, or remove trust_stdio")
     rs = config.request_state
     if (rs.previous_secrets or _given(merged, "request_state", "secret")) and not rs.configured:
         raise ConfigError("[request_state] has no current secret: set secret (32 bytes or more), secret_file or "

@@ -30,14 +30,6 @@ def weather(**options: Any) -> Server:
     async def forecast(city: str, days: Days = 3) -> str:
         return f"{city}: {days} days"
 
-    @app.tool(coerce_arguments=True)
-    async def lenient(days: Days) -> int:
-        return days
-
-    @app.tool(coerce_arguments=False)
-    async def strict(days: Days) -> int:
-        return days
-
     @app.tool
     async def relay(ctx: Context) -> str:
         try:
@@ -86,9 +78,23 @@ async def test_bad_arguments_are_a_result_the_model_reads(modern: bool) -> None:
             assert supervisor.metrics.tools["forecast"].errors == 4  # both kinds count as the tool's errors
 
 
+def coercing(**options: Any) -> Server:
+    app = weather(**options)
+
+    @app.tool(coerce_arguments=True)
+    async def lenient(days: Days) -> int:
+        return days
+
+    @app.tool(coerce_arguments=False)
+    async def strict(days: Days) -> int:
+        return days
+
+    return app
+
+
 async def test_lenient_coercion_is_opt_in_per_server_and_per_tool() -> None:
     with trio.fail_after(5):
-        async with serve_in_memory(weather()) as (client, _, _):
+        async with serve_in_memory(coercing()) as (client, _, _):
             await client.initialize()
             refused = (await client.request("tools/call", {"name": "forecast", "arguments": {"city": "Oslo", "days": "5"}}))
             assert refused["result"]["content"][0]["text"].endswith('days must be an integer (got "5")')
@@ -96,7 +102,7 @@ async def test_lenient_coercion_is_opt_in_per_server_and_per_tool() -> None:
             assert accepted["result"]["structuredContent"] == {"result": 5}
             still_checked = await client.request("tools/call", {"name": "lenient", "arguments": {"days": "9"}})
             assert still_checked["result"]["_meta"]["invalidArguments"][0]["message"] == 'days must be at most 7 (got "9")'
-        async with serve_in_memory(weather(coerce_arguments=True)) as (client, _, _):
+        async with serve_in_memory(coercing(coerce_arguments=True)) as (client, _, _):
             await client.initialize()
             accepted = await client.request("tools/call", {"name": "forecast", "arguments": {"city": "Oslo", "days": "5"}})
             assert accepted["result"]["content"][0]["text"] == "Oslo: 5 days"

@@ -269,3 +269,16 @@ async def test_an_open_server_beyond_loopback_says_so_once(tmp_path: Path) -> No
     config = tmp_path / "keys.toml"
     config.write_text(f'[[auth.api_keys]]\nname = "ci"\nsha256 = "{hash_api_key("mcpk_x")}"\n')
     assert await warnings_of("--host", "0.0.0.0", "--config", str(config)) == []
+
+
+def test_the_readme_secure_config_without_its_secret_does_not_start(tmp_path: Path) -> None:
+    """The README's secure.toml in a new terminal, MCP_TRIO_AUTH_JWT_SECRET not exported: it
+    used to serve everyone, silently (JwtConfig.enabled was false without a key)."""
+    config = tmp_path / "secure.toml"
+    config.write_text(readme_block("# secure.toml"))
+    env = {name: value for name, value in child_env().items() if not name.startswith("MCP_TRIO_")}
+    done = run_cli("serve", "--config", str(config), "--port", "0", env=env, timeout=20)
+    assert done.returncode == 2
+    assert done.stderr == ("mcp-trio: [auth.jwt] is set but has no key to verify tokens with: export "
+                           "MCP_TRIO_AUTH_JWT_SECRET (32 bytes or more), or set secret_file, public_key_file or "
+                           "jwks_file in [auth.jwt]\n")

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from mcp_trio._app import AppLoadError, load_app
 from mcp_trio._cli import build_parser, main
-from mcp_trio._startup import StartupError, tls_context
 from mcp_trio.auth import hash_api_key
 from tests.test_cli import self_signed
 
@@ -48,8 +46,8 @@ async def serve(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, li
         except SystemExit as exit:  # argparse's usage errors
             return int(exit.code or 0)
 
-    with trio.fail_after(20):
-        status = await trio.to_thread.run_sync(run)
+    with trio.fail_after(20):  # a server that started instead fails the test here (its thread is abandoned)
+        status = await trio.to_thread.run_sync(run, abandon_on_cancel=True)
     return status, capsys.readouterr().err.splitlines()
 
 
@@ -131,6 +129,8 @@ async def test_tls_that_cannot_work_stops_the_server(
 
 
 def test_a_certificate_and_its_key_load(tmp_path: Path) -> None:
+    from mcp_trio._startup import StartupError, tls_context
+
     certfile, keyfile = self_signed(tmp_path)
     assert tls_context(str(certfile), str(keyfile)) is not None
     assert tls_context(None, None) is None
@@ -199,6 +199,8 @@ async def test_an_app_that_is_not_a_server_says_what_it_is(
 
 
 def test_a_factory_with_no_arguments_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_trio._app import load_app
+
     (tmp_path / "factory_app.py").write_text(APP)
     monkeypatch.chdir(tmp_path)
     app = load_app("factory_app:make_server")
@@ -206,6 +208,8 @@ def test_a_factory_with_no_arguments_is_called(tmp_path: Path, monkeypatch: pyte
 
 
 def test_modules_are_found_in_the_current_directory_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_trio._app import load_app
+
     (tmp_path / "cwd_app.py").write_text(APP)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
@@ -213,6 +217,8 @@ def test_modules_are_found_in_the_current_directory_first(tmp_path: Path, monkey
 
 
 def test_a_missing_module_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_trio._app import AppLoadError, load_app
+
     monkeypatch.chdir(tmp_path)
     with pytest.raises(AppLoadError, match=r"no module 'nowhere' in the current directory .* pass --app-dir DIR"):
         load_app("nowhere:server")
