@@ -14,7 +14,6 @@ Only on the error path: nothing here runs for valid input.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -219,6 +218,8 @@ def _number(text: str) -> int | float | str:
 def suggest(name: str, known: list[str], cutoff: float = 0.75) -> str:
     """`` (did you mean x?)`` when a known name is close to ``name``, else ``""``. (Not too
     eager: ``extra`` is not a misspelt ``text``.)"""
+    import difflib  # only errors pay for it
+
     close = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
     return f" (did you mean {close[0]}?)" if close else ""
 

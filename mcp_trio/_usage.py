@@ -10,7 +10,6 @@ them (``4MiB``), and ``--help`` shows them that way.
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -72,6 +71,8 @@ class UsageParser(argparse.ArgumentParser):
 
     def unknown(self, extras: list[str]) -> str:
         """``unknown option --trasnport (did you mean --transport?)`` for each stray word."""
+        import difflib  # only errors pay for it
+
         known = [option for action in self._actions for option in action.option_strings
                  if action.help is not argparse.SUPPRESS]
         words = []
