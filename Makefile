@@ -2,24 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Twice quiet: pip's warnings (about the machine's own index settings, say) are nothing a
+# user of this project acts on; its errors still show.
+PIP_INSTALL := $(BIN)/pip install --quiet --quiet --disable-pip-version-check
 
 .PHONY: serve test bench clean
 
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: mcp-trio needs Python 3.11 or newer, and '$(PYTHON)' is not: pass PYTHON=python3.12 (or another)" >&2; exit 2; }
+	@echo "Installing mcp-trio and its test tools into $(VENV) (once)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) -e '.[test]'
+	@touch $@
 
 serve: $(BIN)/.installed
-	$(BIN)/mcp-trio serve --transport http $(ARGS)
+	@$(BIN)/mcp-trio serve --transport http $(ARGS)
 
+# tests/prerequisites.py says first, in one line each, what the suite needs and is missing.
 test: $(BIN)/.installed
+	@$(BIN)/python tests/prerequisites.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The standard comparison (about 10 minutes on 2 cores): every scenario against the floors,
-# ours, the official SDK and FastMCP; writes bench/results/<date>-<host>.json and .md. The peer
-# servers are installed into bench/.venv by the script itself, never into .venv.
+# The standard comparison (README.md, "Performance", says what it runs and how long it takes):
+# writes bench/results/<date>-<host>.json and .md. The peer servers are installed into
+# bench/.venv by the script itself, never into .venv.
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run_standard.py $(ARGS)
 

@@ -7,57 +7,26 @@ nor HTTP at start-up; ``bench`` and ``token`` import their modules when run.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import logging
 import os
 import signal
 import subprocess
 import sys
+import traceback
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from . import _limits
+from ._app import AppLoadError, load_app
+from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, tls_context, unexpected, warn_if_open
+from ._usage import UsageParser, parse_size, size_text
+
+__all__ = ["AppLoadError", "build_parser", "load_app", "main"]
+
+logger = logging.getLogger("mcp_trio.cli")
 
 DEMO_APP = "mcp_trio.demo:server"
 TRANSPORTS = {"stdio": "stdio", "ws": "websocket", "websocket": "websocket", "http": "http"}
-
-
-class AppLoadError(Exception):
-    """``MODULE:ATTR`` does not name a ``Server``."""
-
-
-def load_app(spec: str) -> Any:
-    """Import ``module:attr`` (or ``path/to/file.py:attr``); ``attr`` defaults to ``server``.
-
-    ``attr`` may be a ``Server`` or a function with no arguments that returns one.
-    """
-    from ._server import Server
-
-    target, _, attr = spec.partition(":")
-    attr = attr or "server"
-    try:
-        if target.endswith(".py") or "/" in target:
-            path = Path(target).resolve()
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or module_spec.loader is None:
-                raise AppLoadError(f"cannot load {target}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[path.stem] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except (ImportError, OSError) as exc:
-        raise AppLoadError(f"cannot import {target!r}: {exc}") from exc
-    try:
-        app = getattr(module, attr)
-    except AttributeError:
-        raise AppLoadError(f"module {target!r} has no attribute {attr!r}") from None
-    if not isinstance(app, Server) and callable(app):
-        app = app()
-    if not isinstance(app, Server):
-        raise AppLoadError(f"{spec} is a {type(app).__name__}, not an mcp_trio.Server")
-    return app
 
 
 def _positive_int(text: str) -> int:
@@ -77,7 +46,7 @@ def _non_negative_float(text: str) -> float:
 # Limit flags: (flag, Limits field, type, metavar, help). All default to None so that a flag
 # not given lets the environment and the config file speak (flags > env > file > defaults).
 _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
-    ("--max-message-size", "max_message_size", _positive_int, "BYTES", "largest message accepted"),
+    ("--max-message-size", "max_message_size", parse_size, "BYTES", "largest message accepted: 4MiB, 512KiB, 65536"),
     ("--max-in-flight", "max_in_flight", _positive_int, "N", "requests running at once per connection"),
     ("--grace-period", "grace_period", _non_negative_float, "SECONDS", "time in-flight requests get at shutdown"),
     ("--page-size", "page_size", _positive_int, "N", "items per page of list results"),
@@ -105,10 +74,19 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
 )
 
 
+def _default_text(metavar: str, default: float) -> str:
+    """A default as people read it in ``--help``: ``4 MiB``, ``10 s``, ``10,000``."""
+    if metavar == "BYTES":
+        return size_text(default)
+    if metavar == "SECONDS":
+        return f"{default:g} s"
+    return f"{default:,}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._config import add_config_arguments
 
-    parser = argparse.ArgumentParser(prog="mcp-trio", description="Serve MCP tools, resources and prompts on trio.")
+    parser = UsageParser(prog="mcp-trio", description="Serve MCP tools, resources and prompts on trio.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -117,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "serves the built-in demo app. Settings come from flags, then MCP_TRIO_* variables, "
                     "then --config FILE, then defaults.")
     serve.add_argument("app", nargs="?", default=DEMO_APP, metavar="APP",
-                       help=f"MODULE:ATTR or path/to/file.py:ATTR naming a Server (default: {DEMO_APP})")
+                       help=f"MODULE:ATTR or path/to/file.py:ATTR naming a Server, or a function with no arguments "
+                            f"returning one (default: {DEMO_APP})")
+    serve.add_argument("--app-dir", default=None, metavar="DIR",
+                       help="look for APP's module in DIR first (default: the current directory)")
     serve.add_argument("--transport", choices=sorted(TRANSPORTS), default=None,
                        help="stdio (default), ws (WebSocket), or http (Streamable HTTP at /mcp, WebSocket at /ws, "
                             "/healthz, /metrics on one port)")
@@ -144,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
-    limits = serve.add_argument_group("limits (defaults in parentheses)")
+    limits = serve.add_argument_group("limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         default = getattr(_limits.Limits(), field)
-        limits.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar, help=f"{text} ({default:g})")
+        limits.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar,
+                            help=f"{text} (default: {_default_text(metavar, default)})")
 
     token = commands.add_parser("token", help="mint a development token or API key for a secured server",
                                 description="Print a development JWT (or a new API key) for the server configured "
@@ -189,108 +171,145 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from ._config import ConfigError, load_config, overrides_from_args
-    from ._logging import configure_logging
+    """Serve, or say in one line why not (the traceback too with ``--log-level debug``)."""
+    run = _Run(args, argv)
+    try:
+        return run.serve()
+    except StartupError as exc:
+        if run.debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
+        print(f"mcp-trio: {exc}", file=sys.stderr, flush=True)
+        return exc.status
 
-    if args.transport is not None:
-        args.transport = TRANSPORTS[args.transport]
-    try:
-        config = load_config(args.config, os.environ, overrides_from_args(args))
-    except ConfigError as exc:
-        print(f"mcp-trio: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.server.log_level, config.server.log_format)
-    transport = config.server.transport
-    if args.workers > 1:
-        if transport == "stdio":
-            print("mcp-trio: --workers needs a network transport (ws or http)", file=sys.stderr)
-            return 2
-        if not config.request_state.configured:
-            # One requestState key for all workers: a 2026-07-28 retry may reach any of them.
-            import secrets
 
-            os.environ["MCP_TRIO_REQUEST_STATE_SECRET"] = secrets.token_urlsafe(32)
-        return _run_workers(args.workers, sys.argv[1:] if argv is None else argv)
-    try:
-        app = load_app(args.app)
-    except AppLoadError as exc:
-        print(f"mcp-trio: {exc}", file=sys.stderr)
-        return 2
-    try:
-        if (config.request_state.configured or config.request_state.ttl != app.request_state.ttl
-                or config.request_state.max_spent != app.request_state.max_spent):
-            app.request_state = config.request_state_codec()  # else the app's own (default: random)
-    except ConfigError as exc:
-        print(f"mcp-trio: {exc}", file=sys.stderr)
-        return 2
-    plugins = config.plugins
-    if plugins.directories or plugins.entry_points:
+class _Run:
+    """One ``mcp-trio serve``: the checks that fail closed at start, then the transport."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str] | None) -> None:
+        self.args = args
+        self.argv = argv
+        self.debug = log_level_of(args.log_level) == "debug"
+        #: Set once the transport reports it is serving: failures after it are not start-up's.
+        self.started = False
+
+    def serve(self) -> int:
+        from ._config import ConfigError, load_config, overrides_from_args
+        from ._logging import configure_logging
+
+        args = self.args
+        if args.transport is not None:
+            args.transport = TRANSPORTS[args.transport]
         try:
-            app.use_plugins(*plugins.directories, entry_points=plugins.entry_points, watch=plugins.watch)
-        except (OSError, RuntimeError) as exc:
-            print(f"mcp-trio: {exc}", file=sys.stderr)
-            return 2
-    import trio
-
-    limits = config.to_limits()
-    try:
+            config = load_config(args.config, os.environ, overrides_from_args(args))
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        self.debug = config.server.log_level == "debug"
+        configure_logging(config.server.log_level, config.server.log_format)
+        transport = config.server.transport
         if transport == "stdio":
-            from .transports.stdio import serve_stdio
-
-            trio.run(partial(serve_stdio, app, limits, rate_limits=config.rate_limits()))
-        elif transport == "websocket":
-            trio.run(_serve_websocket, app, config, args)
+            for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1)):
+                if value:
+                    raise StartupError(f"{flag} needs a network transport: pass --transport http or ws")
+            if not config.auth.trust_stdio:
+                raise StartupError("auth.trust_stdio = false, but stdio carries no credentials: serve with "
+                                   "--transport http or ws, or remove trust_stdio")
+            tls = authenticator = None
         else:
-            trio.run(_serve_http, app, config, args)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+            tls = tls_context(args.certfile, args.keyfile)
+            try:
+                authenticator = config.authenticator()  # key files are read now: a bad one stops us here
+            except ConfigError as exc:
+                raise StartupError(str(exc)) from exc
+            if not args.reuse_port:  # a --workers child: its parent warned once for all
+                warn_if_open(config.server.host, authenticator is not None)
+        if args.workers > 1:
+            if not config.request_state.configured:
+                # One requestState key for all workers: a 2026-07-28 retry may reach any of them.
+                import secrets
 
+                os.environ["MCP_TRIO_REQUEST_STATE_SECRET"] = secrets.token_urlsafe(32)
+            return _run_workers(args.workers, sys.argv[1:] if self.argv is None else self.argv)
+        try:
+            app = load_app(args.app, args.app_dir)
+        except AppLoadError as exc:
+            raise StartupError(str(exc)) from exc.__cause__
+        try:
+            if (config.request_state.configured or config.request_state.ttl != app.request_state.ttl
+                    or config.request_state.max_spent != app.request_state.max_spent):
+                app.request_state = config.request_state_codec()  # else the app's own (default: random)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+        plugins = config.plugins
+        if plugins.directories or plugins.entry_points:
+            try:
+                app.use_plugins(*plugins.directories, entry_points=plugins.entry_points, watch=plugins.watch)
+            except FileNotFoundError as exc:
+                raise StartupError(f"{exc}: create it, or fix --plugins / [plugins] directories") from exc
+            except (OSError, RuntimeError) as exc:
+                raise StartupError(str(exc)) from exc
+        return self._run(app, config, tls, authenticator)
 
-def _ssl_context(args: argparse.Namespace) -> Any:
-    if args.certfile is None:
-        return None
-    import ssl
+    def _run(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
+        import trio
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.certfile, args.keyfile)
-    return context
+        server = config.server
+        try:
+            if server.transport == "stdio":
+                from .transports.stdio import serve_stdio
 
+                self.started = True
+                trio.run(partial(serve_stdio, app, config.to_limits(), rate_limits=config.rate_limits()))
+            elif server.transport == "websocket":
+                trio.run(self._serve_websocket, app, config, tls, authenticator)
+            else:
+                trio.run(self._serve_http, app, config, authenticator)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # the edge of the process: say what stopped it, in one line
+            failure = bind_failure(exc, server.host, server.port)
+            if failure is not None:
+                raise failure from exc
+            if not self.started:
+                raise StartupError(unexpected(exc), RUNTIME) from exc
+            logger.critical("the server stopped on an unexpected error", exc_info=exc)
+            return RUNTIME
+        return 0
 
-async def _serve_websocket(app: Any, config: Any, args: argparse.Namespace) -> None:
-    import trio
+    async def _serve_websocket(self, app: Any, config: Any, tls: Any, authenticator: Any) -> None:
+        import trio
 
-    from .transports.websocket import serve_websocket
+        from .transports.websocket import serve_websocket
 
-    server = config.server
-    async with trio.open_nursery() as nursery:
-        ws = await nursery.start(lambda task_status: serve_websocket(
-            app, config.to_limits(), host=server.host, port=server.port,
-            allowed_origins=server.allowed_origins or None, ssl_context=_ssl_context(args),
-            authenticator=config.authenticator(), handle_signals=True, rate_limits=config.rate_limits(),
-            reuse_port=args.reuse_port, task_status=task_status))
-        scheme = "wss" if args.certfile else "ws"
-        print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
+        server = config.server
+        async with trio.open_nursery() as nursery:
+            ws = await nursery.start(lambda task_status: serve_websocket(
+                app, config.to_limits(), host=server.host, port=server.port,
+                allowed_origins=server.allowed_origins or None, ssl_context=tls,
+                authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
+                reuse_port=self.args.reuse_port, task_status=task_status))
+            self.started = True
+            scheme = "wss" if tls is not None else "ws"
+            print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
 
+    async def _serve_http(self, app: Any, config: Any, authenticator: Any) -> None:
+        import trio
 
-async def _serve_http(app: Any, config: Any, args: argparse.Namespace) -> None:
-    import trio
+        from .transports.http import serve_http
 
-    from .transports.http import serve_http
-
-    server = config.server
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(lambda task_status: serve_http(
-            app, config.to_limits(), host=server.host, port=server.port,
-            allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
-            json_response=args.json_response, authenticator=config.authenticator(), watch_signals=True,
-            rate_limits=config.rate_limits(), metrics=server.metrics,
-            reuse_port=args.reuse_port, task_status=task_status))
-        scheme = "https" if args.certfile else "http"
-        base = f"{scheme}://{server.host}:{port}"
-        ws = base.replace("http", "ws", 1)
-        print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
-              f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
+        server, args = config.server, self.args
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(lambda task_status: serve_http(
+                app, config.to_limits(), host=server.host, port=server.port,
+                allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
+                json_response=args.json_response, authenticator=authenticator, watch_signals=True,
+                rate_limits=config.rate_limits(), metrics=server.metrics,
+                reuse_port=args.reuse_port, task_status=task_status))
+            self.started = True
+            scheme = "https" if args.certfile else "http"
+            base = f"{scheme}://{server.host}:{port}"
+            ws = base.replace("http", "ws", 1)
+            print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
+                  f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
 
 
 def _run_workers(workers: int, argv: list[str]) -> int:

@@ -3,8 +3,9 @@
 ``Context.call_tool(name, arguments)`` runs another tool through the very path a client's
 ``tools/call`` takes (``_handlers.run_tool``): the same lookup (an unknown or disabled tool,
 or one the caller's principal lacks the scopes for, is refused the same way), the same
-argument validation (the arguments are encoded to JSON and checked by the tool's strict
-parser), the tool's own timeout, the same result shaping, and it is counted in the called
+argument validation (the arguments are encoded to JSON and checked by the tool's parser;
+arguments that do not fit are an ``isError`` result, as for a client), the tool's own
+timeout, the same result shaping, and it is counted in the called
 tool's statistics. It is not charged to the rate limit again: the calling request was.
 
 What it returns: the called tool's *value as a client would read it*:
@@ -15,9 +16,10 @@ What it returns: the called tool's *value as a client would read it*:
 * else the text, when the result is one text block;
 * else the list of content blocks.
 
-A result with ``isError: true`` raises ``ToolCallError`` (carrying the result); protocol
-errors raise as ``McpError`` (``InvalidParams`` for an unknown or disabled tool or bad
-arguments, ``RequestTimeout`` for the tool's own timeout, ``Forbidden``). Pass ``raw=True``
+A result with ``isError: true`` raises ``ToolCallError`` (carrying the result), bad
+arguments included; protocol errors raise as ``McpError`` (``InvalidParams`` for an unknown
+or disabled tool or non-object arguments, ``RequestTimeout`` for the tool's own timeout,
+``Forbidden``). Pass ``raw=True``
 to get the ``CallToolResult`` itself, errors included, instead.
 
 Nested calls share the caller's request: its cancellation, its principal, its session (so

@@ -5,7 +5,8 @@ once, in ``main``; the ``Config`` it returns is passed down (there is no global 
 Every table and key is checked: an unknown key (``allow_anonymus``) is an error naming where
 it came from, not a silently ignored setting.
 
-A complete file (every key is optional; shown with its default unless noted)::
+A complete file (every key is optional; shown with its default unless noted; the same, with
+every limit spelt out, is in docs/security.md)::
 
     [server]
     transport = "stdio"              # "stdio" | "websocket" | "http"
@@ -91,6 +92,7 @@ A complete file (every key is optional; shown with its default unless noted)::
     burst = 10                       # saved up above the rate: burst + 1 pass at once
     max_concurrent = 1000            # requests running server-wide (default: none);
                                      #   past it requests are refused (-32030), not queued
+    max_keys = 100000                # callers remembered at once (past it, full buckets are forgotten)
     [rate_limit.tools.search]        # per tool (optional)
     cost = 5                         # tokens of the caller's bucket per call (<= burst + 1)
     rate = 1.0                       # and a bucket of its own, per caller
@@ -121,9 +123,9 @@ variable is an error (a misspelt secret must not leave a server open).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -137,6 +139,7 @@ from ._limiter import DEFAULT_BURST, DEFAULT_MAX_KEYS, RateLimits, ToolLimit
 from ._limits import Limits
 
 if typing.TYPE_CHECKING:
+    from ._explain import Problem
     from ._request_state import RequestStateCodec
     from .auth import Authenticator
 
@@ -150,6 +153,10 @@ CONFIG_ENV = "MCP_TRIO_CONFIG"
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which setting, from where, and why."""
+
+
+#: A browser Origin: scheme://host[:port], nothing after it (RFC 6454 serialisation).
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s,;?#]+")
 
 
 class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -178,8 +185,9 @@ class ServerConfig(_Section):
                 self.metrics.startswith("scope:") and len(self.metrics) > 6 and " " not in self.metrics):
             raise ValueError(f"metrics must be 'public', 'loopback' or 'scope:NAME', not {self.metrics!r}")
         for origin in self.allowed_origins:
-            if "://" not in origin or origin.endswith("/"):
-                raise ValueError(f"allowed origin {origin!r} must look like https://host[:port]")
+            if _ORIGIN.fullmatch(origin) is None:
+                raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
+                                 "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
 
 
 def _limits_struct() -> type[Struct]:
@@ -364,6 +372,9 @@ class Config(_Section):
                 secret = Path(rs.secret_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"[request_state] secret_file: cannot read {rs.secret_file}: {exc.strerror or exc}") from None
+            if not secret:
+                raise ConfigError(f"[request_state] secret_file: {rs.secret_file} is empty: write a secret of 32 bytes "
+                                  "or more into it")
         keys = [k for k in (secret, *rs.previous_secrets) if k]
         try:
             return RequestStateCodec(keys or None, ttl=rs.ttl, max_spent=rs.max_spent)
@@ -545,9 +556,13 @@ class _Fetched:
 
 def _read(path: str, what: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"[auth.jwt] {what}: cannot read {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        kind = "the HMAC secret (32 bytes or more)" if what == "secret_file" else "the PEM public key"
+        raise ConfigError(f"[auth.jwt] {what}: {path} is empty: write {kind} into it")
+    return text
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -626,11 +641,60 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_SCHEMA: dict[str, Any] = {}
+
+
+def _schema() -> dict[str, Any]:
+    """The JSON Schema of ``Config``: the known keys and allowed values, for error messages."""
+    if not _SCHEMA:
+        _SCHEMA.update(msgspec.json.schema(Config))
+    return _SCHEMA
+
+
+def _subject(problem: Problem, source: str) -> str:
+    """How a person names the setting in ``source``: ``MCP_TRIO_SERVER_PORT`` in the
+    environment, ``server.port`` in a file or a flag."""
+    from ._explain import join_path
+
+    if source == "environment":
+        for end in range(len(problem.parts), 0, -1):
+            head = problem.parts[:end]
+            if all(isinstance(p, str) for p in head) and head in _LEAVES:
+                rest = join_path(problem.parts[end:])
+                variable = ENV_PREFIX + "_".join(head).upper()  # type: ignore[arg-type]
+                return variable + (rest if rest.startswith("[") else f".{rest}" if rest else "")
+        return ENV_PREFIX + "_".join(str(p).upper() for p in problem.parts)
+    return problem.path or "the configuration"
+
+
+def describe(problem: Problem, source: str) -> str:
+    """One problem in plain words, with a next step where one is known."""
+    text = problem.text(_subject(problem, source))
+    if problem.constraint == "required" and problem.parts[:2] == ("auth", "api_keys"):
+        text += " (`mcp-trio token --api-key --name NAME` prints a key and its entry)"
+    return text
+
+
 def _check(layer: Mapping[str, Any], source: str) -> None:
+    """Every unknown key of ``layer`` at once (with a did-you-mean), else its first bad value.
+
+    (Only errors import ``_explain`` and build the schema: a plain start pays for neither.
+    Flags need no key check: ``from_overrides`` admits known keys only.)
+    """
+    if layer and source != "flags":
+        from ._explain import unknown_keys
+
+        unknown = unknown_keys(layer, _schema())
+        if unknown:
+            names = ", ".join(_subject(p, source) + p.rule.removeprefix("is unknown") for p in unknown)
+            raise ConfigError(f"{source}: unknown setting{'s' if len(unknown) > 1 else ''} {names}; "
+                              "docs/security.md lists every key")
     try:
         msgspec.convert(layer, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        from ._explain import explain
+
+        raise ConfigError(f"{source}: {describe(explain(exc, layer, _schema()), source)}") from None
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -640,9 +704,10 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         with file.open("rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}: check --config "
+                          f"(or ${CONFIG_ENV})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{file}: not valid TOML: {exc}: fix the file") from None
     for keys in _PATH_KEYS:
         node: Any = data
         for key in keys[:-1]:
@@ -658,15 +723,20 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The ``MCP_TRIO_*`` variables of ``env`` as a nested dict of (still textual) settings."""
     flat: dict[tuple[str, ...], Any] = {}
+    unknown: list[str] = []
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         path = ENV_VARS.get(name)
         if path is None:
-            close = difflib.get_close_matches(name, ENV_VARS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"unknown environment variable {name}{hint}")
+            from ._explain import suggest
+
+            unknown.append(name + suggest(name, list(ENV_VARS)))
+            continue
         flat[path] = _env_value(name, raw, _LEAVES[path])
+    if unknown:
+        raise ConfigError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}: "
+                          "unset or rename (docs/security.md lists every setting)")
     return _nest(flat)
 
 
@@ -680,7 +750,9 @@ def from_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if "." in key:
             path = tuple(key.split("."))
             if path not in _LEAVES:
-                raise ConfigError(f"unknown setting {key!r}")
+                from ._explain import suggest
+
+                raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _LEAVES])}")
             flat[path] = value
         else:
             nested = _merge(nested, {key: value})
@@ -712,12 +784,51 @@ def load_config(
     try:
         config = msgspec.convert(merged, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"configuration: {exc}") from None
+        from ._explain import explain
+
+        raise ConfigError(f"configuration: {describe(explain(exc, merged, _schema()), 'configuration')}") from None
     config.to_limits()  # cross-field checks now, not when serving starts
     config.rate_limits()
+    check_security(config, merged)
     if config.request_state.configured:
         config.request_state_codec()  # a short or unreadable key stops the server now
     return config
+
+
+def _given(merged: Mapping[str, Any], *path: str) -> bool:
+    node: Any = merged
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def check_security(config: Config, merged: Mapping[str, Any]) -> None:
+    """Fail closed: a security setting that is present but cannot work stops the server.
+
+    Without these checks each of them would leave a server running in a weaker state than
+    its operator wrote down, and say nothing: an ``[auth.jwt]`` table whose secret was never
+    exported served everyone; ``required_scopes`` with no way to authenticate checked
+    nothing; a ``[request_state]`` with only old keys sealed with a random one; an
+    ``allowed_origins`` variable that held only commas allowed no origin at all.
+    (Key *files* are read, and an empty or unreadable one refused, by ``authenticator``;
+    ``trust_stdio = false`` is refused where the transport is known, by ``mcp-trio serve``.)
+    """
+    auth, jwt = config.auth, config.auth.jwt
+    if jwt != JwtConfig() and not jwt.enabled:
+        raise ConfigError("[auth.jwt] is set but has no key to verify tokens with: export MCP_TRIO_AUTH_JWT_SECRET "
+                          "(32 bytes or more), or set secret_file, public_key_file or jwks_file in [auth.jwt]")
+    if auth != AuthConfig(trust_stdio=auth.trust_stdio) and not auth.enabled:
+        raise ConfigError("[auth] is set but no caller can be authenticated: add [auth.jwt] with a key, or "
+                          "[[auth.api_keys]] (mcp-trio token --api-key makes one), or allow_anonymous = true")
+    rs = config.request_state
+    if (rs.previous_secrets or _given(merged, "request_state", "secret")) and not rs.configured:
+        raise ConfigError("[request_state] has no current secret: set secret (32 bytes or more), secret_file or "
+                          "MCP_TRIO_REQUEST_STATE_SECRET")
+    if _given(merged, "server", "allowed_origins") and not config.server.allowed_origins:
+        raise ConfigError("server.allowed_origins is set but names no origin: give origins like "
+                          "https://app.example.com (comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS), or unset it")
 
 
 # -- flags (the CLI maps its options here) -------------------------------------------------------
@@ -754,7 +865,9 @@ def add_config_arguments(parser: Any) -> None:
     parser.add_argument("--config", metavar="FILE", default=None,
                         help=f"TOML configuration file (default: ${CONFIG_ENV}, else none)")
     parser.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: 8000)")
+    from ._usage import port_number
+
+    parser.add_argument("--port", type=port_number, default=None, help="port to listen on (default: 8000; 0: any free port)")
     parser.add_argument("--resource", default=None, metavar="URL",
                         help="this server's public URL: the JWT audience and RFC 9728 resource")
     parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="ORIGIN",

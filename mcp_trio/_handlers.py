@@ -2,7 +2,8 @@
 
 Handlers raise ``McpError`` for protocol errors; the connection converts outcomes to replies
 in one place. A tool's own failure is not a protocol error: it becomes a result with
-``isError: true`` here, since the model, not the client program, should read it.
+``isError: true`` here, since the model, not the client program, should read it. So do
+arguments that do not fit the tool (SEP-1303): the model sent them and can correct them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from msgspec import UNSET, Raw
 from ._containment import call_user
 from ._context import Context
 from ._registry import Registry, ToolDef, paginate
-from ._results import ResultEncodingError, error_result, prompt_messages, resource_contents, tool_result
+from ._results import (
+    ResultEncodingError,
+    error_result,
+    invalid_arguments_result,
+    prompt_messages,
+    resource_contents,
+    tool_result,
+)
+from ._schema import InvalidArguments
 from .protocol._errors import Forbidden, InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
 from .protocol._jsonrpc import Notification, Request
 from .protocol._types import (
@@ -226,7 +235,13 @@ async def run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Cal
 
 
 async def _run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Callable[[], Context]) -> CallToolResult:
-    kwargs = tool.parser.parse(arguments)
+    try:
+        kwargs = tool.parser.parse(arguments)
+    except InvalidArguments as invalid:
+        try:
+            kwargs = _coerced(conn, tool, arguments, invalid)
+        except InvalidArguments as exc:  # SEP-1303: the model reads it and corrects its call
+            return invalid_arguments_result(exc)
     if tool.parser.context_param is not None:
         kwargs[tool.parser.context_param] = context()
     timed_out = False
@@ -248,6 +263,15 @@ async def _run_tool(conn: Connection, tool: ToolDef, arguments: Any, context: Ca
     except ResultEncodingError as exc:
         logger.error("tool %r returned an unencodable value: %s", tool.name, exc)
         return error_result(str(exc))
+
+
+def _coerced(conn: Connection, tool: ToolDef, arguments: Any, invalid: InvalidArguments) -> dict[str, Any]:
+    """The arguments converted leniently when the tool (or else its server) opted in to
+    ``coerce_arguments``; otherwise ``invalid`` again. Only after strict validation failed."""
+    coerce = tool.coerce_arguments if tool.coerce_arguments is not None else conn.server.coerce_arguments
+    if not coerce:
+        raise invalid
+    return tool.parser.parse_lenient(arguments)
 
 
 # -- resources --------------------------------------------------------------------------------

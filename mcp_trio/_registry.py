@@ -45,6 +45,9 @@ class ToolDef:
     deprecated: str | None = None
     #: Example argument objects (validated against the signature when registered).
     examples: tuple[Mapping[str, Any], ...] = ()
+    #: Accept ``"5"`` for an integer and the like (``ArgumentParser.parse_lenient``); None:
+    #: as the serving ``Server``'s ``coerce_arguments`` says (default: strict).
+    coerce_arguments: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

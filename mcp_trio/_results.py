@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from ._content import Message, to_block
-from ._schema import OutputShape
+from ._schema import InvalidArguments, OutputShape
 from .protocol._errors import InternalError
 from .protocol._jsonrpc import ErrorResponse, Response, error_object
 from .protocol._types import (
@@ -74,6 +74,17 @@ def tool_result(value: Any, output: OutputShape, encoder: msgspec.json.Encoder) 
 def error_result(message: str) -> CallToolResult:
     """A tool's own failure: reported to the model as content, not as a protocol error."""
     return CallToolResult(content=[TextContent(text=message)], is_error=True)
+
+
+#: ``_meta`` key of an invalid-arguments result: one entry per problem (``InvalidArguments.details``).
+INVALID_ARGUMENTS_KEY = "invalidArguments"
+
+
+def invalid_arguments_result(error: InvalidArguments) -> CallToolResult:
+    """Arguments that do not fit a tool, answered to the model (SEP-1303): the text names each
+    argument, the rule and the value received; ``_meta`` has the same as data."""
+    return CallToolResult(content=[TextContent(text=error.message)], is_error=True,
+                          meta={INVALID_ARGUMENTS_KEY: error.details()})
 
 
 def resource_contents(uri: str, value: Any, mime_type: str | None, encoder: msgspec.json.Encoder) -> list[ResourceContents]:

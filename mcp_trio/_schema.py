@@ -21,13 +21,43 @@ from msgspec import UNSET, Raw, UnsetType
 
 from .protocol._errors import InvalidParams
 
-_PATH_RE = re.compile(r"at `\$\.([^`.\[]+)")
+if typing.TYPE_CHECKING:
+    from ._explain import Problem
+
 _EMPTY_OBJECT = b"{}"
 _NULL = Raw(b"null")
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, Raw])
 
 
 class SignatureError(TypeError):
     """A decorated function's signature cannot be served (``*args``, two contexts, ...)."""
+
+
+class InvalidArguments(InvalidParams):
+    """An arguments object that does not fit the parameters: out of range, wrong type, missing,
+    unknown. ``problems`` are the ``_explain.Problem``s, each naming the argument, the rule and
+    the value received.
+
+    For a tool this is not a protocol error (SEP-1303, revision 2025-11-25): the call is
+    answered with a result the model reads, ``isError: true``, so it can correct its call
+    (``_results.invalid_arguments_result``). Arguments that are not an object at all stay
+    ``InvalidParams`` (``-32602``): the client program, not the model, got that wrong.
+    """
+
+    def __init__(self, owner: str, problems: list[Problem]) -> None:
+        first = problems[0].parts
+        super().__init__(f"invalid arguments for {owner}: " + "; ".join(p.text() for p in problems),
+                         {"argument": first[0]} if first and isinstance(first[0], str) else None)
+        self.owner = owner
+        self.problems = problems
+
+    def details(self) -> list[dict[str, Any]]:
+        """The problems as JSON data: ``argument`` (the top-level name) and ``Problem.detail``."""
+        out = []
+        for problem in self.problems:
+            head = problem.parts[0] if problem.parts and isinstance(problem.parts[0], str) else None
+            out.append({"argument": head, **problem.detail()} if head is not None else problem.detail())
+        return out
 
 
 def _is_context(annotation: Any, context_type: type) -> bool:
@@ -67,21 +97,59 @@ class ArgumentParser:
         self._empty: dict[str, Any] | None = None
 
     def parse(self, raw: Raw | None | UnsetType) -> dict[str, Any]:
-        """Validate and convert ``arguments``; absent or ``null`` arguments mean ``{}``."""
+        """Validate and convert ``arguments``; absent or ``null`` arguments mean ``{}``.
+
+        Raises ``InvalidArguments`` for an object that does not fit, ``InvalidParams`` for
+        anything that is not an object.
+        """
         data = _EMPTY_OBJECT if raw is None or raw is UNSET or raw == _NULL else raw
         try:
             value = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
-            text = str(exc)
-            match = _PATH_RE.search(text)
-            detail = {"argument": match.group(1)} if match else None
-            if detail is None and ("missing required field" in text or "unknown field" in text):
-                missing = re.search(r"`([^`]+)`", text)
-                detail = {"argument": missing.group(1)} if missing else None
-            raise InvalidParams(f"invalid arguments for {self.owner}: {text}", detail) from None
+            raise self._invalid(exc, data) from None
         except msgspec.DecodeError as exc:
             raise InvalidParams(f"invalid arguments for {self.owner}: {exc}") from None
         return {name: getattr(value, name) for name in self.field_names}
+
+    def parse_lenient(self, raw: Raw | None | UnsetType) -> dict[str, Any]:
+        """Like ``parse``, converting what models often send as text: ``"5"`` for an integer,
+        ``"2.5"`` for a number, ``"true"`` for a boolean, ``5.0`` for an integer (msgspec's
+        ``strict=False``). Opt-in (``coerce_arguments``): a strict schema is a promise too."""
+        data = _EMPTY_OBJECT if raw is None or raw is UNSET or raw == _NULL else raw
+        try:
+            decoded = msgspec.json.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self.parse(raw)  # not coercible: the strict parser says why
+        try:
+            value = msgspec.convert(decoded, self.struct, strict=False)
+        except msgspec.ValidationError as exc:
+            raise self._invalid(exc, data) from None
+        return {name: getattr(value, name) for name in self.field_names}
+
+    def _invalid(self, error: msgspec.ValidationError, data: bytes) -> InvalidParams:
+        """The error for ``data`` that failed validation: every unknown and missing argument
+        at once when there are any (a model fixes them in one go), else msgspec's first
+        problem in plain words. Only on the error path (hence the late import)."""
+        from ._explain import Problem, explain, suggest
+
+        try:
+            top = _TOP_LEVEL.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            kind = {b"[": "an array", b'"': "a string", b"t": "a boolean", b"f": "a boolean", b"n": "null"}
+            got = kind.get(bytes(data).lstrip()[:1], "a number")
+            return InvalidParams(f"invalid arguments for {self.owner}: arguments must be an object, not {got}")
+        values: dict[str, Any] = {}
+        for key, item in top.items():
+            try:
+                values[key] = msgspec.json.decode(item)
+            except (msgspec.DecodeError, msgspec.ValidationError):  # a number msgspec cannot hold
+                continue
+        known = list(self.field_names)
+        problems = [Problem((key,), f"is unknown{suggest(key, known)}", "additionalProperties", False)
+                    for key in top if key not in self.field_names]
+        problems += [Problem((f.name,), "is required", "required", f.name)
+                     for f in msgspec.structs.fields(self.struct) if f.required and f.name not in top]
+        return InvalidArguments(self.owner, problems or [explain(error, values, self.schema)])
 
     def parse_mapping(self, values: dict[str, Any]) -> dict[str, Any]:
         """Like ``parse`` for an already-decoded mapping (prompt arguments, template variables).
@@ -92,7 +160,9 @@ class ArgumentParser:
         try:
             value = msgspec.convert(values, self.struct, strict=False)
         except msgspec.ValidationError as exc:
-            raise InvalidParams(f"invalid arguments for {self.owner}: {exc}") from None
+            from ._explain import explain
+
+            raise InvalidParams(f"invalid arguments for {self.owner}: {explain(exc, values, self.schema).text()}") from None
         return {name: getattr(value, name) for name in self.field_names}
 
 

@@ -71,7 +71,8 @@ class Server:
     ...     return "sunny"
     """
 
-    def __init__(self, name: str, version: str = "0.0.0", *, instructions: str | None = None, title: str | None = None) -> None:
+    def __init__(self, name: str, version: str = "0.0.0", *, instructions: str | None = None, title: str | None = None,
+                 coerce_arguments: bool = False) -> None:
         self.name = name
         self.version = version
         self.instructions = instructions
@@ -86,6 +87,10 @@ class Server:
         self.request_state = RequestStateCodec()
         #: Seconds 2026-07-28 clients may cache list results and ``server/discover`` (``ttlMs``).
         self.cache_ttl = 0.0
+        #: Tool arguments that fail strict validation get a second, lenient try (``"5"`` for
+        #: an integer, ``"true"`` for a boolean), for tools that do not say otherwise
+        #: (``@server.tool(coerce_arguments=...)``). Off by default: the schema is the contract.
+        self.coerce_arguments = coerce_arguments
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -131,7 +136,8 @@ class Server:
         (for listing, and for switching tools on and off by tag), ``version``, ``examples``
         (argument objects, checked against the signature now), ``scopes``, ``deprecated``
         (True or a message; shown in the description and ``_meta``),
-        ``input_schema``/``output_schema`` (raw overrides), ``meta``.
+        ``input_schema``/``output_schema`` (raw overrides), ``meta``, ``coerce_arguments``
+        (accept ``"5"`` for an integer and the like; default: the server's setting, strict).
         """
 
         def register(func: F) -> F:
@@ -162,6 +168,7 @@ class Server:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        coerce_arguments: bool | None = None,
         parser: Any = None,
     ) -> ToolDef:
         """Register ``fn``, or a ``Tool`` instance (``mcp_trio._tool_class``) with its own
@@ -224,7 +231,7 @@ class Server:
         definition = ToolDef(
             name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async_callable(fn),
             timeout=timeout, tags=tags, scopes=_scope_set(scopes), category=category, version=version,
-            deprecated=note, examples=examples,
+            deprecated=note, examples=examples, coerce_arguments=coerce_arguments,
         )
         self._update(lambda r: r.with_tool(definition), "tools")
         return definition

@@ -494,3 +494,44 @@ def test_standard_report_has_ratios_and_names_failures() -> None:
     assert "| stdio, sequential (1×1) | fastmcp | error |" in text
     assert "- **stdio_seq / fastmcp**: could not start: exited with code 2: boom" in text
     assert "more" not in text
+
+
+# --------------------------------------------------------------------------- before the run (issue 10)
+
+WEATHER = '''
+from mcp_trio import Server
+
+server = Server("weather")
+
+
+@server.tool
+async def forecast(city: str) -> str:
+    return "sunny"
+
+
+@server.tool
+async def alerts(region: str) -> list[str]:
+    return []
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, says", [
+    ([], "no tool 'echo' on this server (it has: alerts, forecast): pass --tool and --arguments"),
+    (["--tool", "forecast", "--arguments", '{"town": "Oslo"}'],
+     "tools/call forecast fails on this server: invalid arguments for tool 'forecast': town is unknown; city is "
+     "required: pass --tool and --arguments that work"),
+    (["-m", "resources/read", "--uri", "weather://nowhere"], "resources/read weather://nowhere fails on this server: -32002"),
+])
+def test_a_workload_the_server_cannot_serve_stops_before_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str) -> None:
+    """It used to run the whole window and report 0 calls/s, every request failed -32602."""
+    (tmp_path / "weather.py").write_text(WEATHER)
+    target = "stdio:" + shlex.join([*SERVE, f"{tmp_path / 'weather.py'}:server"])
+    status = bench_main([target, "--warmup", "0.1", "--duration", "0.3", "-q", *flags])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"mcp-trio bench: {says}"), err
+    ok = bench_main([target, "--warmup", "0.1", "--duration", "0.3", "-q", "--tool", "forecast", "--arguments",
+                     '{"city": "Oslo"}'])
+    assert ok == 0

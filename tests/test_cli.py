@@ -37,7 +37,7 @@ def test_an_app_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "notaserver.py").write_text("server = 42\n")
     done = run_cli("serve", f"{tmp_path / 'notaserver.py'}:server")
     assert done.returncode == 2
-    assert "is a int, not an mcp_trio.Server" in done.stderr
+    assert "is an int, not an mcp_trio.Server" in done.stderr
 
 
 def test_a_misspelt_setting_stops_the_server() -> None:
@@ -178,3 +178,107 @@ async def test_wss_with_certfile_and_keyfile(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- the first hour (issue 10): the README's path, errors in one line ---------------------------
+REPO = Path(__file__).resolve().parent.parent
+#: The installed console script, as a newcomer runs it (not ``python -m``, which adds the cwd).
+CONSOLE_SCRIPT = Path(sys.executable).with_name("mcp-trio")
+
+
+def readme_block(starting: str) -> str:
+    """The README's fenced code block whose first line is ``starting``."""
+    text = (REPO / "README.md").read_text()
+    for block in text.split("```")[1::2]:
+        body = block.split("\n", 1)[1] if "\n" in block else ""
+        if body.startswith(starting):
+            return body
+    raise AssertionError(f"no code block starting {starting!r} in README.md")
+
+
+async def first_tool_call(argv: list[str], cwd: Path) -> dict:
+    from tests.helpers import RawClient
+
+    process = await trio.lowlevel.open_process(argv, cwd=str(cwd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, env=child_env())
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    client = RawClient(process.stdin, process.stdout)
+    try:
+        with trio.fail_after(30):
+            init = await client.initialize()
+            assert "result" in init, (init, await process.stderr.receive_some(65536))
+            return await client.request("tools/call", {"name": "forecast", "arguments": {"city": "Paris", "days": 2}})
+    finally:
+        await client.close()
+        with trio.fail_after(15):
+            await process.wait()
+
+
+async def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    """``mcp-trio serve weather:server`` from the folder holding ``weather.py`` (the README's own
+    file), with the installed script: it said ``No module named 'weather'`` before."""
+    (tmp_path / "weather.py").write_text(readme_block("# weather.py"))
+    reply = await first_tool_call([str(CONSOLE_SCRIPT), "serve", "weather:server"], tmp_path)
+    assert reply["result"]["structuredContent"] == {"city": "Paris", "days": 2, "summary": ["sunny", "sunny"]}
+    # From elsewhere, --app-dir names the folder.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    reply = await first_tool_call([str(CONSOLE_SCRIPT), "serve", "weather:server", "--app-dir", str(tmp_path)], elsewhere)
+    assert reply["result"]["structuredContent"]["city"] == "Paris"
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_port_in_use_is_one_line(transport: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("serve", "--transport", transport, "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr == f"mcp-trio: port {port} on 127.0.0.1 is in use: pass --port or stop the other server\n"
+
+
+async def test_an_open_server_beyond_loopback_says_so_once(tmp_path: Path) -> None:
+    """No authentication and a non-loopback address: one WARNING line (and none on loopback,
+    or when callers must authenticate)."""
+
+    async def warnings_of(*argv: str) -> list[str]:
+        process = await trio.lowlevel.open_process([sys.executable, "-m", "mcp_trio", "serve", "--transport", "http",
+                                                    "--port", "0", *argv], env=child_env(), stderr=subprocess.PIPE,
+                                                   stdin=subprocess.DEVNULL)
+        assert process.stderr is not None
+        seen = b""
+        try:
+            with trio.fail_after(30):
+                while b"metrics" not in seen:
+                    chunk = await process.stderr.receive_some(4096)
+                    assert chunk, seen
+                    seen += chunk
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(15):
+                await process.wait()
+        return [line for line in seen.decode().splitlines() if "no authentication" in line]
+
+    open_lines = await warnings_of("--host", "0.0.0.0")
+    assert len(open_lines) == 1 and "WARNING" in open_lines[0], open_lines
+    assert "serving on 0.0.0.0 with no authentication" in open_lines[0] and "configure [auth]" in open_lines[0]
+    assert await warnings_of() == []
+    from mcp_trio.auth import hash_api_key
+
+    config = tmp_path / "keys.toml"
+    config.write_text(f'[[auth.api_keys]]\nname = "ci"\nsha256 = "{hash_api_key("mcpk_x")}"\n')
+    assert await warnings_of("--host", "0.0.0.0", "--config", str(config)) == []
+
+
+def test_the_readme_secure_config_without_its_secret_does_not_start(tmp_path: Path) -> None:
+    """The README's secure.toml in a new terminal, MCP_TRIO_AUTH_JWT_SECRET not exported: it
+    used to serve everyone, silently (JwtConfig.enabled was false without a key)."""
+    config = tmp_path / "secure.toml"
+    config.write_text(readme_block("# secure.toml"))
+    env = {name: value for name, value in child_env().items() if not name.startswith("MCP_TRIO_")}
+    done = run_cli("serve", "--config", str(config), "--port", "0", env=env, timeout=20)
+    assert done.returncode == 2
+    assert done.stderr == ("mcp-trio: [auth.jwt] is set but has no key to verify tokens with: export "
+                           "MCP_TRIO_AUTH_JWT_SECRET (32 bytes or more), or set secret_file, public_key_file or "
+                           "jwks_file in [auth.jwt]\n")

@@ -112,6 +112,7 @@ def test_env_lists_json_and_unsetting(tmp_path: Path) -> None:
     env = {
         "MCP_TRIO_SERVER_ALLOWED_ORIGINS": "https://a.example, https://b.example",
         "MCP_TRIO_AUTH_JWT_ALGORITHMS": "RS256,ES256",
+        "MCP_TRIO_AUTH_JWT_PUBLIC_KEY_FILE": "issuer.pem",  # a JWT setting needs a key source
         "MCP_TRIO_AUTH_API_KEYS": json.dumps([{"name": "ci", "sha256": "0" * 64, "scopes": ["read"]}]),
         "MCP_TRIO_RATE_LIMIT_TOOLS": json.dumps({"search": {"cost": 2, "rate": 1}}),
         "MCP_TRIO_RATE_LIMIT_RATE": "",  # unset what the file set
@@ -133,16 +134,19 @@ def test_config_file_named_by_env(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, where", [
-    ("[auth]\nallow_anonymus = true\n", "allow_anonymus"),
-    ("[server]\nport = 70000\n", "$.server.port"),
-    ("[server]\ntransport = \"carrier-pigeon\"\n", "$.server.transport"),
+    ("[auth]\nallow_anonymus = true\n", "unknown setting auth.allow_anonymus (did you mean allow_anonymous?)"),
+    ("[server]\nport = 70000\n", "server.port must be at most 65535 (got 70000)"),
+    ("[server]\ntransport = \"carrier-pigeon\"\n",
+     'server.transport must be one of "http", "stdio", "websocket" (got "carrier-pigeon")'),
     ("[limits]\nmax_in_flight = 0\n", "max_in_flight"),
     ("[limitz]\n", "limitz"),
-    ("[rate_limit]\nrate = -1\n", "$.rate_limit.rate"),
+    ("[rate_limit]\nrate = -1\n", "rate_limit.rate must be greater than 0 (got -1)"),
     ("[rate_limit]\nrate = 1\nburst = 1\n[rate_limit.tools.x]\ncost = 3\n", "cost 3"),
     ("[server]\nallowed_origins = [\"https://a.example/\"]\n", "allowed origin"),
     ("[server]\nresource = \"mcp.example.com\"\n", "resource"),
-    ("[auth.jwt]\nleeway = -1\n", "$.auth.jwt.leeway"),
+    ("[auth.jwt]\nleeway = -1\n", "auth.jwt.leeway must be at least 0 (got -1)"),
+    ("[auth.jwt]\nleeway = \"soon\"\n", 'auth.jwt.leeway must be a number (got "soon")'),
+    ("[[auth.api_keys]]\nname = \"ci\"\n", "auth.api_keys[0].sha256 is required (`mcp-trio token --api-key"),
     ("not toml ===", "not valid TOML"),
 ])
 def test_bad_file_settings_are_named(tmp_path: Path, text: str, where: str) -> None:
@@ -154,7 +158,7 @@ def test_bad_file_settings_are_named(tmp_path: Path, text: str, where: str) -> N
 
 def test_errors_name_their_source(tmp_path: Path) -> None:
     path = write(tmp_path, "[server]\nport = 1\n")
-    with pytest.raises(ConfigError, match=r"^environment: .*server\.port"):
+    with pytest.raises(ConfigError, match=r'^environment: MCP_TRIO_SERVER_PORT must be an integer \(got "many"\)$'):
         load_config(path, {"MCP_TRIO_SERVER_PORT": "many"}, {})
     with pytest.raises(ConfigError, match=r"^flags: .*server\.port"):
         load_config(path, {}, {"server.port": "many"})
@@ -310,6 +314,9 @@ def test_token_command_warns_when_the_server_would_refuse(tmp_path: Path, capsys
     assert run_token(token_args("--config", str(path), "--audience", "https://elsewhere"), env) == 1
     assert "bad_audience" in capsys.readouterr().err
     assert run_token(token_args("--config", str(path)), {}) == 2
+    assert "[auth.jwt] is set but has no key" in capsys.readouterr().err  # fail closed (issue 10)
+    with_key = write(tmp_path, '[auth.jwt]\nissuer = "i"\naudience = ["a"]\npublic_key_file = "k.pem"\n', "pub.toml")
+    assert run_token(token_args("--config", str(with_key)), {}) == 2
     assert "no signing key" in capsys.readouterr().err
 
 

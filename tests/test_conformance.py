@@ -12,18 +12,16 @@ import os
 import re
 import subprocess
 from functools import partial
-from pathlib import Path
 
 import pytest
 import trio
 
 from mcp_trio import demo
 from mcp_trio.transports.http import serve_http
+from tests.prerequisites import RUN_SH
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
-RUN_SH = REPO.parent / "shared" / "conformance" / "run.sh"
 #: First use downloads Node 22 and the suite; later runs take a few seconds.
 DEADLINE = 900
 _TOTAL = re.compile(r"Total: (\d+) passed, (\d+) failed")

@@ -176,13 +176,17 @@ async def test_metrics_count_requests_by_method_and_outcome() -> None:
         async with serve_in_memory(demo) as (client, supervisor, _):
             await client.initialize()
             await client.request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+            # Bad arguments are answered with a result (isError, SEP-1303): the request went well,
+            # the tool counts an error. Arguments that are not an object are a protocol error.
             await client.request("tools/call", {"name": "echo", "arguments": {"text": 1}})
+            await client.request("tools/call", {"name": "echo", "arguments": ["x"]})
             await client.request("no/such/method")
             text = supervisor.metrics.render({"mcp_connections": ("Open connections.", 1)})
-    assert 'mcp_requests_total{method="tools/call",outcome="ok"} 1' in text
+    assert 'mcp_requests_total{method="tools/call",outcome="ok"} 2' in text
     assert 'mcp_requests_total{method="tools/call",outcome="error"} 1' in text
     assert 'mcp_requests_total{method="other",outcome="error"} 1' in text
-    assert "mcp_request_duration_seconds_count 3" in text
+    assert 'mcp_tool_errors_total{tool="echo"} 2' in text
+    assert "mcp_request_duration_seconds_count 4" in text
     assert "mcp_connections 1" in text
 
 

@@ -32,7 +32,7 @@ from mcp_trio._results import (
     resource_contents,
     tool_result,
 )
-from mcp_trio._schema import OutputShape, SignatureError, build_parser, output_shape
+from mcp_trio._schema import InvalidArguments, OutputShape, SignatureError, build_parser, output_shape
 from mcp_trio.protocol import INVALID_PARAMS, InvalidParams
 from mcp_trio.protocol._types import BlobResourceContents, PromptMessage
 
@@ -167,33 +167,65 @@ def test_absent_or_null_arguments_mean_empty_object(raw: Any) -> None:
 @pytest.mark.parametrize(
     "raw, argument, words",
     [
-        (b'{"count":"3","name":"ab"}', "count", "Expected `int`, got `str`"),
-        (b'{"count":0,"name":"ab"}', "count", ">= 1"),
-        (b'{"count":11,"name":"ab"}', "count", "<= 10"),
-        (b'{"count":1.5,"name":"ab"}', "count", "Expected `int`"),
-        (b'{"count":1,"name":"a"}', "name", "length >= 2"),
-        (b'{"count":1,"name":"abcdef"}', "name", "length <= 5"),
-        (b'{"count":1,"name":"ab","mode":"medium"}', "mode", "medium"),
-        (b'{"count":1,"name":"ab","address":{"street":"s","zip":"1"}}', "address", "regex"),
-        (b'{"count":1,"name":"ab","address":{"street":"s"}}', "address", "zip"),
-        (b'{"name":"ab"}', "count", "missing required field `count`"),
-        (b'{"count":1}', "name", "missing required field `name`"),
-        (b'{"count":1,"name":"ab","colour":"red"}', "colour", "unknown field `colour`"),
-        (b'{"count":1,"name":"ab","ctx":{}}', "ctx", "unknown field `ctx`"),
+        (b'{"count":"3","name":"ab"}', "count", 'count must be an integer (got "3")'),
+        (b'{"count":0,"name":"ab"}', "count", "count must be at least 1 (got 0)"),
+        (b'{"count":11,"name":"ab"}', "count", "count must be at most 10 (got 11)"),
+        (b'{"count":1.5,"name":"ab"}', "count", "count must be an integer (got 1.5)"),
+        (b'{"count":1,"name":"a"}', "name", 'name must be at least 2 characters long (got "a")'),
+        (b'{"count":1,"name":"abcdef"}', "name", 'name must be at most 5 characters long (got "abcdef")'),
+        (b'{"count":1,"name":"ab","mode":"medium"}', "mode", 'mode must be one of "fast", "slow" (got "medium")'),
+        (b'{"count":1,"name":"ab","address":{"street":"s","zip":"1"}}', "address",
+         'address.zip must match the pattern ^\\d{5}$ (got "1")'),
+        (b'{"count":1,"name":"ab","address":{"street":"s"}}', "address", "address.zip is required"),
+        (b'{"name":"ab"}', "count", "count is required"),
+        (b'{"count":1}', "name", "name is required"),
+        (b'{"count":1,"name":"ab","colour":"red"}', "colour", "colour is unknown"),
+        (b'{"count":1,"name":"ab","ctx":{}}', "ctx", "ctx is unknown"),
+        (b'{"count":1,"name":"ab","nam":"x"}', "nam", "nam is unknown (did you mean name?)"),
     ],
 )
-def test_parse_errors_name_the_argument(raw: bytes, argument: str, words: str) -> None:
+def test_parse_errors_name_the_argument_the_rule_and_the_value(raw: bytes, argument: str, words: str) -> None:
     error = invalid_arguments(search, raw)
+    assert isinstance(error, InvalidArguments)
     assert error.data == {"argument": argument}
-    assert words in error.message
-    assert "tool 'search'" in error.message
+    assert error.message == f"invalid arguments for tool 'search': {words}"
+    assert error.details()[0]["argument"] == argument
 
 
-@pytest.mark.parametrize("raw", [b"[1]", b"5", b'"x"'])
-def test_non_object_arguments_are_invalid_params(raw: bytes) -> None:
+def test_every_unknown_and_missing_argument_at_once() -> None:
+    error = invalid_arguments(search, b'{"colour":"red","cuont":3}')
+    assert isinstance(error, InvalidArguments)
+    assert error.message == ("invalid arguments for tool 'search': colour is unknown; cuont is unknown (did you mean "
+                             "count?); count is required; name is required")
+    assert [d["constraint"] for d in error.details()] == ["additionalProperties", "additionalProperties", "required", "required"]
+
+
+def test_the_details_are_json_data() -> None:
+    error = invalid_arguments(search, b'{"count":11,"name":"ab"}')
+    assert isinstance(error, InvalidArguments)
+    assert error.details() == [{"argument": "count", "path": "count", "message": "count must be at most 10 (got 11)",
+                                "constraint": "maximum", "limit": 10, "received": 11}]
+
+
+@pytest.mark.parametrize("raw, kind", [(b"[1]", "an array"), (b"5", "a number"), (b'"x"', "a string")])
+def test_non_object_arguments_are_invalid_params(raw: bytes, kind: str) -> None:
+    """Not a tool-argument problem the model can fix: stays a protocol error (-32602)."""
     error = invalid_arguments(search, raw)
-    assert "Expected `object`" in error.message
+    assert not isinstance(error, InvalidArguments)
+    assert error.message == f"invalid arguments for tool 'search': arguments must be an object, not {kind}"
     assert error.data is None
+
+
+def test_lenient_parsing_converts_what_models_send_as_text() -> None:
+    parser = parser_for(search)
+    kwargs = parser.parse_lenient(Raw(b'{"count":"3","name":"ab"}'))
+    assert kwargs["count"] == 3
+    assert parser.parse_lenient(Raw(b'{"count":3.0,"name":"ab"}'))["count"] == 3
+    with pytest.raises(InvalidArguments) as info:  # converted, then still out of range
+        parser.parse_lenient(Raw(b'{"count":"11","name":"ab"}'))
+    assert info.value.message == "invalid arguments for tool 'search': count must be at most 10 (got \"11\")"
+    with pytest.raises(InvalidParams):
+        parser.parse_lenient(Raw(b"[1]"))
 
 
 def test_malformed_argument_json_is_invalid_params() -> None:

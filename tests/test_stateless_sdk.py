@@ -38,7 +38,7 @@ from mcp_trio.transports.websocket import serve_websocket
 from tests.http_client import request
 from tests.sdk_ws_transport import ws_transport
 from tests.test_http import serving
-from tests.test_stdio_sdk import Wire, _recording
+from tests.test_stdio_sdk import Wire, _recording, assert_argument_errors
 from tests.test_stdio_sdk import connect as stdio_connect
 
 pytestmark = [
@@ -94,6 +94,7 @@ async def exercise(client: Client, callbacks: Callbacks, mode: str, wire: Wire |
     assert client.protocol_version == MODES[mode]
     assert text_of(await client.call_tool("echo", {"text": "héllo"})) == "héllo"
     assert "test_input_required_result_elicitation" in {t.name for t in (await client.list_tools()).tools}
+    await assert_argument_errors(client)  # SEP-1303: isError results the model reads, in both eras
 
     assert text_of(await client.call_tool("test_input_required_result_elicitation")) == "Hello, name-answer!"
     assert text_of(await client.call_tool("test_input_required_result_sampling")) == "The model says: Paris"
@@ -129,6 +130,9 @@ async def exercise(client: Client, callbacks: Callbacks, mode: str, wire: Wire |
             assert "initialize" not in [m.get("method") for m in wire.sent]
             stamped = [m["result"] for m in wire.received if "result" in m]
             assert stamped and all("resultType" in r for r in stamped)
+            # An invalid-arguments result's own _meta and the stamp's are one object.
+            invalid = [r for r in stamped if "invalidArguments" in r.get("_meta", {})]
+            assert invalid and all("io.modelcontextprotocol/serverInfo" in r["_meta"] for r in invalid)
 
 
 # -- stdio ------------------------------------------------------------------------------------

@@ -131,19 +131,23 @@ async def test_bad_input_is_answered_and_session_goes_on(raw: bytes, code: int, 
     ids=["int", "null", "array", "missing"],
 )
 async def test_wrong_tool_argument_names_the_argument(arguments: dict[str, Any], argument: str) -> None:
+    """A tool-argument error is a result the model reads (SEP-1303), naming the argument."""
+
+    def invalid(reply: dict[str, Any], request_id: int) -> dict[str, Any]:
+        assert reply["id"] == request_id and reply["result"]["isError"] is True, reply
+        return reply["result"]["_meta"]["invalidArguments"][0]
+
     with trio.fail_after(TIMEOUT):
         async with spawn_stdio() as (client, process):
             await client.initialize()
             await client.send(_call(21, "echo", arguments))
-            error = assert_error(await client.receive(), INVALID_PARAMS, 21)
-            assert error["data"]["argument"] == argument, error
+            assert invalid(await client.receive(), 21)["argument"] == argument
             # A constrained argument: sleep(seconds) has ge=0.
             await client.send(_call(22, "sleep", {"seconds": -1}))
-            error = assert_error(await client.receive(), INVALID_PARAMS, 22)
-            assert error["data"]["argument"] == "seconds", error
+            detail = invalid(await client.receive(), 22)
+            assert (detail["argument"], detail["constraint"], detail["limit"], detail["received"]) == ("seconds", "minimum", 0, -1)
             await client.send(_call(23, "sleep", {"seconds": "soon"}))
-            error = assert_error(await client.receive(), INVALID_PARAMS, 23)
-            assert error["data"]["argument"] == "seconds", error
+            assert invalid(await client.receive(), 23)["message"] == 'seconds must be a number (got "soon")'
             await assert_alive(client)
 
 

@@ -305,20 +305,35 @@ async def test_tool_errors(tmp_path: Path) -> None:
             assert len(failed.content) == 1 and isinstance(failed.content[0], types.TextContent)
             assert "intentionally returns an error" in failed.content[0].text
 
-            bad_calls: list[tuple[str, dict[str, Any]]] = [
-                ("echo", {}),                                  # missing required argument
-                ("echo", {"text": 5}),                         # wrong type
-                ("echo", {"text": "x", "extra": 1}),           # unknown argument
-                ("sleep", {"seconds": -1}),                    # violates the ge=0 constraint
-                ("no_such_tool", {}),                          # unknown tool
-            ]
-            for name, arguments in bad_calls:
-                with pytest.raises(MCPError) as caught:
-                    await client.call_tool(name, arguments)
-                assert caught.value.code == INVALID_PARAMS, (name, arguments, caught.value)
+            # Bad arguments are the model's to fix: results with isError naming the argument, the
+            # rule and the value (SEP-1303, revision 2025-11-25); an unknown tool stays -32602.
+            await assert_argument_errors(client)
 
             # A protocol error does not end the session.
             assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
+
+
+BAD_ARGUMENTS: list[tuple[str, dict[str, Any], str]] = [
+    ("echo", {}, "text is required"),                                              # missing
+    ("echo", {"text": 5}, "text must be a string (got 5)"),                        # wrong type
+    ("echo", {"text": "x", "extra": 1}, "extra is unknown"),                       # unknown argument
+    ("sleep", {"seconds": -1}, "seconds must be at least 0 (got -1)"),             # ge=0
+]
+
+
+async def assert_argument_errors(client: Any) -> None:
+    """Over any transport, with the SDK's client: argument errors are tool results the model
+    reads; an unknown tool is a protocol error."""
+    for name, arguments, says in BAD_ARGUMENTS:
+        result = await client.call_tool(name, arguments)
+        assert result.is_error is True, (name, arguments, result)
+        assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result
+        assert result.content[0].text == f"invalid arguments for tool {name!r}: {says}"
+        detail = (result.meta or {})["invalidArguments"][0]
+        assert detail["message"] == says and detail["argument"] == says.split()[0], detail
+    with pytest.raises(MCPError) as caught:
+        await client.call_tool("no_such_tool", {})
+    assert caught.value.code == INVALID_PARAMS
 
 
 # -- progress, logging, cancellation ----------------------------------------------------------

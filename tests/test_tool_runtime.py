@@ -143,7 +143,8 @@ async def test_statistics_counts_are_exact(autojump_clock: trio.testing.MockCloc
                 assert text_of(await call(client, "work")) == "done"
             for _ in range(2):
                 assert (await call(client, "fails"))["result"]["isError"] is True
-            assert (await call(client, "work", {"seconds": "soon"}))["error"]["code"] == -32602
+            # A bad argument is the model's to fix: an isError result (SEP-1303), counted as an error.
+            assert (await call(client, "work", {"seconds": "soon"}))["result"]["isError"] is True
             assert (await call(client, "no_such_tool"))["error"]["code"] == -32602  # not a call of any tool
             assert (await call(client, "stuck"))["error"]["code"] == -32001
             assert text_of(await call(client, 'we"ird\\name')) == "ok"
@@ -341,8 +342,12 @@ async def test_call_tool_returns_the_value_as_a_client_reads_it() -> None:
             seen["error"] = (exc.tool, str(exc), exc.result.is_error)
         try:
             await ctx.call_tool("add", {"a": "one", "b": 2})
+        except ToolCallError as exc:  # bad arguments: a result with isError, as a client gets it
+            seen["invalid"] = str(exc)
+        try:
+            await ctx.call_tool("no_such_tool", {})
         except McpError as exc:
-            seen["invalid"] = type(exc).__name__
+            seen["unknown"] = type(exc).__name__
         return {"ok": True}
 
     with trio.fail_after(5):
@@ -357,7 +362,8 @@ async def test_call_tool_returns_the_value_as_a_client_reads_it() -> None:
     assert seen["chain"] == "sunny at 48.85,2.35"
     assert seen["fed"] == 14
     assert seen["error"] == ("fail", "tool 'fail' failed: nope", True)
-    assert seen["invalid"] == "InvalidParams"
+    assert seen["invalid"] == "tool 'add' failed: invalid arguments for tool 'add': a must be an integer (got \"one\")"
+    assert seen["unknown"] == "InvalidParams"
     stats = supervisor.metrics.tools
     assert stats["add"].calls == 6 and stats["add"].errors == 1  # nested calls are counted too
     assert stats["fail"].calls == 2 and stats["fail"].errors == 2

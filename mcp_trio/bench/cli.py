@@ -172,6 +172,27 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     )
 
 
+def preflight(config: BenchConfig) -> None:
+    """One session first: raise ``WorkloadError`` when the workload cannot work against the
+    target (a tool it does not have, a request it refuses), so the run does not report 0
+    calls/s and leave the reason to be guessed (``_preflight``)."""
+    import ssl
+
+    import trio
+
+    from ._preflight import check_workload
+    from ._workload import Workload
+
+    context = None
+    if config.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    trio.run(lambda: check_workload(config.target, Workload.from_json(config.workload), timeout=config.timeout,
+                                    headers=config.headers, ssl_context=context, initialize=config.initialize,
+                                    protocol_version=config.protocol_version))
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Run ``mcp-trio bench`` with parsed ``args``; returns the exit status."""
     from ..client import TargetError
@@ -181,6 +202,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     try:
         config = config_from(args)
+        if config.idle is None:
+            preflight(config)
     except (TargetError, WorkloadError, ValueError) as exc:
         print(f"mcp-trio bench: {exc}", file=sys.stderr)
         return 2

@@ -248,6 +248,7 @@ class InputRequiredResult(Wire):
 
 
 _encode = msgspec.json.encode
+_OWN_META = b'{"_meta":{'
 
 
 class ResultStamp:
@@ -256,12 +257,15 @@ class ResultStamp:
     ``stamp(method, body, scope)`` turns ``{"tools":[...]}`` into ``{"resultType":"complete",
     "ttlMs":0,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{...}},
     "tools":[...]}``: one copy of the bytes, the handler's result encoded once, as before.
+    A result with a ``_meta`` of its own encodes it first (``CallToolResult``); the stamp's
+    key is merged into it, since a JSON object must not have ``_meta`` twice.
     """
 
-    __slots__ = ("_plain", "_cacheable")
+    __slots__ = ("_plain", "_cacheable", "_meta_pair")
 
     def __init__(self, server_info: Implementation, ttl_ms: int = 0) -> None:
         meta = _encode({SERVER_INFO_KEY: server_info})
+        self._meta_pair = meta[1:-1]
         self._plain = b'{"resultType":"complete","_meta":' + meta + b","
         self._cacheable = {
             scope: b'{"resultType":"complete","ttlMs":%d,"cacheScope":"%s","_meta":' % (ttl_ms, scope.encode()) + meta + b","
@@ -272,4 +276,8 @@ class ResultStamp:
         prefix = self._cacheable[scope] if method in CACHEABLE_METHODS else self._plain
         if body == b"{}":
             return Raw(prefix[:-1] + b"}")
+        if body.startswith(_OWN_META):
+            rest = body[len(_OWN_META):]
+            head = prefix[: prefix.index(b'"_meta":')]
+            return Raw(head + _OWN_META[1:] + self._meta_pair + (rest if rest.startswith(b"}") else b"," + rest))
         return Raw(prefix + body[1:])

@@ -170,7 +170,10 @@ class CallToolParams(Wire):
     meta: RequestMeta | UnsetType = field(default=UNSET, name="_meta")
 
 
-class CallToolResult(Wire):
+class CallToolResult(Wire, kw_only=True):
+    #: First, so that an encoded result with ``_meta`` starts with it: the 2026-07-28 stamp
+    #: merges its own ``_meta`` keys in there (``_stateless.ResultStamp``).
+    meta: dict[str, Any] | UnsetType = field(default=UNSET, name="_meta")
     content: list[ContentBlock]
     structured_content: Any = UNSET
     is_error: bool = False
