@@ -265,6 +265,8 @@ class _Run:
                 trio.run(self._serve_http, app, config, authenticator)
         except KeyboardInterrupt:
             return 130
+        except StartupError:
+            raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
             failure = bind_failure(exc, server.host, server.port)
             if failure is not None:
@@ -275,12 +277,31 @@ class _Run:
             return RUNTIME
         return 0
 
+    async def _prime_provider(self, config: Any, authenticator: Any) -> None:
+        """JWT keys that come from an identity provider are fetched before serving: an issuer
+        that cannot be reached (a typo, no network, or a README config whose HMAC secret was
+        not exported) stops the server at start, not at each request."""
+        if authenticator is None or not authenticator.fetches_keys:
+            return
+        from .auth import AuthError, FetchError
+
+        jwt = config.auth.jwt
+        source = f"its jwks_uri {jwt.jwks_uri}" if jwt.jwks_uri else f"its issuer {jwt.issuer}"
+        try:
+            await authenticator.prime()
+        except (FetchError, AuthError) as exc:
+            cause = str(exc) if isinstance(exc, FetchError) else exc.description
+            raise StartupError(f"[auth.jwt] has no key of its own and none could be fetched from {source} ({cause}): "
+                               "export MCP_TRIO_AUTH_JWT_SECRET (32 bytes or more), set secret_file, public_key_file, "
+                               "jwks_file or jwks_uri in [auth.jwt], or make the identity provider reachable") from exc
+
     async def _serve_websocket(self, app: Any, config: Any, tls: Any, authenticator: Any) -> None:
         import trio
 
         from .transports.websocket import serve_websocket
 
         server = config.server
+        await self._prime_provider(config, authenticator)
         async with trio.open_nursery() as nursery:
             ws = await nursery.start(lambda task_status: serve_websocket(
                 app, config.to_limits(), host=server.host, port=server.port,
@@ -297,6 +318,7 @@ class _Run:
         from .transports.http import serve_http
 
         server, args = config.server, self.args
+        await self._prime_provider(config, authenticator)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(lambda task_status: serve_http(
                 app, config.to_limits(), host=server.host, port=server.port,

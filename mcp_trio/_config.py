@@ -390,8 +390,8 @@ class Config(_Section):
         """The ``Authenticator`` for network transports, or None when auth is not configured.
 
         Reads the key files now, and checks every URL, CA file and secret, so a bad setting
-        stops the server at start, not at a request. Nothing is fetched here: keys and
-        metadata are fetched when the first token needs them.
+        stops the server at start, not at a request. Nothing is fetched here: ``mcp-trio
+        serve`` fetches the provider's keys next (``Authenticator.prime``), before it serves.
         """
         from .auth import (
             ApiKey,

@@ -273,12 +273,15 @@ async def test_an_open_server_beyond_loopback_says_so_once(tmp_path: Path) -> No
 
 def test_the_readme_secure_config_without_its_secret_does_not_start(tmp_path: Path) -> None:
     """The README's secure.toml in a new terminal, MCP_TRIO_AUTH_JWT_SECRET not exported: it
-    used to serve everyone, silently (JwtConfig.enabled was false without a key)."""
+    used to serve everyone, silently (JwtConfig.enabled was false without a key). An issuer
+    with no key of its own now means "discover the keys from the issuer": https://dev.local
+    does not answer, so the server stops at start, in one line naming the secret to export."""
     config = tmp_path / "secure.toml"
     config.write_text(readme_block("# secure.toml"))
     env = {name: value for name, value in child_env().items() if not name.startswith("MCP_TRIO_")}
     done = run_cli("serve", "--config", str(config), "--port", "0", env=env, timeout=20)
     assert done.returncode == 2
-    assert done.stderr == ("mcp-trio: [auth.jwt] is set but has no key to verify tokens with: export "
-                           "MCP_TRIO_AUTH_JWT_SECRET (32 bytes or more), or set secret_file, public_key_file or "
-                           "jwks_file in [auth.jwt]\n")
+    assert done.stderr.startswith("mcp-trio: [auth.jwt] has no key of its own and none could be fetched from its "
+                                  "issuer https://dev.local (")
+    assert "export MCP_TRIO_AUTH_JWT_SECRET (32 bytes or more)" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -70,8 +70,9 @@ RESOURCE = '[server]\nresource = "http://127.0.0.1:8000/mcp"\n'
 
 @pytest.mark.parametrize("config, env, says", [
     # The README's secure.toml in a terminal where the secret was never exported: served anyone.
+    # An issuer alone means its keys are discovered; dev.local does not answer: stopped at start.
     (RESOURCE + '[auth.jwt]\nissuer = "https://dev.local"\n', {},
-     "[auth.jwt] is set but has no key to verify tokens with: export MCP_TRIO_AUTH_JWT_SECRET"),
+     "none could be fetched from its issuer https://dev.local"),
     (RESOURCE + '[auth.jwt]\nissuer = "https://dev.local"\n', {"MCP_TRIO_AUTH_JWT_SECRET": ""},
      "export MCP_TRIO_AUTH_JWT_SECRET"),
     (RESOURCE + '[auth.jwt]\nissuer = "i"\nsecret_file = "empty.secret"\n', {},

@@ -120,6 +120,17 @@ class Authenticator:
                     introspection.max_token_size if introspection is not None else 0, MAX_API_KEY_SIZE)
         self._max_header = limit + 64  # "Bearer " and some whitespace
 
+    @property
+    def fetches_keys(self) -> bool:
+        """Whether JWT keys come from an identity provider (``jwks_uri`` or discovery)."""
+        return isinstance(self.jwt, JwksVerifier)
+
+    async def prime(self) -> None:
+        """Fetch the provider's keys now (``FetchError`` when it cannot be reached or answers
+        nothing usable): a server whose only keys are fetched checks them before it serves."""
+        if isinstance(self.jwt, JwksVerifier):
+            await self.jwt.prime()
+
     # -- per request / at the handshake ---------------------------------------------------
     async def authenticate(self, headers: Headers) -> Principal:
         """The caller's principal, or ``AuthError`` whose ``status`` is the HTTP answer

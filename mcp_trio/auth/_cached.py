@@ -94,6 +94,18 @@ class CachedDocument(Generic[T]):
         when the provider is failing, so that a token we could not check is not called bad."""
         return await self._renew(early=True)
 
+    async def prime(self) -> None:
+        """Fetch now, at start, and raise ``FetchError`` (or the 503 ``AuthError`` of a document
+        this one depends on) when that fails: the caller says it once, as the reason the server
+        does not start. Logs nothing."""
+        value, lifetime = await self._fetch_value()
+        now = self._clock()
+        self._record(now, ok=True)
+        self.value = value
+        self.fresh_until = now + lifetime
+        self._usable_until = self.fresh_until + self.stale_if_error
+        self.last_error = None
+
     # -- the slow path ----------------------------------------------------------------------
     async def _renew(self, *, early: bool) -> T | None:
         while True:

@@ -92,6 +92,12 @@ class JwksVerifier:
             raise AuthError("unknown_kid", "unknown signing key")
         return fresher.verify(token)
 
+    async def prime(self) -> None:
+        """Fetch the provider's metadata (when discovered) and keys now; ``FetchError`` if not."""
+        if self.metadata is not None:
+            await self.metadata.prime()
+        await self.keys.prime()
+
     async def _fetch(self) -> tuple[JwtVerifier, float]:
         uri = self.jwks_uri
         if uri is None:
