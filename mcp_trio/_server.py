@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import msgspec
 from msgspec import UNSET
 
-from . import _tool_class
-from ._context import Context
+from .offer import _tool_class
+from .serving._context import Context
 from ._request_state import RequestStateCodec
-from ._registry import (
+from .offer._registry import (
     CompletionDef,
     PromptDef,
     Registry,
@@ -29,7 +29,7 @@ from ._registry import (
     compile_template,
     is_async_callable,
 )
-from ._schema import SignatureError, build_parser, output_shape
+from .offer._schema import SignatureError, build_parser, output_shape
 from .protocol._errors import InvalidParams
 from .protocol._types import (
     Implementation,
@@ -42,8 +42,8 @@ from .protocol._types import (
 )
 
 if TYPE_CHECKING:
-    from ._plugins import PluginManager
-    from ._supervisor import Supervisor
+    from .plugins._manager import PluginManager
+    from .serving._supervisor import Supervisor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -307,7 +307,7 @@ class Server:
         change. ``entry_points``: also load the plugins that installed packages declare in the
         ``mcp_trio.plugins`` entry-point group (once, at start). Call it before serving.
         """
-        from ._plugins import PluginManager
+        from .plugins._manager import PluginManager
 
         if self.plugins is not None:
             raise RuntimeError(f"server {self.name!r} already has plugins configured")

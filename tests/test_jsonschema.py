@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from mcp_trio._jsonschema import (
+from mcp_trio.offer._jsonschema import (
     DEFAULT_MAX_ERRORS,
     ArgumentError,
     ArgumentsInvalid,

@@ -20,7 +20,7 @@ import trio
 from mcp_trio import Plugin, Server
 from mcp_trio._cli import build_parser
 from mcp_trio._config import PluginsConfig, load_config, overrides_from_args
-from mcp_trio._plugins import ENTRY_POINT_GROUP, MODULE_PREFIX
+from mcp_trio.plugins._manager import ENTRY_POINT_GROUP, MODULE_PREFIX
 from mcp_trio.client import connect
 from tests.helpers import RawClient, connect_in_memory, serve_in_memory, spawn_stdio, stdio_command
 from tests.served import serving, write_plugin

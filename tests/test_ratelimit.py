@@ -15,7 +15,7 @@ import trio.testing
 
 from mcp_trio import Server
 from mcp_trio._limiter import RateLimits, ToolLimit
-from mcp_trio._supervisor import Supervisor
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.auth import Principal
 from mcp_trio.protocol import RATE_LIMITED, SERVER_OVERLOADED
 

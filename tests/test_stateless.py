@@ -627,7 +627,7 @@ async def test_task_capable_tools_in_the_handshake_era() -> None:
 
 
 async def test_listen_streams_are_limited_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcp_trio import _stateless
+    from mcp_trio.serving import _stateless
 
     monkeypatch.setattr(_stateless, "MAX_LISTENS_PER_CONNECTION", 2)
     async with serve_in_memory(demo.server) as (client, supervisor, _):

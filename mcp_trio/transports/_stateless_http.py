@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from .. import _stateless
-from .._connection import InFlight
+from ..serving import _stateless
+from ..serving._connection import InFlight
 from .._logging import request_id_var
-from .._results import unsendable_reason, unsendable_reply
+from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._errors import (
     FORBIDDEN,
     HEADER_MISMATCH,

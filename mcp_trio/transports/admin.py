@@ -46,8 +46,8 @@ from .._metrics import ToolStats
 from ..auth import Authenticator, AuthError, Principal, insufficient_scope
 
 if TYPE_CHECKING:
-    from .._registry import ToolDef
-    from .._supervisor import Supervisor
+    from ..offer._registry import ToolDef
+    from ..serving._supervisor import Supervisor
 
 ADMIN_PATH = "/admin"
 #: The scope an authenticated caller needs.

@@ -55,14 +55,14 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .. import _handlers
-from .._connection import Connection
+from ..serving import _handlers
+from ..serving._connection import Connection
 from .._containment import is_failure, run_session
 from ..auth import AuthError, Authenticator, Principal
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
-from .._supervisor import Supervisor
+from ..serving._supervisor import Supervisor
 from ..auth import insufficient_scope
 from . import _stateless_http
 from ._gate import Refusal, bracketed, check_head, continue_refusal, parse_authority, route_path

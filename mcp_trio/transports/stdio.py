@@ -14,11 +14,11 @@ import sys
 import trio
 
 from .._channel import MessageTooLarge
-from .._connection import Connection
+from ..serving._connection import Connection
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
-from .._supervisor import Supervisor
+from ..serving._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.stdio")
 

@@ -59,12 +59,12 @@ import trio
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import generate_accept_token
 
-from .._connection import Connection
+from ..serving._connection import Connection
 from .._containment import run_session
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
-from .._supervisor import Supervisor
+from ..serving._supervisor import Supervisor
 from ..protocol._errors import QuotaExceeded
 from ._gate import check_head, parse_authority
 

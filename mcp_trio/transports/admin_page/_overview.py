@@ -21,7 +21,7 @@ import trio
 from ._settings import ServedSettings, settings_view
 
 if TYPE_CHECKING:
-    from ..._connection import Connection
+    from ...serving._connection import Connection
     from ..admin import AdminApi
     from ..http import HttpSession
 

@@ -37,12 +37,12 @@ import msgspec
 import trio
 from msgspec import UNSET
 
-from .protocol._errors import InvalidRequest
-from .protocol._types import CallToolResult, TextContent
+from ..protocol._errors import InvalidRequest
+from ..protocol._types import CallToolResult, TextContent
 
 if TYPE_CHECKING:
     from ._context import Context
-    from ._registry import ToolDef
+    from ..offer._registry import ToolDef
 
 #: How deeply tools may call tools (a tool calling itself forever stops here).
 MAX_CALL_DEPTH = 8

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 from msgspec import UNSET
 
-from .protocol._errors import McpError
-from .protocol._jsonrpc import RequestId
-from .protocol._session import ClientProfile
-from .protocol._types import (
+from ..protocol._errors import McpError
+from ..protocol._jsonrpc import RequestId
+from ..protocol._session import ClientProfile
+from ..protocol._types import (
     LOG_LEVELS,
     CreateMessageParams,
     CreateMessageResult,
@@ -161,7 +161,7 @@ class Context:
         """
         self._require("elicitation")
         if not isinstance(schema, dict):
-            from ._schema import object_schema
+            from ..offer._schema import object_schema
 
             schema = object_schema(schema)
         params = ElicitParams(message=message, requested_schema=schema)

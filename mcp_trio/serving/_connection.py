@@ -32,12 +32,12 @@ import msgspec
 import trio
 
 from . import _handlers, _stateless
-from ._channel import MessageTooLarge
-from ._containment import is_failure
-from ._logging import request_id_var, session_id_var
-from ._results import unsendable_reason, unsendable_reply
+from .._channel import MessageTooLarge
+from .._containment import is_failure
+from .._logging import request_id_var, session_id_var
+from ..offer._results import unsendable_reason, unsendable_reply
 from ._supervisor import Supervisor
-from .protocol._errors import (
+from ..protocol._errors import (
     InternalError,
     InvalidRequest,
     McpError,
@@ -46,7 +46,7 @@ from .protocol._errors import (
     RequestTimeout,
     ShuttingDown,
 )
-from .protocol._jsonrpc import (
+from ..protocol._jsonrpc import (
     ErrorObject,
     ErrorResponse,
     Malformed,
@@ -58,8 +58,8 @@ from .protocol._jsonrpc import (
     Response,
     error_object,
 )
-from .protocol._session import ClientProfile, SessionState
-from .protocol._stateless import looks_modern
+from ..protocol._session import ClientProfile, SessionState
+from ..protocol._stateless import looks_modern
 
 logger = logging.getLogger("mcp_trio.connection")
 

@@ -47,8 +47,8 @@ import msgspec
 import trio
 from msgspec import UNSET, Raw, UnsetType, field
 
-from ._request_state import subject_of
-from .protocol._errors import (
+from .._request_state import subject_of
+from ..protocol._errors import (
     InternalError,
     InvalidParams,
     McpError,
@@ -56,8 +56,8 @@ from .protocol._errors import (
     QuotaExceeded,
     ServerOverloaded,
 )
-from .protocol._jsonrpc import Request, Response, error_object
-from .protocol._stateless import SERVER_INFO_KEY
+from ..protocol._jsonrpc import Request, Response, error_object
+from ..protocol._stateless import SERVER_INFO_KEY
 
 if TYPE_CHECKING:
     from ._connection import Connection, InFlight
@@ -298,7 +298,7 @@ class Tasks:
             try:
                 task.result = Raw(msgspec.json.encode(value))
             except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
-                from ._results import unsendable_reason, unsendable_reply
+                from ..offer._results import unsendable_reason, unsendable_reply
 
                 logger.warning("task %s: its result was refused: %s", task.task_id, unsendable_reason(exc))
                 replacement = unsendable_reply(Response(0, value), exc)

@@ -67,14 +67,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._containment import describe_raised
-from ._registry import Registry, RegistryKeys
-from ._server import Server
+from .._containment import describe_raised
+from ..offer._registry import Registry, RegistryKeys
+from .._server import Server
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from ._supervisor import Supervisor
+    from ..serving._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.plugins")
 

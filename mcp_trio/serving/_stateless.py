@@ -58,12 +58,12 @@ import trio
 from msgspec import UNSET, Raw
 
 from . import _handlers
-from ._containment import is_failure
-from ._results import unsendable_reason, unsendable_reply
-from ._request_state import Answer, RequestStateCodec, digest, is_single_use, subject_of
+from .._containment import is_failure
+from ..offer._results import unsendable_reason, unsendable_reply
+from .._request_state import Answer, RequestStateCodec, digest, is_single_use, subject_of
 from ._tasks import EXTENSION as TASKS_EXTENSION
 from ._tasks import Task, Tasks, client_can_task, missing_extension, support_of
-from .protocol._errors import (
+from ..protocol._errors import (
     INVALID_PARAMS,
     RESOURCE_NOT_FOUND,
     InternalError,
@@ -73,8 +73,8 @@ from .protocol._errors import (
     MissingClientCapability,
     ServerOverloaded,
 )
-from .protocol._jsonrpc import ErrorResponse, Message, Request, Response, error_object
-from .protocol._stateless import (
+from ..protocol._jsonrpc import ErrorResponse, Message, Request, Response, error_object
+from ..protocol._stateless import (
     INPUT_METHODS,
     MODERN_METHODS,
     MODERN_ONLY_METHODS,
@@ -92,11 +92,11 @@ from .protocol._stateless import (
     decode_envelope,
     decode_retry,
 )
-from .protocol._versions import ALL_VERSIONS
+from ..protocol._versions import ALL_VERSIONS
 
 if TYPE_CHECKING:
     from ._connection import Connection, InFlight
-    from ._server import Server
+    from .._server import Server
 
 logger = logging.getLogger("mcp_trio.stateless")
 

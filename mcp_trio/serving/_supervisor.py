@@ -21,17 +21,17 @@ import trio
 
 from ._handlers import HANDLERS
 from ._stateless import Stateless
-from ._limiter import RateLimits, RequestLimiter, TokenBucket
-from ._limits import Limits
-from ._metrics import Metrics
-from ._quotas import Quotas, quota_key
-from ._registry import Registry
-from .protocol._errors import QuotaExceeded, RateLimited, ServerOverloaded
-from .protocol._stateless import MODERN_METHODS
+from .._limiter import RateLimits, RequestLimiter, TokenBucket
+from .._limits import Limits
+from .._metrics import Metrics
+from .._quotas import Quotas, quota_key
+from ..offer._registry import Registry
+from ..protocol._errors import QuotaExceeded, RateLimited, ServerOverloaded
+from ..protocol._stateless import MODERN_METHODS
 
 if TYPE_CHECKING:
     from ._connection import Connection
-    from ._server import Server
+    from .._server import Server
 
 logger = logging.getLogger("mcp_trio.supervisor")
 

@@ -17,10 +17,10 @@ import msgspec
 import trio
 from msgspec import UNSET, Raw
 
-from ._containment import call_user
+from .._containment import call_user
 from ._context import Context
-from ._registry import Registry, ToolDef, paginate
-from ._results import (
+from ..offer._registry import Registry, ToolDef, paginate
+from ..offer._results import (
     ResultEncodingError,
     error_result,
     invalid_arguments_result,
@@ -28,10 +28,10 @@ from ._results import (
     resource_contents,
     tool_result,
 )
-from ._schema import InvalidArguments
-from .protocol._errors import Forbidden, InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
-from .protocol._jsonrpc import Notification, Request
-from .protocol._types import (
+from ..offer._schema import InvalidArguments
+from ..protocol._errors import Forbidden, InvalidParams, McpError, PeerError, RequestTimeout, ResourceNotFound
+from ..protocol._jsonrpc import Notification, Request
+from ..protocol._types import (
     CallToolParams,
     CallToolResult,
     CancelledParams,

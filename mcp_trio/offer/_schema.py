@@ -19,10 +19,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from .protocol._errors import InvalidParams
+from ..protocol._errors import InvalidParams
 
 if typing.TYPE_CHECKING:
-    from ._explain import Problem
+    from .._explain import Problem
 
 _EMPTY_OBJECT = b"{}"
 _NULL = Raw(b"null")
@@ -130,7 +130,7 @@ class ArgumentParser:
         """The error for ``data`` that failed validation: every unknown and missing argument
         at once when there are any (a model fixes them in one go), else msgspec's first
         problem in plain words. Only on the error path (hence the late import)."""
-        from ._explain import Problem, explain, suggest
+        from .._explain import Problem, explain, suggest
 
         try:
             top = _TOP_LEVEL.decode(data)
@@ -160,7 +160,7 @@ class ArgumentParser:
         try:
             value = msgspec.convert(values, self.struct, strict=False)
         except msgspec.ValidationError as exc:
-            from ._explain import explain
+            from .._explain import explain
 
             raise InvalidParams(f"invalid arguments for {self.owner}: {explain(exc, values, self.schema).text()}") from None
         return {name: getattr(value, name) for name in self.field_names}

@@ -17,8 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ._schema import ArgumentParser, OutputShape
-from .protocol._errors import InvalidParams
-from .protocol._types import Prompt, Resource, ResourceTemplate, Tool
+from ..protocol._errors import InvalidParams
+from ..protocol._types import Prompt, Resource, ResourceTemplate, Tool
 
 Handler = Callable[..., Any]
 
