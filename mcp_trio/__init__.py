@@ -9,7 +9,7 @@ from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
 from ._paths import PathSegment, RelativePath
-from .plugins._manager import Plugin
+from .plugins._plugin import Plugin
 from ._request_state import single_use_state
 from ._server import Server
 from .serving._tasks import task_support

@@ -248,7 +248,7 @@ async def test_without_a_policy_admission_is_off() -> None:
     async with serve_in_memory(make_server()) as (client, supervisor, connection):
         connection.principal = ALICE
         await client.initialize()
-        assert supervisor.admission is False and supervisor.request_limiter is None
+        assert supervisor.admission.active is False and supervisor.request_limiter is None
         for _ in range(200):
             ok(await ping(client))
         assert supervisor.running == 0 and supervisor.metrics.rate_limited == 0

@@ -24,7 +24,7 @@ from mcp_trio._request_state import RequestStateCodec, RequestStateError, subjec
 from mcp_trio.auth import Principal
 from mcp_trio.protocol._errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
 from mcp_trio.protocol._headers import check_param_headers, check_routing_headers, decode_header_value, header_params
-from mcp_trio.protocol._stateless import ResultStamp, decode_envelope, looks_modern
+from mcp_trio.protocol._envelope import ResultStamp, decode_envelope, looks_stateless
 from mcp_trio.protocol._types import Implementation
 from mcp_trio.transports import _stateless_http
 from tests.helpers import serve_in_memory
@@ -58,13 +58,13 @@ def raw(value: Any) -> msgspec.Raw:
 # sans-io core
 # =============================================================================================
 def test_era_detection_is_a_cheap_prefilter() -> None:
-    assert looks_modern("tools/list", raw({"_meta": META}))
-    assert looks_modern("server/discover", None)  # modern-only methods, envelope or not
-    assert not looks_modern("tools/list", raw({"cursor": "x"}))
-    assert not looks_modern("tools/list", None)
+    assert looks_stateless("tools/list", raw({"_meta": META}))
+    assert looks_stateless("server/discover", None)  # modern-only methods, envelope or not
+    assert not looks_stateless("tools/list", raw({"cursor": "x"}))
+    assert not looks_stateless("tools/list", None)
     # Mentioned but not in _meta: the prefilter says yes, the decoder says no.
     mention = raw({"name": "echo", "arguments": {"text": "io.modelcontextprotocol/protocolVersion"}})
-    assert looks_modern("tools/call", mention)
+    assert looks_stateless("tools/call", mention)
     assert decode_envelope(mention, required=False) is None
 
 
@@ -627,7 +627,7 @@ async def test_task_capable_tools_in_the_handshake_era() -> None:
 
 
 async def test_listen_streams_are_limited_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcp_trio.serving import _stateless
+    from mcp_trio.serving import _stateless_side as _stateless
 
     monkeypatch.setattr(_stateless, "MAX_LISTENS_PER_CONNECTION", 2)
     async with serve_in_memory(demo.server) as (client, supervisor, _):

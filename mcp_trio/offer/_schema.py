@@ -60,14 +60,24 @@ class InvalidArguments(InvalidParams):
         return out
 
 
+class ContextParameter:
+    """What a ``Context`` is to this layer: a parameter annotated with it (or a subclass, such
+    as ``mcp_trio.Context``) is injected by the runtime, never read from the client."""
+
+    __slots__ = ()
+
+
 def _is_context(annotation: Any, context_type: type) -> bool:
-    if annotation is context_type:
+    def fits(arg: Any) -> bool:
+        return isinstance(arg, type) and issubclass(arg, context_type)
+
+    if fits(annotation):
         return True
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return typing.get_args(annotation)[0] is context_type
+        return fits(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return any(arg is context_type for arg in typing.get_args(annotation))
+        return any(fits(arg) for arg in typing.get_args(annotation))
     return False
 
 
@@ -169,7 +179,7 @@ class ArgumentParser:
 def build_parser(
     fn: Callable[..., Any],
     owner: str,
-    context_type: type,
+    context_type: type = ContextParameter,
     *,
     forbid_unknown: bool = True,
 ) -> ArgumentParser:

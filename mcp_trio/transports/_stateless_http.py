@@ -11,8 +11,8 @@ request with the stateless envelope. Then, with no session and nothing remembere
   ``Mcp-Name``, each at most once), the revision is served (``-32022``), the tool's
   ``Mcp-Param-*`` headers agree with its arguments (``-32020``). Refusals are JSON with the
   spec's statuses: 400 for those, 404 for ``-32601``, and 429/403/503 for admission;
-* the request runs in this exchange's task (``_stateless.answer``), shaped like a connection
-  (``Exchange``) for the handlers. It is answered as JSON when it finishes before saying
+* the request runs in this exchange's task through the answer kernel (``serving._kernel``),
+  its carrier an ``Exchange`` (a ``serving.Peer``). It is answered as JSON when it finishes before saying
   anything else; once it sends a notification (progress, a log line it was asked for, a
   listen stream's messages), or has been silent for ``SSE_KEEPALIVE`` seconds, the answer
   becomes an SSE stream (``X-Accel-Buffering: no``) with a keep-alive comment every
@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ..serving import _stateless
-from ..serving._connection import InFlight
 from .._logging import request_id_var
+from ..serving import _kernel
+from ..serving._request import InFlight
 from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._errors import (
     FORBIDDEN,
@@ -51,17 +51,12 @@ from ..protocol._errors import (
     ShuttingDown,
     UnsupportedProtocolVersion,
 )
-from ..protocol._headers import (
-    PROTOCOL_VERSION_HEADER,
-    check_param_headers,
-    check_routing_headers,
-    fold_headers,
-    header_params,
-)
+from ..protocol._era import EraDecision
+from ..protocol._headers import PROTOCOL_VERSION_HEADER, check_param_headers, header_params
 from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request, error_object
 from ..protocol._session import SessionState
-from ..protocol._stateless import MODERN_VERSIONS, decode_envelope, has_envelope
-from ..protocol._versions import ALL_VERSIONS, SUPPORTED_VERSIONS
+from ..protocol._envelope import STATELESS_VERSIONS
+from ..protocol._versions import ALL_VERSIONS
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -88,26 +83,6 @@ _STATUS = {
 }
 _ADMISSION = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
 _encode = msgspec.json.encode
-
-
-def is_modern_version(value: bytes | None) -> bool:
-    """A ``MCP-Protocol-Version`` header that routes to this module (with no ``Mcp-Session-Id``):
-    any value but a handshake revision (an unknown one is refused here, with ``-32022`` and the
-    list of what we serve)."""
-    return value is not None and value.decode("latin-1").strip() not in SUPPORTED_VERSIONS
-
-
-def claims(headers: dict[bytes, bytes], message: Any) -> bool:
-    """Whether a decoded POST belongs to the stateless revision (see the module's docstring).
-
-    A request naming a session (``Mcp-Session-Id``) is the handshake era's, whatever else it
-    says: it is served, or refused, by that session's rules.
-    """
-    if b"mcp-session-id" in headers:
-        return False
-    if is_modern_version(headers.get(b"mcp-protocol-version")):
-        return True
-    return type(message) is Request and message.method != "initialize" and has_envelope(message.params)
 
 
 class _Sink:
@@ -167,14 +142,14 @@ async def _respond_error(send: Send, rid: Any, error: McpError) -> None:
     await _respond(send, _STATUS.get(error.code, 200), body)
 
 
-async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes, bytes]], principal: Principal | None,
-               peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
-    """Answer one stateless POST (its body already read and decoded into ``message``)."""
-    headers, repeated = fold_headers(raw_headers)
+async def post(app: McpHttpApp, message: Message, decision: EraDecision, headers: dict[str, str], repeated: set[str],
+               principal: Principal | None, peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
+    """Answer one stateless POST (its body already read and decoded into ``message``, its era
+    decided: ``decision``, with ``headers`` folded)."""
     kind = type(message)
     if kind is Notification:
         version = headers.get(PROTOCOL_VERSION_HEADER, "")
-        if version not in MODERN_VERSIONS:
+        if version not in STATELESS_VERSIONS:
             await _respond_error(send, None, UnsupportedProtocolVersion(
                 "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
@@ -191,7 +166,9 @@ async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes,
             "code": INVALID_REQUEST, "message": "not acceptable: a listen stream is text/event-stream; list it in Accept"}}))
         return
     try:
-        modern = _admit(app, request, headers, repeated)
+        if decision.error is not None:
+            raise decision.error
+        _check_tool_headers(app, decision, headers, repeated)
     except McpError as exc:
         await _respond_error(send, request.id, exc)
         return
@@ -200,28 +177,22 @@ async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes,
                                            "error": error_object(ShuttingDown("server shutting down"))}),
                        [(b"retry-after", b"1")])
         return
-    await _run(app, request, modern, principal, peer, wants_sse and not (app._json_response and request.method != "subscriptions/listen"),
+    call = InFlight(request.id, request.method, request.params, decision)
+    await _run(app, call, principal, peer, wants_sse and not (app._json_response and request.method != "subscriptions/listen"),
                receive, send)
 
 
-def _admit(app: McpHttpApp, request: Request, headers: dict[str, str], repeated: set[str]) -> _stateless.ModernRequest:
-    """The ladder: envelope present, headers agree, revision served, tool parameters agree."""
-    raw = decode_envelope(request.params)
-    params: Any = None
-    if request.params is not None:
-        try:
-            params = msgspec.json.decode(request.params)
-        except msgspec.DecodeError:  # pragma: no cover - the envelope decoded it already
-            params = None
-    check_routing_headers(headers, repeated, request.method, params, raw.protocol_version)
-    envelope = raw.resolve()
-    if request.method == "tools/call" and isinstance(params, dict):
-        tool = app.supervisor.registry.tools.get(params.get("name"))  # type: ignore[arg-type]
-        if tool is not None:
-            declared = _declared(tool)
-            if declared:
-                check_param_headers(declared, params.get("arguments") or {}, headers, repeated)
-    return _stateless.ModernRequest(envelope, request.id)
+def _check_tool_headers(app: McpHttpApp, decision: EraDecision, headers: dict[str, str], repeated: set[str]) -> None:
+    """The ladder's last rung: a tool's ``Mcp-Param-*`` headers agree with its arguments."""
+    params = decision.params
+    if params is None or not hasattr(params, "arguments") or not hasattr(params, "name"):
+        return  # not tools/call, or params the handler will refuse
+    tool = app.supervisor.registry.tools.get(params.name)
+    if tool is not None:
+        declared = _declared(tool)
+        if declared:
+            arguments = {} if params.arguments is msgspec.UNSET else msgspec.json.decode(params.arguments)
+            check_param_headers(declared, arguments or {}, headers, repeated)
 
 
 _declared_cache: dict[int, tuple[Any, dict[tuple[str, ...], tuple[str, str | None]]]] = {}
@@ -240,19 +211,18 @@ def _declared(tool: Any) -> dict[tuple[str, ...], tuple[str, str | None]]:
     return declared
 
 
-async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernRequest, principal: Principal | None,
+async def _run(app: McpHttpApp, call: InFlight, principal: Principal | None,
                peer: str | None, streaming: bool, receive: Receive, send: Send) -> None:
     sink = _Sink() if streaming else None
     exchange = Exchange(app, principal, peer, sink)
-    in_flight = InFlight(modern)
-    request_id_var.set(request.id)
+    request_id_var.set(call.id)
     metrics = app.supervisor.metrics
     started = time.perf_counter()
     reply: list[Message] = []
 
     async def run() -> None:
         try:
-            reply.append(await _stateless.answer(exchange, request, in_flight))  # type: ignore[arg-type]
+            reply.append(await _kernel.answer(exchange, call))
         finally:
             if sink is not None:
                 sink.send.close()
@@ -276,7 +246,7 @@ async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernReque
         for message in last:
             await send(message)
     finally:
-        metrics.observe(request.method, outcome, time.perf_counter() - started)
+        metrics.observe(call.method, outcome, time.perf_counter() - started)
 
 
 def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]:

@@ -55,7 +55,6 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ..serving import _handlers
 from ..serving._connection import Connection
 from .._containment import is_failure, run_session
 from ..auth import AuthError, Authenticator, Principal
@@ -85,6 +84,9 @@ from ..protocol._jsonrpc import (
     Request,
     RequestId,
 )
+from ..protocol._era import decide_era, stateless_version_header
+from ..protocol._headers import fold_headers
+from ..protocol._params import cancelled_request_id
 from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS, at_least
 
 logger = logging.getLogger("mcp_trio.http")
@@ -525,7 +527,7 @@ class McpHttpApp:
                 if method not in ("POST", "GET", "DELETE"):
                     raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, POST, DELETE")])
                 if (method != "POST" and b"mcp-session-id" not in headers
-                        and _stateless_http.is_modern_version(headers.get(b"mcp-protocol-version"))):
+                        and stateless_version_header(headers.get(b"mcp-protocol-version"))):
                     # 2026-07-28 has no GET stream and no session to DELETE.
                     raise _Refused(405, INVALID_REQUEST, "method not allowed: protocol revision 2026-07-28 is POST only",
                                    headers=[(b"allow", b"POST")])
@@ -688,11 +690,15 @@ class McpHttpApp:
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise _Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
-        if b"mcp-session-id" not in headers and _stateless_http.claims(headers, message):
-            # Protocol revision 2026-07-28: no session, the request carries its own envelope.
-            await _stateless_http.post(self, message, raw_headers if raw_headers is not None else list(headers.items()),
-                                       principal, peer, wants_sse, receive, send)
-            return
+        if b"mcp-session-id" not in headers:
+            folded, repeated = fold_headers(raw_headers if raw_headers is not None else list(headers.items()))
+            is_request = kind is Request
+            decision = decide_era(message.method if is_request else None, message.params if is_request else None,  # type: ignore[union-attr]
+                                  folded, repeated)
+            if decision.stateless:
+                # Protocol revision 2026-07-28: no session, the request carries its own envelope.
+                await _stateless_http.post(self, message, decision, folded, repeated, principal, peer, wants_sse, receive, send)
+                return
         if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
             if b"mcp-session-id" in headers:
                 session = self._session(headers, principal)
@@ -710,7 +716,7 @@ class McpHttpApp:
             return
         # A notification or a response (to our sampling/elicitation/roots request): 202.
         if kind is Notification and message.method == "notifications/cancelled":  # type: ignore[union-attr]
-            cancelled = _handlers.cancelled_request_id(message)  # type: ignore[arg-type]
+            cancelled = cancelled_request_id(message)  # type: ignore[arg-type]
             if cancelled is not None:
                 session.abandon(cancelled)
         session.begin()
