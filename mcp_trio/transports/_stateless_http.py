@@ -51,7 +51,7 @@ from ..protocol._errors import (
     ShuttingDown,
     UnsupportedProtocolVersion,
 )
-from ..protocol._era import EraDecision
+from ..protocol._era import EraDecision, decide_era
 from ..protocol._headers import PROTOCOL_VERSION_HEADER, check_param_headers, header_params
 from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request, error_object
 from ..protocol._session import SessionState
@@ -153,6 +153,12 @@ async def post(app: McpHttpApp, message: Message, decision: EraDecision, headers
             await _respond_error(send, None, UnsupportedProtocolVersion(
                 "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
+        note: Notification = message  # type: ignore[assignment]
+        if note.method in app.supervisor.registry.methods:
+            # A custom method's notification: through the kernel (admission, middleware), no reply.
+            era = decide_era(note.method, note.params, headers, repeated)
+            await _kernel.notify(Exchange(app, principal, peer, None),
+                                 InFlight(None, note.method, note.params, era if era.error is None else None))
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
         return
