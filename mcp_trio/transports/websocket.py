@@ -36,7 +36,9 @@ Choices a client can see:
 * A client that stops reading stalls only its own writer; after ``Limits.send_timeout`` the
   connection is dropped (a frame is never half-sent and then continued).
 
-Origin and Host (DNS rebinding defence) are checked at the handshake; see ``HandshakePolicy``.
+Origin and Host (DNS rebinding defence), capacity, the credential and the caller's session
+quota are checked at the handshake by ``_sessions.SessionGate``, the same admission as ``/ws``
+on the HTTP port (its Host/Origin policy: ``_gate.HostPolicy``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import ipaddress
 import logging
 import math
 import os
@@ -52,7 +53,6 @@ import socket as socket_module
 import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import h11
 import trio
@@ -65,8 +65,8 @@ from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from ..serving._supervisor import Supervisor
-from ..protocol._errors import QuotaExceeded
-from ._gate import check_head, parse_authority
+from ._gate import HostPolicy, check_head
+from ._sessions import RETRY_AFTER, SessionGate, SessionRefused
 
 if TYPE_CHECKING:
     import ssl
@@ -81,8 +81,6 @@ SUBPROTOCOL = "mcp"
 RECEIVE_SIZE = 65536
 #: Largest HTTP upgrade request head (request line and headers) we read, in bytes.
 MAX_HANDSHAKE_SIZE = 16 * 1024
-#: Seconds a client refused with 503 is asked to wait before it retries.
-RETRY_AFTER = 5
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -523,76 +521,6 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
 
 
 # -- the handshake ------------------------------------------------------------------------------
-def _hostname(authority: str) -> str | None:
-    """``host`` from ``host[:port]`` or ``[v6]:port``, lowercased, without a trailing dot;
-    None unless the whole value is one valid authority (``[::1]evil.com`` is not)."""
-    parsed = parse_authority(authority)
-    if parsed is None:
-        return None
-    return parsed[0] if ":" in parsed[0] else parsed[0].rstrip(".") or None
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-class HandshakePolicy:
-    """Who may open a session, checked on the upgrade request before anything else.
-
-    ``Host`` (DNS rebinding defence: a hostile page whose name resolves to 127.0.0.1 still
-    sends its own name): loopback names (``localhost``, ``*.localhost``, ``127.0.0.0/8``,
-    ``::1``) are always accepted, plus ``allowed_hosts`` when given (``"*"`` for any). With no
-    ``allowed_hosts``, a server bound to loopback accepts nothing else, and a server bound to
-    any other address (``0.0.0.0``, a LAN address) accepts any ``Host``: the names it is
-    reached by are not known here (``serve_websocket`` logs a warning; the Origin check still
-    keeps browsers out). This matches the HTTP transport.
-
-    ``Origin`` (browsers always send it on a WebSocket upgrade; other clients usually do not):
-    absent is accepted. With ``allowed_origins`` None, only loopback origins
-    (``http://localhost:5173``, ``http://127.0.0.1``...) are accepted, wherever the server is
-    bound; otherwise exactly the origins listed (``"https://app.example.com"``, compared
-    without a trailing slash and case-insensitively), or any with ``"*"``. The opaque origin
-    ``null`` (sandboxed frames, ``file:`` pages) is refused unless listed.
-    """
-
-    def __init__(self, bound_host: str | None, *, allowed_origins: Iterable[str] | None = None, allowed_hosts: Iterable[str] | None = None) -> None:
-        self.loopback = bound_host is not None and _is_loopback(bound_host.strip("[]").lower())
-        if allowed_hosts is not None:
-            hosts = {host.strip().lower().strip("[]").rstrip(".") for host in allowed_hosts}
-        else:
-            hosts = set() if self.loopback else {"*"}
-        self.any_host = "*" in hosts
-        self.hosts = frozenset(hosts - {"*"})
-        self.any_origin = allowed_origins is not None and "*" in allowed_origins
-        self.origins = None if allowed_origins is None else frozenset(origin.strip().rstrip("/").lower() for origin in allowed_origins)
-
-    def host_allowed(self, authority: str) -> bool:
-        hostname = _hostname(authority)
-        if hostname is None:
-            return False
-        return self.any_host or _is_loopback(hostname) or hostname in self.hosts
-
-    def origin_allowed(self, origin: str | None) -> bool:
-        if origin is None:
-            return True
-        normalized = origin.strip().rstrip("/").lower()
-        if self.origins is not None:
-            return self.any_origin or normalized in self.origins
-        if normalized == "null":
-            return False
-        try:
-            parts = urlsplit(normalized)
-        except ValueError:
-            return False
-        hostname = _hostname(parts.netloc)
-        return parts.scheme in ("http", "https") and hostname is not None and _is_loopback(hostname)
-
-
 class _Refused(Exception):
     """The upgrade request is refused with an HTTP status (and a plain-text reason)."""
 
@@ -640,7 +568,7 @@ class WebSocketServer:
     def __init__(
         self,
         supervisor: Supervisor,
-        policy: HandshakePolicy,
+        policy: HostPolicy,
         *,
         authenticator: Authenticator | None = None,
         scheme: str = "ws",
@@ -649,6 +577,8 @@ class WebSocketServer:
         self.limits = supervisor.limits
         self.policy = policy
         self.authenticator = authenticator
+        #: Who may open a session: Host/Origin, capacity, credential, quota (shared with /ws on HTTP).
+        self.gate = SessionGate(supervisor, policy, authenticator)
         self.scheme = scheme
         self.addresses: list[tuple[str, int]] = []
         #: Live sessions (accepted WebSockets).
@@ -803,11 +733,12 @@ class WebSocketServer:
                 else:  # ConnectionClosed: the peer left before finishing its request
                     return None
             assert request is not None
-            key, subprotocol, principal = await self._check(request)
+            key, subprotocol = self._check(request)
             try:
-                quota = self.supervisor.quotas.acquire("sessions", principal, _peer_host(stream))
-            except QuotaExceeded as exc:
-                raise _Refused(429, exc.message) from None
+                principal, quota = await self.gate.admit(list(request.headers), _peer_host(stream), len(self.channels))
+            except SessionRefused as refused:
+                raise _Refused(refused.status, refused.message,
+                               [(name.decode("latin-1"), value.decode("latin-1")) for name, value in refused.headers]) from None
         except h11.RemoteProtocolError as exc:
             # Never quote h11's message: it holds the offending line, which may carry a token.
             self._refuse(exc.error_status_hint)
@@ -830,8 +761,9 @@ class WebSocketServer:
             raise
         return bytes(trailing), principal, quota
 
-    async def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
-        """Validate the upgrade request: (key, subprotocol, principal), or ``_Refused``."""
+    def _check(self, request: h11.Request) -> tuple[str, str | None]:
+        """Validate the upgrade itself: (key, subprotocol), or ``_Refused``. Who may open a
+        session is the gate's (``SessionGate.admit``), next."""
         headers = list(request.headers)
         if request.method != b"GET":
             raise _Refused(405, "a WebSocket upgrade is a GET request", [("Allow", "GET")])
@@ -847,26 +779,10 @@ class WebSocketServer:
             valid_key = False
         if not valid_key:
             raise _Refused(400, "missing or malformed Sec-WebSocket-Key")
-        host = _one(headers, b"host") or ""
-        if not self.policy.host_allowed(host):
-            raise _Refused(403, "the Host header names a host that is not allowed (DNS rebinding protection)")
-        origin = _one(headers, b"origin")
-        if not self.policy.origin_allowed(origin):
-            raise _Refused(403, "the Origin header names an origin that is not allowed")
-        if self.supervisor.shutting_down.is_set():
-            raise _Refused(503, "server shutting down", [("Retry-After", str(RETRY_AFTER))])
-        if len(self.channels) >= self.limits.max_connections:
-            raise _Refused(503, f"server at capacity ({self.limits.max_connections} connections)", [("Retry-After", str(RETRY_AFTER))])
-        principal = None
-        if self.authenticator is not None:
-            from ..auth import AuthError
-
-            try:
-                principal = await self.authenticator.authenticate(headers)
-            except AuthError as exc:
-                raise _Refused(exc.status, exc.description, self.authenticator.refusal_headers(exc)) from None
+        _one(headers, b"host")  # two are refused here, as the gate refuses them on HTTP
+        _one(headers, b"origin")
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in _tokens(headers, b"sec-websocket-protocol") else None
-        return key.strip(), subprotocol, principal  # type: ignore[union-attr]
+        return key.strip(), subprotocol  # type: ignore[union-attr]
 
     # -- heartbeat and idle timeout ---------------------------------------------------------
     async def _reap(self) -> None:
@@ -943,7 +859,8 @@ async def serve_websocket(
     real one when ``port`` is 0). Returns after a graceful shutdown (``supervisor.shutdown()``,
     or SIGINT/SIGTERM when ``handle_signals``): new connections are refused, sessions stop
     reading, requests in flight get ``Limits.grace_period``, then each connection closes with
-    1001. ``allowed_origins``/``allowed_hosts``: see ``HandshakePolicy``. ``authenticator``:
+    1001. ``allowed_origins``/``allowed_hosts``: see ``_gate.HostPolicy`` (one policy for
+    every transport). ``authenticator``:
     checked once per connection at the handshake; its principal applies to the whole session.
     ``listeners``: accept from these instead of binding ``host``/``port`` (pre-bound sockets;
     an empty list serves only the streams given to ``WebSocketServer.accept_stream``).
@@ -959,7 +876,7 @@ async def serve_websocket(
         bound = await trio.open_tcp_listeners(port, host=host)
     else:
         bound = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host, https_compatible=True)
-    policy = HandshakePolicy(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
+    policy = HostPolicy(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
     if policy.any_host and allowed_hosts is None:
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:

@@ -23,7 +23,7 @@ from ._settings import ServedSettings, settings_view
 if TYPE_CHECKING:
     from ...serving._connection import Connection
     from ..admin import AdminApi
-    from ..http import HttpSession
+    from .._http_session import HttpSession
 
 #: Sessions listed one by one in an overview (all are counted).
 MAX_SESSIONS_LISTED = 100
