@@ -14,7 +14,7 @@ Era detection, per request (the spec's probe rules, both eras on one connection 
 * ``initialize`` is the handshake, always;
 * ``server/discover`` and ``subscriptions/listen`` exist only in the stateless revision: they
   take the stateless path even when their envelope is missing (and are refused for it with
-  ``-32602``, which a probing client reads as "modern server, bad request");
+  ``-32602``, which a probing client reads as "stateless server, bad request");
 * any other request is stateless when its params mention the protocol-version key, which a
   ``bytes`` search finds in tens of nanoseconds; a hit is confirmed by decoding ``_meta``,
   so a tool argument that merely contains the text stays in the handshake era.
