@@ -42,7 +42,7 @@ class Request:
 
     __slots__ = ("method", "id", "params", "principal", "session_id", "stateless", "client")
 
-    def __init__(self, method: str, request_id: Any, params: Any, *, principal: Any = None, session_id: str = "",
+    def __init__(self, method: str, request_id: Any, params: Any, principal: Any = None, session_id: str = "",
                  stateless: bool = False, client: Any = None) -> None:
         self.method = method
         #: The JSON-RPC id (None for a notification).
@@ -67,10 +67,6 @@ class ToolCall(Request):
 
     __slots__ = ("_arguments",)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._arguments: dict[str, Any] | None = None
-
     @property
     def name(self) -> str:
         return self.params.name
@@ -78,11 +74,13 @@ class ToolCall(Request):
     @property
     def arguments(self) -> dict[str, Any]:
         """The arguments as sent, decoded on first use (a copy: assign to change them)."""
-        if self._arguments is None:
+        try:
+            decoded = self._arguments
+        except AttributeError:  # not read yet: the view costs nothing until it is
             raw = self.params.arguments
             decoded = {} if raw is UNSET else msgspec.json.decode(raw)
-            self._arguments = decoded if isinstance(decoded, dict) else {}
-        return dict(self._arguments)
+            decoded = self._arguments = decoded if isinstance(decoded, dict) else {}
+        return dict(decoded)
 
     @arguments.setter
     def arguments(self, value: dict[str, Any]) -> None:
@@ -156,17 +154,23 @@ def view_type(method: str, custom: bool) -> type[Request]:
     return MethodCall if custom else _VIEWS.get(method, Request)
 
 
-async def run_chain(chain: tuple[Middleware, ...], request: Request, handler: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``request`` through ``chain`` (first = outermost), then ``handler``."""
-    last = len(chain)
+class _Next:
+    """``call_next`` of one middleware: the rest of the chain, then the handler."""
 
-    async def step(index: int, current: Request) -> Any:
-        if index == last:
-            return await handler()
+    __slots__ = ("_chain", "_index", "_request", "_handler", "_args")
 
-        async def call_next(next_request: Request | None = None) -> Any:
-            return await step(index + 1, current if next_request is None else next_request)
+    def __init__(self, chain: tuple[Middleware, ...], index: int, request: Request, handler: Callable[..., Awaitable[Any]],
+                 args: tuple[Any, ...]) -> None:
+        self._chain, self._index, self._request, self._handler, self._args = chain, index, request, handler, args
 
-        return await chain[index](current, call_next)
+    def __call__(self, request: Request | None = None) -> Awaitable[Any]:
+        index = self._index
+        if index == len(self._chain):
+            return self._handler(*self._args)
+        current = self._request if request is None else request
+        return self._chain[index](current, _Next(self._chain, index + 1, current, self._handler, self._args))
 
-    return await step(0, request)
+
+def run_chain(chain: tuple[Middleware, ...], request: Request, handler: Callable[..., Awaitable[Any]], *args: Any) -> Awaitable[Any]:
+    """Run ``request`` through ``chain`` (first = outermost), then ``handler(*args)``."""
+    return chain[0](request, _Next(chain, 1, request, handler, args))

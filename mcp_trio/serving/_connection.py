@@ -224,7 +224,7 @@ class Connection:
         # The era (protocol._era): once initialized (a client profile is set), a connection is
         # the handshake era's and pays one test; before that, the client's first requests
         # decide, as the spec's probe does.
-        decision = decide_era(request.method, request.params, in_session=self.state.client is not None)
+        decision = HANDSHAKE if self.state.client is not None else decide_era(request.method, request.params)
         if decision is not HANDSHAKE:
             if decision.error is not None:
                 await out.send((ErrorResponse(request.id, error_object(decision.error)), request.id))

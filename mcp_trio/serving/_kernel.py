@@ -47,7 +47,19 @@ async def answer(peer: Peer, call: InFlight) -> Message:
     """Run one request and convert its outcome to its one reply: the only place."""
     try:
         try:
-            result = await _run(peer, call)
+            supervisor = peer.supervisor
+            registry = supervisor.registry
+            handler = HANDLERS.get(call.method) if call.envelope is None else None
+            if handler is None:
+                handler = _handler(call, registry.methods)
+            if call.params is None:
+                call.decode()
+            if call.envelope is not None and call.method in INPUT_METHODS:
+                call.inputs = supervisor.stateless.open_inputs(peer, call)
+            if supervisor.admission.active or registry.middleware:
+                result = await _admitted(peer, call, handler)
+            else:  # no policy, no middleware: two tests on the hot path
+                result = await handler(peer, call)
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
         if call.envelope is None:
@@ -63,10 +75,12 @@ async def notify(peer: Peer, call: InFlight) -> bool:
     """Run a notification of a custom method (``@server.method``) through admission and
     middleware; nothing is answered, failures are logged. False when no custom method has
     its name (the caller then ignores it, as JSON-RPC says)."""
-    if call.method not in peer.supervisor.registry.methods:
+    methods = peer.supervisor.registry.methods
+    if call.method not in methods:
         return False
     try:
-        await _run(peer, call)
+        handler = _handler(call, methods)
+        await _admitted(peer, call, handler)
     except BaseException as exc:
         if not is_failure(exc):
             raise
@@ -74,24 +88,19 @@ async def notify(peer: Peer, call: InFlight) -> bool:
     return True
 
 
-async def _run(peer: Peer, call: InFlight) -> Any:
-    """admission ─► middleware ─► handler, for one request; its result."""
+async def _admitted(peer: Peer, call: InFlight, handler: Handler) -> Any:
+    """admission ─► middleware ─► handler, for a server with a policy or middleware."""
     supervisor = peer.supervisor
-    registry = supervisor.registry
-    handler = _handler(call, registry.methods)
-    params = call.decode() if call.params is None else call.params
-    if call.envelope is not None and call.method in INPUT_METHODS:
-        call.inputs = supervisor.stateless.open_inputs(peer, call)
     admission = supervisor.admission
-    if not admission.active:  # no policy configured: one flag test
-        return await _through(registry.middleware, peer, call, handler)
-    tool = cost_key(call.method, params)
+    if not admission.active:
+        return await _through(supervisor.registry.middleware, peer, call, handler)
+    tool = cost_key(call.method, call.params)
     if admission.shared is None:
         admission.enter(peer, call.method, tool)
     else:
         await admission.admit(peer, call.method, tool)
     try:
-        return await _through(registry.middleware, peer, call, handler)
+        return await _through(supervisor.registry.middleware, peer, call, handler)
     finally:
         admission.leave()
 
@@ -101,9 +110,9 @@ async def _through(chain: tuple[Any, ...], peer: Peer, call: InFlight, handler: 
         return await handler(peer, call)
     envelope = call.envelope
     view = view_type(call.method, call.method in peer.supervisor.registry.methods)(
-        call.method, call.id, call.params, principal=peer.principal, session_id=peer.session_id,
-        stateless=envelope is not None, client=peer.state.client if envelope is None else envelope.profile)
-    return await run_chain(chain, view, lambda: handler(peer, call))
+        call.method, call.id, call.params, peer.principal, peer.session_id, envelope is not None,
+        peer.state.client if envelope is None else envelope.profile)
+    return await run_chain(chain, view, handler, peer, call)
 
 
 def _handler(call: InFlight, methods: Any) -> Handler:
