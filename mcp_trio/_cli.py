@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", default=None, help="ws/http: the certificate's private key (PEM)")
     serve.add_argument("--json-response", action="store_true",
                        help="http: answer every request with JSON, never an SSE stream")
+    serve.add_argument("--http-engine", choices=["hypercorn", "h1"], default="hypercorn",
+                       help="http: the HTTP server: hypercorn (default) or h1, the lean HTTP/1.1 engine")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -268,7 +270,7 @@ async def _serve_http(app: Any, config: Any, args: argparse.Namespace) -> None:
             app, config.to_limits(), host=server.host, port=server.port,
             allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
             json_response=args.json_response, authenticator=config.authenticator(), watch_signals=True,
-            rate_limits=config.rate_limits(),
+            rate_limits=config.rate_limits(), engine=args.http_engine,
             reuse_port=args.reuse_port, task_status=task_status))
         scheme = "https" if args.certfile else "http"
         base = f"{scheme}://{server.host}:{port}"

@@ -1038,6 +1038,7 @@ async def serve_http(
     watch_signals: bool = False,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
+    engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -1055,8 +1056,11 @@ async def serve_http(
     ``authenticator``: every request to ``/mcp`` (and each WebSocket handshake) must carry a
     credential it accepts (401/403 with ``WWW-Authenticate`` otherwise); a session belongs to
     the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
-    processes (each with its own supervisor and sessions) share the port.
+    processes (each with its own supervisor and sessions) share the port. ``engine``: ``"hypercorn"``
+    (HTTP/1.1 and HTTP/2) or ``"h1"`` (the lean HTTP/1.1 engine, ``transports/h1``).
     """
+    if engine not in ("hypercorn", "h1"):
+        raise ValueError(f"engine must be 'hypercorn' or 'h1', not {engine!r}")
     limits = limits or Limits()
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
     if allowed_hosts is None and not _is_loopback(host):
@@ -1070,7 +1074,16 @@ async def serve_http(
                              allowed_origins=allowed_origins, json_response=json_response, authenticator=authenticator)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
-            binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
+            if engine == "h1":
+                from .h1 import H1Limits
+                from .h1._asgi import serve_asgi
+
+                h1_limits = H1Limits.from_limits(limits, grace_period=config.graceful_timeout)
+                serve = partial(serve_asgi, app, limits, h1_limits, host=host, port=port, certfile=certfile, keyfile=keyfile,
+                                reuse_port=reuse_port, error_body=_h1_error_body, shutdown_trigger=supervisor.shutting_down.wait)
+            else:
+                serve = partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait)
+            binds: list[str] = await sessions.start(serve)
             bound_port = int(binds[0].rpartition(":")[2])
             for bind in binds:
                 logger.info("serving MCP on %s%s (WebSocket %s%s)", bind, MCP_PATH, bind.replace("http", "ws", 1), WS_PATH)
@@ -1081,6 +1094,11 @@ async def serve_http(
             sweeper.cancel()
         supervisor.close()
         nursery.cancel_scope.cancel()
+
+
+def _h1_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The h1 engine's own refusals (400, 408, 413, 431...), as JSON-RPC errors like ours."""
+    return _JSON, _error_body(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message)
 
 
 async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
