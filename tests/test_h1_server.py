@@ -232,7 +232,8 @@ async def test_http10_keep_alive_is_kept() -> None:
     with trio.fail_after(5):
         async with running() as (_, port), connect(port) as client:
             await client.send(get("/a", "Connection: keep-alive", version="1.0"))
-            assert (await client.response()).body == b"GET /a "
+            kept = await client.response()
+            assert kept.body == b"GET /a " and kept.header("connection") == "keep-alive"
             await client.send(get("/b"))
             assert (await client.response()).body == b"GET /b "
 

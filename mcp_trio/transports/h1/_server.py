@@ -319,6 +319,8 @@ class HttpConnection:
         """Answer the request with one whole response (``content-length`` is added)."""
         request = self._check_unanswered(status)
         framing = b"" if status == 204 or status == 304 else b"content-length: %d\r\n" % len(body)
+        if request.http_version == "1.0" and not self._close:
+            framing += b"connection: keep-alive\r\n"  # an HTTP/1.0 client closes without it
         head, app_close = render_head(status, headers, framing, self._server.date.line(), self._close)
         self._started = self._done = True
         if app_close:
