@@ -102,3 +102,25 @@ async def test_graceful_shutdown() -> None:
             assert results[0]["result"]["content"][0]["text"] == "slept 0.3 s"  # type: ignore[index]
             with trio.fail_after(3):
                 await served.stopped.wait()
+
+
+async def test_connection_close_after_an_sse_answer() -> None:
+    """The shape that leaks a descriptor per request under hypercorn (issue 11): an SSE answer
+    to a request that said ``Connection: close``. Here the connection closes after it."""
+    with trio.fail_after(10):
+        async with serving(**H1) as served:
+            mcp = served.client()
+            await mcp.initialize()
+            body = json.dumps(mcp.message("tools/call", {"name": "test_tool_with_progress", "arguments": {},
+                                                         "_meta": {"progressToken": "t"}})).encode()
+            head = "".join(f"{k}: {v}\r\n" for k, v in {**mcp.headers(), "host": f"127.0.0.1:{served.port}",
+                                                        "connection": "close", "content-length": str(len(body))}.items())
+            for _ in range(3):
+                stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+                async with stream:
+                    await stream.send_all(f"POST /mcp HTTP/1.1\r\n{head}\r\n".encode() + body)
+                    answer = b""
+                    while chunk := await stream.receive_some(65536):  # ends: the server closed
+                        answer += chunk
+                assert b"content-type: text/event-stream" in answer and b"connection: close" in answer
+                assert answer.endswith(b"0\r\n\r\n") and b"Progress test completed" in answer
