@@ -83,6 +83,15 @@ async def test_websocket_on_the_same_port() -> None:
                     async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{served.port}{path}", extra_headers=headers):
                         pass
                 assert rejected.value.status_code == status
+            for key, version, status in ((b"", b"13", 400), (b"dGhlIHNhbXBsZSBub25jZQ==", b"8", 426)):
+                stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+                async with stream:
+                    await stream.send_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                          b"Sec-WebSocket-Key: %b\r\nSec-WebSocket-Version: %b\r\n\r\n" % (key, version))
+                    answer = b""
+                    while chunk := await stream.receive_some(65536):
+                        answer += chunk
+                assert answer.startswith(b"HTTP/1.1 %d " % status) and b"sec-websocket-version: 13" in answer
 
 
 async def test_graceful_shutdown() -> None:

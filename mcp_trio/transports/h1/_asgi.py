@@ -183,13 +183,19 @@ class _WebSocketExchange:
         if self.accepted or self.answered:
             raise RuntimeError("ASGI: an HTTP answer after the WebSocket was accepted or answered")
         self.answered = True
-        head, _ = render_head(status, headers, b"content-length: %d\r\n" % len(body), self._date, True)
-        await self._stream.send_all(head + body)
+        await _http_answer(self._stream, status, headers, body, self._date)
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
             await self._channel.aclose()
+
+
+async def _http_answer(stream: trio.abc.Stream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                       date: bytes) -> None:
+    """An HTTP answer to an upgrade request that is not accepted (the connection closes after)."""
+    head, _ = render_head(status, headers, b"content-length: %d\r\n" % len(body), date, True)
+    await stream.send_all(head + body)
 
 
 class AsgiAdapter:
@@ -207,14 +213,13 @@ class AsgiAdapter:
         self.server_address = server_address
         self._date = DateHeader()
 
-    async def handle(self, request: Request, responder: Responder) -> None:
+    def _scope(self, kind: str, scheme: str, request: Request) -> Scope:
         path = request.path
-        scope: Scope = {
-            "type": "http",
+        return {
+            "type": kind,
             "asgi": _ASGI,
             "http_version": request.http_version,
-            "method": request.method,
-            "scheme": request.scheme,
+            "scheme": scheme,
             "path": _path(path),
             "raw_path": path,
             "query_string": request.query,
@@ -223,6 +228,10 @@ class AsgiAdapter:
             "client": request.client,
             "server": self.server_address,
         }
+
+    async def handle(self, request: Request, responder: Responder) -> None:
+        scope = self._scope("http", request.scheme, request)
+        scope["method"] = request.method
         exchange = _HttpExchange(request.body, responder)
         await self.app(scope, exchange.receive, exchange.send)
 
@@ -234,33 +243,20 @@ class AsgiAdapter:
             valid = False
         date = self._date.line()
         if request.header(b"sec-websocket-version") != b"13" or not valid:
-            exchange = _WebSocketExchange(stream, None, key, date)  # type: ignore[arg-type]
-            await exchange._answer(426 if valid else 400, [(b"content-type", b"text/plain"), (b"sec-websocket-version", b"13")],
-                                   b"bad WebSocket handshake: send Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key\n")
+            await _http_answer(stream, 426 if valid else 400, [(b"content-type", b"text/plain"), (b"sec-websocket-version", b"13")],
+                               b"bad WebSocket handshake: send Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key\n", date)
             return
         channel = WebSocketChannel(stream, self.limits, self.shutting_down, trailing_data=data)
         exchange = _WebSocketExchange(stream, channel, key, date)
-        path = request.path
         protocols = request.header(b"sec-websocket-protocol")
-        scope: Scope = {
-            "type": "websocket",
-            "asgi": _ASGI,
-            "http_version": request.http_version,
-            "scheme": "wss" if request.scheme == "https" else "ws",
-            "path": _path(path),
-            "raw_path": path,
-            "query_string": request.query,
-            "root_path": "",
-            "headers": request.headers,
-            "client": request.client,
-            "server": self.server_address,
-            "subprotocols": [p.strip() for p in protocols.decode("latin-1").split(",")] if protocols else [],
-            "extensions": {"websocket.http.response": {}},
-        }
+        scope = self._scope("websocket", "wss" if request.scheme == "https" else "ws", request)
+        scope["subprotocols"] = [p.strip() for p in protocols.decode("latin-1").split(",")] if protocols else []
+        scope["extensions"] = {"websocket.http.response": {}}
         try:
             await self.app(scope, exchange.receive, exchange.send)
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True) as finishing:
+                finishing.deadline = trio.current_time() + self.limits.send_timeout + self.limits.handshake_timeout
                 if exchange.accepted:
                     await exchange.close()
                 elif not exchange.answered:
