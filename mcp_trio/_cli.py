@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", default=None, metavar="ACCESS",
                        help="http: who may read /metrics: public, loopback or scope:NAME "
                             "(default: scope:admin with authentication configured, else public)")
+    serve.add_argument("--http-engine", choices=["hypercorn", "h1"], default="hypercorn",
+                       help="http: the HTTP server: hypercorn (default) or h1, the lean HTTP/1.1 engine")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -324,7 +326,7 @@ class _Run:
                 app, config.to_limits(), host=server.host, port=server.port,
                 allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, watch_signals=True,
-                rate_limits=config.rate_limits(), metrics=server.metrics,
+                rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
                 reuse_port=args.reuse_port, task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"

@@ -1164,6 +1164,7 @@ async def serve_http(
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
     metrics: str | None = None,
+    engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -1183,8 +1184,11 @@ async def serve_http(
     the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
     processes (each with its own supervisor and sessions) share the port. ``metrics``: who
     may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
-    "scope:admin" with an ``authenticator``, else "public").
+    "scope:admin" with an ``authenticator``, else "public"). ``engine``: ``"hypercorn"``
+    (HTTP/1.1 and HTTP/2) or ``"h1"`` (the lean HTTP/1.1 engine, ``transports/h1``).
     """
+    if engine not in ("hypercorn", "h1"):
+        raise ValueError(f"engine must be 'hypercorn' or 'h1', not {engine!r}")
     limits = limits or Limits()
     metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
@@ -1204,7 +1208,16 @@ async def serve_http(
                              metrics=metrics, settings=settings)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
-            binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
+            if engine == "h1":
+                from .h1 import H1Limits
+                from .h1._asgi import serve_asgi
+
+                h1_limits = H1Limits.from_limits(limits, grace_period=config.graceful_timeout)
+                serve = partial(serve_asgi, app, limits, h1_limits, host=host, port=port, certfile=certfile, keyfile=keyfile,
+                                reuse_port=reuse_port, error_body=_h1_error_body, shutdown_trigger=supervisor.shutting_down.wait)
+            else:
+                serve = partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait)
+            binds: list[str] = await sessions.start(serve)
             bound_port = int(binds[0].rpartition(":")[2])
             for bind in binds:
                 logger.info("serving MCP on %s%s (WebSocket %s%s)", bind, MCP_PATH, bind.replace("http", "ws", 1), WS_PATH)
@@ -1215,6 +1228,11 @@ async def serve_http(
             sweeper.cancel()
         supervisor.close()
         nursery.cancel_scope.cancel()
+
+
+def _h1_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The h1 engine's own refusals (400, 408, 413, 431...), as JSON-RPC errors like ours."""
+    return _JSON, _error_body(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message)
 
 
 async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
