@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_arguments(admin)
 
+    install = commands.add_parser("install", help="register a server with Claude Desktop, Claude Code, Cursor or VS Code",
+                                  description="Add (or update) a server in an MCP host's configuration file: a local "
+                                              "server this Python starts over stdio, or a remote one at --url.")
+    from ._install import add_install_arguments
+
+    add_install_arguments(install)
+
     bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
                                 description="Measure an MCP server's throughput, latency and memory under load.")
     from .bench.cli import add_bench_arguments
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._token import run_token
 
         return run_token(args)
+    if args.command == "install":
+        from ._install import run_install
+
+        return run_install(args)
     if args.command == "bench":
         from .bench.cli import run_bench
 
