@@ -32,12 +32,13 @@ def load_app(spec: str) -> Any:
 
     ``attr`` may be a ``Server`` or a function with no arguments that returns one.
     """
+    from ._appspec import split_app
     from ._server import Server
 
-    target, _, attr = spec.partition(":")
+    target, attr, is_path = split_app(spec)  # C:\dir\app.py:server is a path on any OS
     attr = attr or "server"
     try:
-        if target.endswith(".py") or "/" in target:
+        if is_path:
             path = Path(target).resolve()
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             if module_spec is None or module_spec.loader is None:

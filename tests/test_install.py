@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from mcp_trio._appspec import split_app
-from mcp_trio._cli import build_parser, main
+from mcp_trio._cli import build_parser, load_app, main
 from mcp_trio._install import run_install
 
 APP_FILE = Path(__file__).with_name("stdio_sdk_app.py")
@@ -372,6 +372,14 @@ def test_project_file_with_values_gets_a_note(tmp_path: Path) -> None:
 ])
 def test_app_spec_on_every_os(spec: str, parts: tuple[str, str, bool]) -> None:
     assert tuple(split_app(spec)) == parts
+
+
+def test_serve_loads_a_file_app_whose_path_has_a_colon(tmp_path: Path) -> None:
+    """The split is at the last colon (a Windows drive's is the first): serve finds the file."""
+    folder = tmp_path / "drive:like"
+    folder.mkdir()
+    (folder / "app.py").write_text("from mcp_trio import Server\nmine = Server('colon')\n")
+    assert load_app(f"{folder / 'app.py'}:mine").name == "colon"
 
 
 # -- the command line, and the entry used as a host uses it ---------------------------------------
