@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", default=None, help="ws/http: the certificate's private key (PEM)")
     serve.add_argument("--json-response", action="store_true",
                        help="http: answer every request with JSON, never an SSE stream")
+    serve.add_argument("--stdio-io", choices=["auto", "threads", "fd"], default=None,
+                       help="stdio: wait on the pipes (fd), or read and write them in threads (as on Windows); "
+                            "auto: threads on Windows, fd elsewhere (default)")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -233,7 +236,7 @@ def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
         if transport == "stdio":
             from .transports.stdio import serve_stdio
 
-            trio.run(partial(serve_stdio, app, limits, rate_limits=config.rate_limits()))
+            trio.run(partial(serve_stdio, app, limits, rate_limits=config.rate_limits(), io=config.server.stdio_io))
         elif transport == "websocket":
             trio.run(_serve_websocket, app, config, args)
         else:

@@ -9,6 +9,9 @@ A complete file (every key is optional; shown with its default unless noted)::
 
     [server]
     transport = "stdio"              # "stdio" | "websocket" | "http"
+    stdio_io = "auto"                # stdio's pipes: "fd" (trio waits on them), "threads" (a
+                                     #   thread per pipe, as Windows needs), "auto": threads
+                                     #   on Windows, fd elsewhere
     host = "127.0.0.1"
     port = 8000
     resource = "https://mcp.example.com/mcp"   # this server's public URL (default: none):
@@ -153,6 +156,7 @@ class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 class ServerConfig(_Section):
     transport: Literal["stdio", "websocket", "http"] = "stdio"
+    stdio_io: Literal["auto", "threads", "fd"] = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     #: This server's public URL (``https://host/mcp``): the JWT audience by default, and the
@@ -712,6 +716,7 @@ def load_config(
 #: environment and the file speak (flags > env > file > defaults).
 FLAG_KEYS: dict[str, str] = {
     "transport": "server.transport",
+    "stdio_io": "server.stdio_io",
     "host": "server.host",
     "port": "server.port",
     "resource": "server.resource",
