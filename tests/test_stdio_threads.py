@@ -237,3 +237,22 @@ def test_the_setting_in_a_file_and_a_wrong_value(tmp_path: os.PathLike[str]) -> 
     assert load_config(None, {}).server.stdio_io == "auto"
     with pytest.raises(ConfigError, match="stdio_io"):
         load_config(None, {"MCP_TRIO_SERVER_STDIO_IO": "select"})
+
+
+async def test_a_non_blocking_pipe_is_read_and_its_mode_put_back(pipe: Pipe) -> None:
+    """The mode belongs to the open file description (a terminal's is the shell's too)."""
+    read_end, write_end = pipe.read_end, pipe.write_end
+    os.set_blocking(read_end, False)
+    watcher = os.dup(read_end)  # the same description, to look at after the thread closed its fd
+    try:
+        with trio.fail_after(5):
+            reader = ThreadPipeReader(pipe.give(read_end))
+            assert os.get_blocking(watcher)
+            os.write(write_end, b"x")
+            assert await reader.receive_some() == b"x"
+            pipe.close(write_end)
+            assert await reader.receive_some() == b""
+            await wait_until_gone("mcp-trio pipe reader")
+        assert not os.get_blocking(watcher)
+    finally:
+        os.close(watcher)

@@ -36,6 +36,7 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Callable
 
 import trio
 
@@ -53,8 +54,7 @@ class ThreadPipeReader(trio.abc.ReceiveStream):
     """A pipe (or console) read by a thread of its own; trio receives what it read."""
 
     def __init__(self, fd: int, read_ahead: int = READ_AHEAD) -> None:
-        if os.name != "nt" and not os.get_blocking(fd):
-            os.set_blocking(fd, True)  # the thread waits in read(), not in a poll loop
+        self._restore = _make_blocking(fd)  # the thread waits in read(), not in a poll loop
         self._token = trio.lowlevel.current_trio_token()
         self._send, self._receive = trio.open_memory_channel[bytes | OSError](read_ahead)
         # The thread takes a slot before it hands a chunk over, trio gives it back on receipt:
@@ -84,6 +84,7 @@ class ThreadPipeReader(trio.abc.ReceiveStream):
                 if not isinstance(item, bytes) or not item:
                     return  # EOF or an error: nothing more to read
         finally:
+            self._restore()
             os.close(fd)
 
     def _deliver(self, item: bytes | OSError) -> None:
@@ -129,8 +130,7 @@ class ThreadPipeWriter(trio.abc.SendStream):
     """A pipe written by a thread of its own; ``send_all`` queues, the thread writes in order."""
 
     def __init__(self, fd: int, drain_timeout: float, write_behind: int = WRITE_BEHIND) -> None:
-        if os.name != "nt" and not os.get_blocking(fd):
-            os.set_blocking(fd, True)
+        self._restore = _make_blocking(fd)
         self._token = trio.lowlevel.current_trio_token()
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -163,6 +163,7 @@ class ThreadPipeWriter(trio.abc.SendStream):
                     self._pending -= 1
                 self._wake()
         finally:
+            self._restore()
             os.close(fd)
             try:
                 self._token.run_sync_soon(self._done.set)
@@ -213,6 +214,15 @@ class ThreadPipeWriter(trio.abc.SendStream):
                 logger.debug("stdout not drained in %g s (the host is not reading): writer thread abandoned", self._drain_timeout)
                 _cancel_blocking_io(self._thread)
         await trio.lowlevel.checkpoint()
+
+
+def _make_blocking(fd: int) -> Callable[[], None]:
+    """Put ``fd`` in blocking mode; what puts the old mode back. The mode belongs to the open
+    file description, which a terminal's stdin shares with the shell: it is restored on close."""
+    if os.name == "nt" or os.get_blocking(fd):
+        return lambda: None
+    os.set_blocking(fd, True)
+    return lambda: os.set_blocking(fd, False)
 
 
 def _cancel_blocking_io(thread: threading.Thread) -> None:
