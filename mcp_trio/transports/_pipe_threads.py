@@ -156,7 +156,8 @@ class ThreadPipeWriter(trio.abc.SendStream):
                         while written < len(view):
                             written += os.write(fd, view[written:])
                 except OSError as exc:
-                    self._error = exc
+                    with self._lock:  # seen by send_all under the lock: no wakeup is lost
+                        self._error = exc
                     self._wake()
                     return
                 with self._lock:
@@ -185,13 +186,14 @@ class ThreadPipeWriter(trio.abc.SendStream):
             raise trio.ClosedResourceError("pipe closed")
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self._error is not None:
-                raise trio.BrokenResourceError(f"write failed: {self._error}") from self._error
             with self._lock:
-                if self._pending < self._limit:
+                error = self._error
+                if error is None and self._pending < self._limit:
                     self._pending += 1
                     break
                 space = self._space = trio.Event()
+            if error is not None:
+                raise trio.BrokenResourceError(f"write failed: {error}") from error
             await space.wait()
         self._queue.put(bytes(data))
 
