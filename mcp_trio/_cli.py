@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", default=None, metavar="ACCESS",
                        help="http: who may read /metrics: public, loopback or scope:NAME "
                             "(default: scope:admin with authentication configured, else public)")
+    serve.add_argument("--stdio-io", choices=["auto", "threads", "fd"], default=None,
+                       help="stdio: wait on the pipes (fd), or read and write them in threads (as on Windows); "
+                            "auto: threads on Windows, fd elsewhere (default)")
     serve.add_argument("--http-engine", choices=["hypercorn", "h1"], default="hypercorn",
                        help="http: the HTTP server: hypercorn (default) or h1, the lean HTTP/1.1 engine")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
@@ -147,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_arguments(admin)
 
+    install = commands.add_parser("install", help="register a server with Claude Desktop, Claude Code, Cursor or VS Code",
+                                  description="Add (or update) a server in an MCP host's configuration file: a local "
+                                              "server this Python starts over stdio, or a remote one at --url.")
+    from ._install import add_install_arguments
+
+    add_install_arguments(install)
+
     bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
                                 description="Measure an MCP server's throughput, latency and memory under load.")
     from .bench.cli import add_bench_arguments
@@ -161,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._token import run_token
 
         return run_token(args)
+    if args.command == "install":
+        from ._install import run_install
+
+        return run_install(args)
     if args.command == "bench":
         from .bench.cli import run_bench
 
@@ -260,7 +274,8 @@ class _Run:
                 from .transports.stdio import serve_stdio
 
                 self.started = True
-                trio.run(partial(serve_stdio, app, config.to_limits(), rate_limits=config.rate_limits()))
+                trio.run(partial(serve_stdio, app, config.to_limits(), rate_limits=config.rate_limits(),
+                                 io=config.server.stdio_io))
             elif server.transport == "websocket":
                 trio.run(self._serve_websocket, app, config, tls, authenticator)
             else:

@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mcp_trio.supervisor")
 
+#: The signals that ask for a graceful shutdown. On Windows a console's Ctrl+C
+#: (CTRL_C_EVENT) arrives as SIGINT and Ctrl+Break (CTRL_BREAK_EVENT, what a parent sends a
+#: child's process group) as SIGBREAK; SIGTERM is never delivered there (TerminateProcess
+#: cannot be caught), nor are the console's close, logoff and shutdown events.
+SHUTDOWN_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
+
 _LIST_CHANGED = {
     "tools": "notifications/tools/list_changed",
     "resources": "notifications/resources/list_changed",
@@ -117,8 +123,8 @@ class Supervisor:
             connection.stop_reading()
 
     async def watch_signals(self) -> None:
-        """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        """First SIGINT/SIGTERM (or SIGBREAK): graceful shutdown. A second one: stop at once."""
+        with trio.open_signal_receiver(*SHUTDOWN_SIGNALS) as signals:
             async for signum in signals:
                 if self.shutting_down.is_set():
                     logger.warning("second %s: stopping now", signal.Signals(signum).name)

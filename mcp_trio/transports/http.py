@@ -949,7 +949,7 @@ class McpHttpApp:
         try:
             subprotocols = scope.get("subprotocols") or ()
             await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
-            channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout)
+            channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout, self.supervisor.shutting_down)
             connection = Connection(self.supervisor, channel, principal=principal, peer=peer)
             channel.busy = lambda: connection.in_flight > 0
             await run_session(f"WebSocket session {connection.session_id}", connection.run)
@@ -1065,15 +1065,18 @@ class _AsgiWebSocket(trio.abc.Channel[bytes]):
 
     The message size limit is hypercorn's (``websocket_max_message_size``, close 1009); it
     also answers pings and sends its own (``websocket_ping_interval``). A binary frame closes
-    the connection with 1003; so much silence (``idle_timeout``, nothing in flight) with 1001.
+    the connection with 1003; so much silence (``idle_timeout``, nothing in flight) with 1001;
+    graceful shutdown with 1001 too, as the WebSocket transport does (hypercorn itself answers
+    a client's close frame, with the client's code).
     """
 
-    def __init__(self, receive: Receive, send: Send, idle_timeout: float) -> None:
+    def __init__(self, receive: Receive, send: Send, idle_timeout: float, shutting_down: trio.Event) -> None:
         self._receive = receive
         self._send = send
         self._idle = idle_timeout if idle_timeout > 0 else math.inf
+        self._shutting_down = shutting_down
         self._disconnected = False
-        self._close: tuple[int, str] = (1000, "")
+        self._close: tuple[int, str] | None = None
         self.busy: Callable[[], bool] = lambda: False
 
     async def receive(self) -> bytes:
@@ -1103,7 +1106,7 @@ class _AsgiWebSocket(trio.abc.Channel[bytes]):
     async def aclose(self) -> None:
         if not self._disconnected:
             self._disconnected = True
-            code, reason = self._close
+            code, reason = self._close or ((WS_GOING_AWAY, "server shutting down") if self._shutting_down.is_set() else (1000, ""))
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 

@@ -33,6 +33,8 @@ Choices a client can see:
   1000 and reason ``idle timeout``. Quiet for ``Limits.heartbeat_interval``: pinged; no pong
   (nor anything else) within another interval: the TCP connection is dropped. Graceful
   shutdown: requests in flight get ``Limits.grace_period``, then the close code is 1001.
+* A client's close frame is answered at once with the client's own code and reason (RFC 6455
+  §5.5.1), also while the session drains at shutdown (then our 1001 is never sent).
 * A client that stops reading stalls only its own writer; after ``Limits.send_timeout`` the
   connection is dropped (a frame is never half-sent and then continued).
 
@@ -236,6 +238,8 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         "_fragments",
         "_frames",
         "_got_close",
+        "_listener",
+        "_listener_done",
         "_max_fragments",
         "_max_size",
         "_parser_ok",
@@ -289,6 +293,8 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         self._reading = False
         self._read_done: trio.Event | None = None
         self._closed = False
+        self._listener: trio.CancelScope | None = None  # answer_peer_close, while it runs
+        self._listener_done: trio.Event | None = None
         #: Code and reason of our close frame (None: 1000, or 1001 when shutting down).
         self.close_code: int | None = None
         self.close_reason = ""
@@ -386,6 +392,11 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
     async def _on_close(self, code: int, reason: str) -> None:
         """The peer's close frame: answer it at once (nothing but our close frame may be sent
         after it, so waiting for requests in flight would only keep the peer waiting)."""
+        await self._answer_close(code, reason)
+        raise trio.EndOfChannel
+
+    async def _answer_close(self, code: int, reason: str) -> None:
+        """Reply to the peer's close frame with its own code and reason (RFC 6455 §5.5.1)."""
         logger.debug("peer closed the connection (%s %s)", code, reason)
         self._got_close = True
         self._stopped = True
@@ -393,7 +404,53 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         if not self._sent_close:
             self._sent_close = True
             await self._send_control(self._proto.close(code, reason))
-        raise trio.EndOfChannel
+
+    async def answer_peer_close(self) -> None:
+        """Listen on while the session drains after it stopped reading (shutdown, idle timeout).
+
+        The session's reader stops as soon as shutdown begins, while our close frame waits for
+        the requests in flight (up to ``Limits.grace_period``). A peer that closes meanwhile
+        gets its own close code back at once, as RFC 6455 §5.5.1 asks, not our 1001 seconds
+        later as if we had closed first; its pings are answered. Its messages are dropped:
+        the session takes no new request once it has stopped reading. Started by the server
+        for the sessions it stops; ``aclose`` ends it before the closing handshake reads.
+        """
+        connection = self.connection
+        assert connection is not None
+        done = self._listener_done = trio.Event()
+        try:
+            with trio.CancelScope() as self._listener:
+                await connection.input_done.wait()
+                await self._listen_for_close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer is gone: the writer finds out by itself
+        finally:
+            self._listener = None
+            done.set()
+
+    async def _listen_for_close(self) -> None:
+        while not (self._stopped or self._sent_close or self._torn or self._closed or not self._parser_ok):
+            frames = self._frames
+            if frames is not None:
+                try:
+                    for frame in frames:
+                        if frame.opcode is _CLOSE:
+                            await self._answer_close(*frame.payload)
+                            return
+                        if frame.opcode is _PING:
+                            await self._send_control(self._proto.pong(frame.payload))
+                except ParseFailed as exc:
+                    self._parser_ok = False
+                    self.close_code, self.close_reason = exc.code, f"protocol error: {exc}"
+                    return
+                self._frames = None
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                self._stopped = True
+                return
+            self.received += 1
+            self._proto.receive_bytes(data)
+            self._frames = self._proto.received_frames()
 
     # -- sending ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -490,6 +547,10 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
             await trio.aclose_forcefully(self._stream)
 
     async def _closing_handshake(self) -> None:
+        if self._listener_done is not None:  # answer_peer_close is reading, or may start to
+            if self._listener is not None:
+                self._listener.cancel()
+            await self._listener_done.wait()
         if self._torn or self._sent_close:
             return
         code = self.close_code
@@ -703,6 +764,8 @@ class WebSocketServer:
             self._reaping.cancel()
             for scope in list(self._handshakes):
                 scope.cancel()
+            for channel in list(self.channels):
+                sessions.start_soon(channel.answer_peer_close)
             # Sessions drain by themselves (grace period, then the writer, then the closing
             # handshake); this bound only catches what would outlive all three.
             sessions.cancel_scope.deadline = trio.current_time() + limits.grace_period + limits.send_timeout + limits.handshake_timeout + 1.0
@@ -919,6 +982,8 @@ class WebSocketServer:
             channel.close_code = CLOSE_NORMAL
             channel.close_reason = "idle timeout"
             connection.stop_reading()
+            assert self._nursery is not None
+            self._nursery.start_soon(channel.answer_peer_close)
 
 
 async def serve_websocket(
