@@ -11,13 +11,18 @@ Servers, each exposing the same ``echo(text)`` tool (floors echo any request):
   (trio + msgspec over pipes), ``ws_echo.py`` (raw trio-websocket), ``http_echo.py`` (raw
   hypercorn-trio ASGI POST echo);
 * ``ours``    -- ``python -m mcp_trio serve`` (the demo app) on that transport;
+* ``ours_h1`` -- ours on the lean HTTP/1.1 engine (``--http-engine h1``), HTTP rows only,
+  until it becomes the default;
 * ``sdk``     -- the official ``mcp`` SDK's server (``bench/peers/sdk_*_server.py``);
+* ``ts``      -- the official TypeScript SDK on Node 22 (``bench/peers/ts/server.mjs``);
 * ``fastmcp`` -- FastMCP's server (``bench/peers/fastmcp_server.py``).
 
-The peers run from ``bench/.venv``, which this script creates from
+The Python peers run from ``bench/.venv``, which this script creates from
 ``bench/peers/requirements.txt`` when it is missing or stale (pinned versions; never a
-dependency of mcp_trio). HTTP peers answer with JSON, as ours does, so every HTTP row
-measures the same wire format.
+dependency of mcp_trio). The TypeScript peer runs on the Node 22 that ``npm ci`` installs
+into ``bench/peers/ts/node_modules`` from its pinned ``package-lock.json`` (the ``node``
+package from the npm registry; the machine's own node is not used). HTTP peers answer with
+JSON, as ours does, so every HTTP row measures the same wire format.
 
 Scenarios (``tools/call echo``, closed loop): stdio sequential (1x1) and pipelined (1x8);
 WebSocket 1x1 and 100x8 (two client processes); Streamable HTTP sequential (1x1) and
@@ -63,6 +68,9 @@ from mcp_trio.bench._runner import raise_fd_limit
 
 PEERS_VENV = BENCH / ".venv"
 REQUIREMENTS = BENCH / "peers" / "requirements.txt"
+TS_PEER = BENCH / "peers" / "ts"
+TS_LOCK = TS_PEER / "package-lock.json"
+TS_STAMP = TS_PEER / "node_modules" / ".mcp-trio-lock"
 RESULTS = BENCH / "results"
 SCHEMA = "mcp-trio-bench-standard/1"
 HOST = "127.0.0.1"
@@ -83,6 +91,7 @@ class Server:
     argv: tuple[str, ...]
     url: str | None = None  # None: a stdio server, spawned by the load generator itself
     peer: bool = False  # runs with the bench environment's interpreter
+    node: bool = False  # runs on the TypeScript peer's Node
     script: Path | None = None  # must exist (a floor or peer another change may not have added yet)
 
 
@@ -90,16 +99,18 @@ def _py(server_python: str, *args: str) -> tuple[str, ...]:
     return (server_python, *args)
 
 
-def servers(transport: str, peers_python: str) -> list[Server]:
+def servers(transport: str, peers_python: str, node: str = "node") -> list[Server]:
     py = sys.executable
     floors, peers = BENCH / "floors", BENCH / "peers"
     ours = (py, "-m", "mcp_trio", "serve")
+    ts_script = TS_PEER / "server.mjs"
     if transport == "stdio":
         return [
             Server("floor", "trio+msgspec pipe echo", (py, str(floors / "pipe_echo.py")), script=floors / "pipe_echo.py"),
             Server("ours", "mcp_trio", ours),
             Server("sdk", "official SDK", (peers_python, str(peers / "sdk_stdio_server.py")), peer=True,
                    script=peers / "sdk_stdio_server.py"),
+            Server("ts", "TypeScript SDK", (node, str(ts_script), "stdio"), node=True, script=ts_script),
             Server("fastmcp", "FastMCP", (peers_python, str(peers / "fastmcp_server.py"), "--transport", "stdio"),
                    peer=True, script=peers / "fastmcp_server.py"),
         ]
@@ -115,8 +126,12 @@ def servers(transport: str, peers_python: str) -> list[Server]:
             Server("floor", "raw hypercorn-trio POST echo", (py, str(floors / "http_echo.py"), "--port", "{port}"),
                    f"http://{HOST}:{{port}}/mcp", script=floors / "http_echo.py"),
             Server("ours", "mcp_trio", (*ours, "--transport", "http", *net), f"http://{HOST}:{{port}}/mcp"),
+            Server("ours_h1", "mcp_trio, h1 engine", (*ours, "--transport", "http", "--http-engine", "h1", *net),
+                   f"http://{HOST}:{{port}}/mcp"),
             Server("sdk", "official SDK", (peers_python, str(peers / "sdk_http_server.py"), "--port", "{port}"),
                    f"http://{HOST}:{{port}}/mcp", peer=True, script=peers / "sdk_http_server.py"),
+            Server("ts", "TypeScript SDK", (node, str(ts_script), "http", "--port", "{port}"), f"http://{HOST}:{{port}}/mcp",
+                   node=True, script=ts_script),
             Server("fastmcp", "FastMCP", (peers_python, str(peers / "fastmcp_server.py"), "--transport", "http", *net,
                                           "--json-response"),
                    f"http://{HOST}:{{port}}/mcp", peer=True, script=peers / "fastmcp_server.py"),
@@ -267,6 +282,34 @@ def bootstrap_peers() -> tuple[str | None, str | None]:
     return str(python), None
 
 
+def bootstrap_ts() -> tuple[str | None, str | None]:
+    """bench/peers/ts/node_modules from the pinned lock file; (its node, None) or (None, why not)."""
+    node = TS_PEER / "node_modules" / ".bin" / "node"
+    wanted = TS_LOCK.read_text()
+    if node.exists() and TS_STAMP.exists() and TS_STAMP.read_text() == wanted:
+        return str(node), None
+    print(f"[bench] installing the TypeScript peer (Node 22 and the SDK) into {TS_PEER.relative_to(REPO)}/node_modules ...",
+          file=sys.stderr, flush=True)
+    try:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TS_PEER, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"could not install the TypeScript peer with npm ci in {TS_PEER.relative_to(REPO)}: {exc}"
+    TS_STAMP.write_text(wanted)
+    return str(node), None
+
+
+def ts_versions(node: str | None) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"typescript_sdk": None, "node": None}
+    if node is None:
+        return versions
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        package = TS_PEER / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+        versions["typescript_sdk"] = msgspec.json.decode(package.read_bytes())["version"]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        versions["node"] = subprocess.run([node, "--version"], check=True, capture_output=True, text=True).stdout.strip()
+    return versions
+
+
 def peer_versions(python: str | None) -> dict[str, str | None]:
     versions: dict[str, str | None] = {"mcp": None, "fastmcp": None}
     if python is None:
@@ -400,6 +443,7 @@ def summarise(scenario: Scenario, rows: dict[str, Row]) -> list[dict[str, Any]]:
     results = {name: row.result() for name, row in rows.items()}
     floor = _value(results.get("floor"), scenario.idle)
     sdk = _value(results.get("sdk"), scenario.idle)
+    ts = _value(results.get("ts"), scenario.idle)
     out = []
     for name, row in rows.items():
         result = results[name]
@@ -413,6 +457,7 @@ def summarise(scenario: Scenario, rows: dict[str, Row]) -> list[dict[str, Any]]:
             "errors": dict(result.errors) if result else {},
             "vs_floor": _ratio(value, floor) if name != "floor" else None,
             "vs_sdk": _ratio(value, sdk) if name != "sdk" else None,
+            "vs_ts": _ratio(value, ts) if name != "ts" else None,
         }
         if scenario.idle:
             entry["sessions"] = result.idle.sessions_open if result and result.idle else None
@@ -449,14 +494,15 @@ def markdown(document: dict[str, Any]) -> str:
         f"# Benchmark: {document['started_at'][:10]} on {m['host']}",
         "",
         (f"{m['cpus']} CPUs, Python {m['python']}, {m['platform']}; mcp_trio {v['mcp_trio']}, "
-        f"official SDK mcp {v['mcp'] or '–'}, fastmcp {v['fastmcp'] or '–'}. "
+        f"official SDK mcp {v['mcp'] or '–'}, TypeScript SDK {v.get('typescript_sdk') or '–'} on Node "
+        f"{v.get('node') or '–'}, fastmcp {v['fastmcp'] or '–'}. "
         f"`tools/call echo`, closed loop; {s['rounds']} round(s) × {s['duration_s']:g} s per row "
         f"after {s['warmup_s']:g} s warm-up, servers taking turns. Ratios are calls/s over the floor's and "
-        "the official SDK's in the same run (for idle rows: memory per session, lower is better). "
+        "the official SDKs' (Python, TypeScript) in the same run (for idle rows: memory per session, lower is better). "
         "CPU is % of one core over the measured window."),
         "",
-        "| scenario | server | calls/s | p50 µs | p99 µs | server CPU | client CPU | server RSS | × floor | × SDK |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | server | calls/s | p50 µs | p99 µs | server CPU | client CPU | server RSS | × floor | × SDK | × TS |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     problems = []
     idle_rows = []
@@ -474,15 +520,15 @@ def markdown(document: dict[str, Any]) -> str:
                 f"{_f(row['p99_us'], ',.0f')} | {_f(row['server_cpu_percent'], '.0f')}% | "
                 f"{_f(row['client_cpu_percent'], '.0f')}% | "
                 f"{bytes_text(row['rss_bytes']) if row['rss_bytes'] is not None else '–'} | "
-                f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} |"
+                f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} | {_x(row.get('vs_ts'))} |"
             )
     if idle_rows:
-        lines += ["", "| idle sessions | server | sessions | server RSS per session | × floor | × SDK |",
-                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| idle sessions | server | sessions | server RSS per session | × floor | × SDK | × TS |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for scenario, row in idle_rows:
             per = "error" if row["error"] else bytes_text(row["rss_per_session_bytes"])
             lines.append(f"| {scenario['title']} | {row['server']} | {_f(row['sessions'], ',d')} | {per} | "
-                         f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} |")
+                         f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} | {_x(row.get('vs_ts'))} |")
     if problems:
         lines += ["", "Errors (a row with errors has no speed; see the JSON for details):", "", *problems]
     lines += ["", f"Reproduce: `make bench` (or `python bench/run_standard.py`); full numbers in `{document['json']}`."]
@@ -496,8 +542,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [s.name for s in SCENARIOS]
     parser.add_argument("--only", nargs="+", choices=names, metavar="SCENARIO", help=f"run only these ({', '.join(names)})")
-    parser.add_argument("--servers", nargs="+", choices=["floor", "ours", "sdk", "fastmcp"], metavar="NAME",
-                        help="run only these servers (floor, ours, sdk, fastmcp)")
+    parser.add_argument("--servers", nargs="+", choices=["floor", "ours", "ours_h1", "sdk", "ts", "fastmcp"], metavar="NAME",
+                        help="run only these servers (floor, ours, ours_h1, sdk, ts, fastmcp)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per row, servers taking turns (default: 2)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per round (default: 5)")
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per round (default: 1.5)")
@@ -525,13 +571,18 @@ def main(argv: list[str] | None = None) -> int:
     peers_python, peers_error = bootstrap_peers()
     if peers_error:
         say(peers_error)
+    wanted_ts = not args.servers or "ts" in args.servers
+    node, ts_error = bootstrap_ts() if wanted_ts else (None, "not asked for")
+    if ts_error and wanted_ts:
+        say(ts_error)
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
     table: dict[str, dict[str, Row]] = {s.name: {} for s in chosen}
     with tempfile.TemporaryDirectory(prefix="mcp-trio-bench-") as tmp:
         log_dir = Path(tmp)
         for transport in ("stdio", "ws", "http"):
-            every = [s for s in servers(transport, peers_python or "python") if not args.servers or s.name in args.servers]
-            runnable = [s for s in every if not (s.peer and peers_error)]
+            every = [s for s in servers(transport, peers_python or "python", node or "node")
+                     if not args.servers or s.name in args.servers]
+            runnable = [s for s in every if not (s.peer and peers_error) and not (s.node and ts_error)]
             load = [s for s in chosen if s.transport == transport and not s.idle]
             run_load_scenarios(transport, load, table, runnable, args, log_dir)
             for scenario in (s for s in chosen if s.transport == transport and s.idle):
@@ -539,12 +590,12 @@ def main(argv: list[str] | None = None) -> int:
             for scenario in (s for s in chosen if s.transport == transport):
                 for server in every:
                     if server not in runnable and (server.url is not None or not scenario.idle):
-                        table[scenario.name][server.name] = Row(server, error=peers_error)
+                        table[scenario.name][server.name] = Row(server, error=ts_error if server.node else peers_error)
     host = socket.gethostname()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{started_at:%Y-%m-%d}-{host}"
     json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
-    versions = {"mcp_trio": _version("mcp-trio"), **peer_versions(peers_python)}
+    versions = {"mcp_trio": _version("mcp-trio"), **peer_versions(peers_python), **ts_versions(node)}
     document = {
         "schema": SCHEMA,
         "started_at": started_at.isoformat(timespec="seconds"),

@@ -13,6 +13,8 @@ this driver, so the numbers share one machine state:
   trio + msgspec echo child" that our cold start is held to (<= 1.5x).
 * ``ours`` -- ``python -m mcp_trio serve``, the built-in demo app and its ``echo`` tool.
 * ``sdk`` -- ``bench/peers/sdk_stdio_server.py``, the official Python SDK's stdio server.
+* ``ours-threads`` -- ``mcp_trio serve --stdio-io threads``: the same server with a thread per
+  pipe (the path Windows takes), so ``ours-threads/ours`` is what the threads cost.
 
 For each target: one probe spawn (shows the child's stderr if it fails to start, and
 fills a private bytecode cache so cold start measures startup, not compilation), then
@@ -86,7 +88,7 @@ class Target:
 
 
 def default_targets(env: dict[str, str] | None = None) -> list[Target]:
-    """The three targets, each run by this interpreter so they share one Python.
+    """The targets, each run by this interpreter so they share one Python.
     They start in the repository root, so ``-m mcp_trio`` is the working tree's."""
     py = sys.executable
     floor = [py, str(BENCH / "floors" / "pipe_echo.py")]
@@ -95,6 +97,7 @@ def default_targets(env: dict[str, str] | None = None) -> list[Target]:
         Target("floor", "trio+msgspec pipe echo", floor, env),
         Target("ours", "mcp_trio serve", [py, "-m", "mcp_trio", "serve"], env),
         Target("sdk", "official SDK (mcp)", sdk, env),
+        Target("ours-threads", "mcp_trio serve, threaded pipes", [py, "-m", "mcp_trio", "serve", "--stdio-io", "threads"], env),
     ]
 
 
@@ -503,7 +506,7 @@ def compute_ratios(results: dict[str, TargetResult]) -> dict[str, float | None]:
     """Throughput ratios are a/b in calls/s (higher is better for a); cold start ratios
     are a/b in ms (lower is better for a). sdk/floor is kept for context when ours is absent."""
     ratios: dict[str, float | None] = {}
-    for a, b in (("ours", "floor"), ("ours", "sdk"), ("sdk", "floor")):
+    for a, b in (("ours", "floor"), ("ours", "sdk"), ("sdk", "floor"), ("ours-threads", "ours")):
         ra, rb = results.get(a), results.get(b)
         ratios[f"{a}/{b} seq calls/s"] = ratio(_cps(ra, "sequential"), _cps(rb, "sequential"))
         ratios[f"{a}/{b} pipelined calls/s"] = ratio(_cps(ra, "pipelined"), _cps(rb, "pipelined"))

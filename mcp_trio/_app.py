@@ -32,9 +32,11 @@ def load_app(spec: str, app_dir: str | None = None) -> Any:
     from .plugins._plugin import Plugin
     from ._server import Server
 
-    target, _, attr = spec.partition(":")
-    attr = attr or "server"
-    module = _import(target, app_dir)
+    from ._appspec import DEFAULT_ATTR, split_app
+
+    target, attr, is_path = split_app(spec)  # C:\dir\app.py:server is a path on any OS
+    attr = attr or DEFAULT_ATTR
+    module = _import(target, app_dir, is_path)
     if not hasattr(module, attr):
         from ._explain import suggest
 
@@ -65,11 +67,11 @@ def load_app(spec: str, app_dir: str | None = None) -> Any:
     raise AppLoadError(f"{spec} is {_a(app)}, not an mcp_trio.Server: {expected}{_servers_in(module, Server)}")
 
 
-def _import(target: str, app_dir: str | None) -> ModuleType:
+def _import(target: str, app_dir: str | None, is_path: bool) -> ModuleType:
     folder = os.path.abspath(app_dir or os.getcwd())
     if app_dir is not None and not os.path.isdir(folder):
         raise AppLoadError(f"--app-dir {app_dir}: no such directory")
-    if target.endswith(".py") or "/" in target or os.sep in target:
+    if is_path:
         path = Path(target).resolve()
         if not path.is_file():
             raise AppLoadError(f"cannot import {target!r}: no such file")

@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", default=None, metavar="ACCESS",
                        help="http: who may read /metrics: public, loopback or scope:NAME "
                             "(default: scope:admin with authentication configured, else public)")
+    serve.add_argument("--stdio-io", choices=["auto", "threads", "fd"], default=None,
+                       help="stdio: wait on the pipes (fd), or read and write them in threads (as on Windows); "
+                            "auto: threads on Windows, fd elsewhere (default)")
+    serve.add_argument("--http-engine", choices=["hypercorn", "h1"], default="hypercorn",
+                       help="http: the HTTP server: hypercorn (default) or h1, the lean HTTP/1.1 engine")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -145,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_arguments(admin)
 
+    install = commands.add_parser("install", help="register a server with Claude Desktop, Claude Code, Cursor or VS Code",
+                                  description="Add (or update) a server in an MCP host's configuration file: a local "
+                                              "server this Python starts over stdio, or a remote one at --url.")
+    from ._install import add_install_arguments
+
+    add_install_arguments(install)
+
     bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
                                 description="Measure an MCP server's throughput, latency and memory under load.")
     from .bench.cli import add_bench_arguments
@@ -159,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._token import run_token
 
         return run_token(args)
+    if args.command == "install":
+        from ._install import run_install
+
+        return run_install(args)
     if args.command == "bench":
         from .bench.cli import run_bench
 
@@ -258,7 +274,8 @@ class _Run:
                 from .transports.stdio import serve_stdio
 
                 self.started = True
-                trio.run(partial(serve_stdio, app, config.to_limits(), rate_limits=config.rate_limits()))
+                trio.run(partial(serve_stdio, app, config.to_limits(), rate_limits=config.rate_limits(),
+                                 io=config.server.stdio_io))
             elif server.transport == "websocket":
                 trio.run(self._serve_websocket, app, config, tls, authenticator)
             else:
@@ -322,9 +339,10 @@ class _Run:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(lambda task_status: serve_http(
                 app, config.to_limits(), host=server.host, port=server.port,
-                allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, certfile=args.certfile, keyfile=args.keyfile,
+                allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None,
+                certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
-                rate_limits=config.rate_limits(), metrics=server.metrics,
+                rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
                 reuse_port=args.reuse_port, task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"

@@ -10,6 +10,9 @@ every limit spelt out, is in docs/security.md)::
 
     [server]
     transport = "stdio"              # "stdio" | "websocket" | "http"
+    stdio_io = "auto"                # stdio's pipes: "fd" (trio waits on them), "threads" (a
+                                     #   thread per pipe, as Windows needs), "auto": threads
+                                     #   on Windows, fd elsewhere
     host = "127.0.0.1"
     port = 8000
     resource = "https://mcp.example.com/mcp"   # this server's public URL (default: none):
@@ -168,6 +171,7 @@ class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 class ServerConfig(_Section):
     transport: Literal["stdio", "websocket", "http"] = "stdio"
+    stdio_io: Literal["auto", "threads", "fd"] = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     #: This server's public URL (``https://host/mcp``): the JWT audience by default, and the
@@ -850,6 +854,7 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
 #: environment and the file speak (flags > env > file > defaults).
 FLAG_KEYS: dict[str, str] = {
     "transport": "server.transport",
+    "stdio_io": "server.stdio_io",
     "host": "server.host",
     "port": "server.port",
     "resource": "server.resource",

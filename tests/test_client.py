@@ -50,6 +50,7 @@ def test_parse_target() -> None:
 # --------------------------------------------------------------------------- stdio
 
 
+@pytest.mark.usefixtures("stdio_io")
 async def test_stdio_session_against_our_server() -> None:
     progress: list[Any] = []
     with trio.fail_after(20):
@@ -85,6 +86,7 @@ async def test_stdio_session_against_our_server() -> None:
             assert steps == [0, 50, 100]
 
 
+@pytest.mark.usefixtures("stdio_io")
 async def test_stdio_server_requests_go_to_on_request() -> None:
     asked: list[Any] = []
 

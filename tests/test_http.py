@@ -730,6 +730,31 @@ async def test_websocket_on_the_same_port() -> None:
                 assert (await _ws_call(ws, {"jsonrpc": "2.0", "id": 2, "method": "ping"}))["result"] == {}
 
 
+async def test_websocket_closing_handshake_codes() -> None:
+    """A client's close is answered with its own code (hypercorn answers it); our own close at
+    graceful shutdown says 1001, as the WebSocket transport's does."""
+    sleep = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "sleep", "arguments": {"seconds": 0.3}}}
+    with trio.fail_after(10):
+        async with serving(limits=Limits(grace_period=5)) as served:
+            url = f"ws://127.0.0.1:{served.port}/ws"
+            async with trio_websocket.open_websocket_url(url) as ws:
+                assert (await _ws_call(ws, {"jsonrpc": "2.0", "id": 1, "method": "ping"}))["result"] == {}
+                await ws.aclose(4000, "done")
+                assert ws.closed is not None and (ws.closed.code, ws.closed.reason) == (4000, "done")
+            async with trio_websocket.open_websocket_url(url) as ws:
+                await _ws_call(ws, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "ws", "version": "1"}}})
+                await ws.send_message(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                await ws.send_message(json.dumps(sleep))
+                while not served.supervisor.statistics()["in_flight"]:
+                    await trio.sleep(0.01)
+                served.supervisor.shutdown()
+                assert json.loads(await ws.get_message())["result"]["content"][0]["text"] == "slept 0.3 s"
+                with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert (closed.value.reason.code, closed.value.reason.reason) == (1001, "server shutting down")
+
+
 async def test_websocket_limits() -> None:
     limits = Limits(max_message_size=1000, max_connections=1, idle_timeout=0.3)
     with trio.fail_after(10):

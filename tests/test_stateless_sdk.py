@@ -136,6 +136,7 @@ async def exercise(client: Client, callbacks: Callbacks, mode: str, wire: Wire |
 
 
 # -- stdio ------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("stdio_io")
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_stdio(tmp_path: Path, mode: str) -> None:
     callbacks = Callbacks()
@@ -144,6 +145,7 @@ async def test_stdio(tmp_path: Path, mode: str) -> None:
             await exercise(client, callbacks, mode, wire)
 
 
+@pytest.mark.usefixtures("stdio_io")
 async def test_stdio_log_level_opt_in(tmp_path: Path) -> None:
     callbacks = Callbacks()
     with trio.fail_after(15):

@@ -32,7 +32,9 @@ from .helpers import RawClient, serve_in_memory, spawn_stdio
 #: Generous bound for anything that talks to a child process; a hang fails, it never blocks CI.
 TIMEOUT = 15
 
-slow = pytest.mark.slow
+def slow(test: Any) -> Any:
+    """A test that spawns the server: marked slow, and run over both of stdio's I/O paths."""
+    return pytest.mark.usefixtures("stdio_io")(pytest.mark.slow(test))
 
 
 def _line(message: dict[str, Any]) -> bytes:

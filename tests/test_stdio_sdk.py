@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from mcp_trio import demo
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.usefixtures("stdio_io"),  # every test over both of stdio's I/O paths
     # ping, logging/setLevel, subscribe and roots are deprecated for the 2026 revision only;
     # this server speaks 2025-11-25, where they are current.
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
@@ -179,8 +181,10 @@ async def connect(tmp_path: Path, *serve_args: str, mode: str = "legacy", **opti
     """An SDK client on a freshly spawned ``python -m mcp_trio serve *serve_args``."""
     stderr_path = tmp_path / f"server-{next(_session_numbers)}.stderr"
     # Unbuffered, so that anything stray written to stdout shows up mid-session, not at exit.
+    # The SDK passes the child only a few variables of ours: the stdio I/O path explicitly.
+    env = {"PYTHONUNBUFFERED": "1", **{k: v for k, v in os.environ.items() if k == "MCP_TRIO_SERVER_STDIO_IO"}}
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_trio", "serve", *serve_args],
-                                   cwd=str(REPO), env={"PYTHONUNBUFFERED": "1"})
+                                   cwd=str(REPO), env=env)
     wire = Wire()
     with stderr_path.open("w") as errlog:
         client = Client(_recording(stdio_client(params, errlog=errlog), wire), mode=mode, **options)

@@ -288,6 +288,56 @@ async def test_peer_close_ends_the_session() -> None:
             assert endpoint.supervisor.statistics()["connections"] == 0
 
 
+# -- the closing handshake (RFC 6455 §5.5.1) ------------------------------------------------------
+# trio-websocket's client keeps the close frame that answers its own in ``ws.closed``.
+@pytest.mark.parametrize("code", [1000, 4000])
+async def test_client_close_is_answered_with_the_clients_code(code: int) -> None:
+    with trio.fail_after(10):
+        async with serving() as endpoint, open_websocket_url(url(endpoint)) as ws:
+            await WsClient(ws).initialize()
+            await ws.aclose(code, "done")
+            assert ws.closed is not None
+            assert (ws.closed.code, ws.closed.reason) == (code, "done")
+
+
+async def draining(endpoint: WebSocketServer, nursery: trio.Nursery, seconds: float) -> WsClient:
+    """A session with a ``sleep(seconds)`` call in flight, on a server that has begun to shut down."""
+    client = await connect_memory(endpoint, nursery)
+    await client.initialize()
+    await client.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "sleep", "arguments": {"seconds": seconds}}})
+    await wait_for(lambda: endpoint.supervisor.statistics()["in_flight"] == 1)
+    endpoint.shutdown()
+    return client
+
+
+async def test_client_close_during_graceful_shutdown_is_answered_at_once_with_its_code(autojump_clock: trio.testing.MockClock) -> None:
+    """Shutdown stops the session's reader at once, while our close waits out the grace period
+    for the call in flight: the client's close (sent in that window) still gets its own code
+    back, at once, not our 1001 once the grace period is over."""
+    with trio.fail_after(100):
+        async with serving(Limits(grace_period=30), listeners=[]) as endpoint, trio.open_nursery() as nursery:
+            client = await draining(endpoint, nursery, 60)
+            await trio.sleep(1)
+            closing = trio.current_time()
+            await client.ws.aclose(1000)
+            assert client.ws.closed is not None
+            assert (client.ws.closed.code, client.ws.closed.reason) == (1000, None)
+            assert trio.current_time() - closing < 1  # not at the end of the 30 s grace period
+            await wait_for(lambda: endpoint.statistics()["connections"] == 0)
+
+
+async def test_pings_during_graceful_shutdown_are_answered(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        async with serving(Limits(grace_period=30), listeners=[]) as endpoint, trio.open_nursery() as nursery:
+            client = await draining(endpoint, nursery, 5)
+            with trio.fail_after(1):
+                await client.ws.ping(b"still there?")
+            # Then the call is answered and the server closes, as the one going away (1001).
+            closed = await client.closed()
+            assert (closed.reason.code, closed.reason.reason) == (1001, "server shutting down")
+            assert client.backlog[0]["result"]["content"][0]["text"] == "slept 5 s"
+
+
 # -- bad input -------------------------------------------------------------------------------
 async def test_binary_frame_closes_with_1003_after_answering_what_was_read() -> None:
     with trio.fail_after(10):

@@ -35,8 +35,6 @@ from ._params import (
     LOG_LEVEL_KEY,
     PROTOCOL_VERSION_KEY,
     EnvelopeOnly,
-    ListenParams,
-    SubscriptionFilter,
 )
 from ._session import ClientProfile
 from ._types import LOG_LEVELS, Implementation, Wire

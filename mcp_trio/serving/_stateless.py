@@ -37,9 +37,9 @@ from ..protocol._envelope import (
     StatelessCapabilities,
     StatelessListChanged,
     StatelessResources,
-    SubscriptionFilter,
 )
 from ..protocol._errors import InvalidParams, ServerOverloaded
+from ..protocol._params import SubscriptionFilter
 from ..protocol._versions import ALL_VERSIONS
 from . import _handlers
 from . import _stateless_side as side

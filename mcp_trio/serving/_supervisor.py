@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
-import math
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import replace
 from types import MappingProxyType
@@ -51,6 +50,12 @@ class Session(Protocol):
 
 
 logger = logging.getLogger("mcp_trio.supervisor")
+
+#: The signals that ask for a graceful shutdown. On Windows a console's Ctrl+C
+#: (CTRL_C_EVENT) arrives as SIGINT and Ctrl+Break (CTRL_BREAK_EVENT, what a parent sends a
+#: child's process group) as SIGBREAK; SIGTERM is never delivered there (TerminateProcess
+#: cannot be caught), nor are the console's close, logoff and shutdown events.
+SHUTDOWN_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
 
 _LIST_CHANGED = {
     "tools": "notifications/tools/list_changed",
@@ -129,8 +134,8 @@ class Supervisor:
             connection.stop_reading()
 
     async def watch_signals(self) -> None:
-        """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        """First SIGINT/SIGTERM (or SIGBREAK): graceful shutdown. A second one: stop at once."""
+        with trio.open_signal_receiver(*SHUTDOWN_SIGNALS) as signals:
             async for signum in signals:
                 if self.shutting_down.is_set():
                     logger.warning("second %s: stopping now", signal.Signals(signum).name)

@@ -27,6 +27,7 @@ with no HTTP exchange open for that long (0 disables); ``max_connections`` caps 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -64,6 +65,7 @@ from ._asgi import (
     Scope,
     Send,
     admission_status,
+    error_body,
     refuse,
     refuse_head,
     respond,
@@ -587,7 +589,7 @@ class McpHttpApp:
         try:
             subprotocols = scope.get("subprotocols") or ()
             await send({"type": "websocket.accept", "subprotocol": "mcp" if "mcp" in subprotocols else None})
-            channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout)
+            channel = _AsgiWebSocket(receive, send, self.limits.idle_timeout, self.supervisor.shutting_down)
             connection = Connection(self.supervisor, channel, principal=principal, peer=peer)
             channel.busy = lambda: connection.in_flight > 0
             await run_session(f"WebSocket session {connection.session_id}", connection.run)
@@ -684,15 +686,18 @@ class _AsgiWebSocket(trio.abc.Channel[bytes]):
 
     The message size limit is hypercorn's (``websocket_max_message_size``, close 1009); it
     also answers pings and sends its own (``websocket_ping_interval``). A binary frame closes
-    the connection with 1003; so much silence (``idle_timeout``, nothing in flight) with 1001.
+    the connection with 1003; so much silence (``idle_timeout``, nothing in flight) with 1001;
+    graceful shutdown with 1001 too, as the WebSocket transport does (hypercorn itself answers
+    a client's close frame, with the client's code).
     """
 
-    def __init__(self, receive: Receive, send: Send, idle_timeout: float) -> None:
+    def __init__(self, receive: Receive, send: Send, idle_timeout: float, shutting_down: trio.Event) -> None:
         self._receive = receive
         self._send = send
         self._idle = idle_timeout if idle_timeout > 0 else math.inf
+        self._shutting_down = shutting_down
         self._disconnected = False
-        self._close: tuple[int, str] = (1000, "")
+        self._close: tuple[int, str] | None = None
         self.busy: Callable[[], bool] = lambda: False
 
     async def receive(self) -> bytes:
@@ -722,7 +727,7 @@ class _AsgiWebSocket(trio.abc.Channel[bytes]):
     async def aclose(self) -> None:
         if not self._disconnected:
             self._disconnected = True
-            code, reason = self._close
+            code, reason = self._close or ((WS_GOING_AWAY, "server shutting down") if self._shutting_down.is_set() else (1000, ""))
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
@@ -783,6 +788,7 @@ async def serve_http(
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
     metrics: str | None = None,
+    engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     watch_signals: bool | None = None,
 ) -> None:
@@ -804,8 +810,11 @@ async def serve_http(
     the caller that opened it. ``reuse_port``: bind with ``SO_REUSEPORT``, so that several
     processes (each with its own supervisor and sessions) share the port. ``metrics``: who
     may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
-    "scope:admin" with an ``authenticator``, else "public").
+    "scope:admin" with an ``authenticator``, else "public"). ``engine``: ``"hypercorn"``
+    (HTTP/1.1 and HTTP/2) or ``"h1"`` (the lean HTTP/1.1 engine, ``transports/h1``).
     """
+    if engine not in ("hypercorn", "h1"):
+        raise ValueError(f"engine must be 'hypercorn' or 'h1', not {engine!r}")
     if watch_signals is not None:
         warnings.warn("serve_http(watch_signals=...) is now handle_signals=..., as for serve_websocket", DeprecationWarning,
                       stacklevel=2)
@@ -829,7 +838,16 @@ async def serve_http(
                              metrics=metrics, settings=settings)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
-            binds: list[str] = await sessions.start(partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait))
+            if engine == "h1":
+                from .h1 import H1Limits
+                from .h1._asgi import serve_asgi
+
+                h1_limits = H1Limits.from_limits(limits, grace_period=config.graceful_timeout)
+                serve = partial(serve_asgi, app, limits, h1_limits, host=host, port=port, certfile=certfile, keyfile=keyfile,
+                                reuse_port=reuse_port, error_body=_h1_error_body, shutdown_trigger=supervisor.shutting_down.wait)
+            else:
+                serve = partial(hypercorn_serve, app, config, shutdown_trigger=supervisor.shutting_down.wait)
+            binds: list[str] = await sessions.start(serve)
             bound_port = int(binds[0].rpartition(":")[2])
             for bind in binds:
                 logger.info("serving MCP on %s%s (WebSocket %s%s)", bind, MCP_PATH, bind.replace("http", "ws", 1), WS_PATH)
@@ -840,6 +858,11 @@ async def serve_http(
             sweeper.cancel()
         supervisor.close()
         nursery.cancel_scope.cancel()
+
+
+def _h1_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The h1 engine's own refusals (400, 408, 413, 431...), as JSON-RPC errors like ours."""
+    return JSON, error_body(ErrorObject(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message))
 
 
 async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:

@@ -2,7 +2,14 @@
 
 stdout carries protocol messages only; logs go to stderr. A line longer than the message
 limit is skipped to its end and answered with an error, so the session goes on. EOF on stdin,
-SIGINT or SIGTERM start a graceful shutdown; the process then exits 0.
+SIGINT or SIGTERM (on Windows also Ctrl+Break; Ctrl+C arrives as SIGINT) start a graceful
+shutdown; the process then exits 0.
+
+Two ways to move the bytes, chosen by ``io`` (``[server] stdio_io``, ``--stdio-io``):
+``"fd"`` waits on the pipes with trio (non-blocking fds: Linux, macOS, the BSDs); ``"threads"``
+gives each pipe a thread doing blocking reads and writes (``_pipe_threads``: what Windows needs,
+where trio cannot wait on a pipe handle); ``"auto"`` (the default) is threads on Windows and fd
+elsewhere. Both run the same line splitting and limits (``LineChannel``).
 """
 
 from __future__ import annotations
@@ -10,19 +17,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Literal
 
 import trio
 
 from .._channel import MessageTooLarge
 from ..serving._connection import Connection
 from .._limiter import RateLimits
-from .._limits import Limits
+from .._limits import DEFAULT_SEND_TIMEOUT, Limits
 from .._server import Server
 from ..serving._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.stdio")
 
 _READ_SIZE = 65536
+
+#: How stdio moves its bytes: see the module's docstring.
+StdioIO = Literal["auto", "threads", "fd"]
+
+
+def uses_threads(io: StdioIO, platform: str = sys.platform) -> bool:
+    """Whether ``io`` means the thread-backed pipes on ``platform``."""
+    if io not in ("auto", "threads", "fd"):
+        raise ValueError(f"stdio io must be auto, threads or fd, not {io!r}")
+    return io == "threads" or (io == "auto" and platform == "win32")
 
 
 class LineChannel(trio.abc.Channel[bytes]):
@@ -161,12 +179,14 @@ class PipeStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-def open_stdio(max_line: int) -> LineChannel:
+def open_stdio(max_line: int, io: StdioIO = "auto", *, send_timeout: float = DEFAULT_SEND_TIMEOUT) -> LineChannel:
     """A channel over this process's stdin and stdout, which it takes for itself.
 
     The protocol keeps private duplicates of fds 0 and 1; fd 1 is then pointed at stderr and
-    fd 0 at /dev/null, so a stray ``print()`` in a tool (or a C library writing to stdout) lands
-    in the logs instead of corrupting the message stream, and nothing else can steal input.
+    fd 0 at the null device, so a stray ``print()`` in a tool (or a C library writing to
+    stdout) lands in the logs instead of corrupting the message stream, and nothing else can
+    steal input. ``send_timeout`` bounds how long closing waits for the writer thread to
+    drain (threads only; the fd path writes as it goes).
     """
     protocol_in = os.dup(0)
     protocol_out = os.dup(1)
@@ -175,7 +195,18 @@ def open_stdio(max_line: int) -> LineChannel:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    return LineChannel(PipeStream(protocol_in), PipeStream(protocol_out), max_line)
+    threads = uses_threads(io)
+    logger.debug("stdio: %s", "a thread per pipe (threads)" if threads else "trio waits on the pipes (fd)")
+    if not threads:
+        return LineChannel(PipeStream(protocol_in), PipeStream(protocol_out), max_line)
+    if sys.platform == "win32":  # bytes as they are: no CRLF translation, no Ctrl+Z as EOF
+        import msvcrt
+
+        for fd in (protocol_in, protocol_out):
+            msvcrt.setmode(fd, os.O_BINARY)  # type: ignore[attr-defined,unused-ignore]
+    from ._pipe_threads import ThreadPipeReader, ThreadPipeWriter
+
+    return LineChannel(ThreadPipeReader(protocol_in), ThreadPipeWriter(protocol_out, send_timeout), max_line)
 
 
 async def serve_stdio(
@@ -184,14 +215,16 @@ async def serve_stdio(
     *,
     channel: trio.abc.Channel[bytes] | None = None,
     rate_limits: RateLimits | None = None,
+    io: StdioIO = "auto",
 ) -> None:
     """Serve ``server`` on stdin/stdout until EOF or a shutdown signal.
 
     stdio is a trusted local channel (the host that spawned us): no credential is asked, and
-    ``rate_limits`` (when given) applies to the one session as a whole.
+    ``rate_limits`` (when given) applies to the one session as a whole. ``io``: how the bytes
+    move (see the module's docstring).
     """
     limits = limits or Limits()
-    channel = channel or open_stdio(limits.max_message_size)
+    channel = channel or open_stdio(limits.max_message_size, io, send_timeout=limits.send_timeout)
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
         nursery.start_soon(supervisor.watch_signals)
