@@ -84,7 +84,7 @@ def cancelled_request_id(note: Notification) -> int | str | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     request_id = params.request_id
-    return None if request_id is UNSET else request_id  # type: ignore[return-value]
+    return request_id if isinstance(request_id, (int, str)) else None
 
 
 # -- the structs of each method ----------------------------------------------------------------

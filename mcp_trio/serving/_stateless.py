@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 import trio
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from ..protocol._envelope import (
     SERVER_INFO_KEY,
@@ -87,10 +87,10 @@ def _agreed(peer: Peer, wanted: SubscriptionFilter) -> tuple[SubscriptionFilter,
             kinds.add(kind)
             setattr(agreed, attr, True)
     uris: set[str] = set()
-    if wanted.resource_subscriptions is not UNSET:
+    asked = wanted.resource_subscriptions
+    if not isinstance(asked, UnsetType):
         registry = peer.supervisor.registry
         principal = peer.principal
-        asked: list[str] = wanted.resource_subscriptions  # type: ignore[assignment]
         cap = peer.limits.max_subscriptions_per_session
         if len(asked) > cap:
             raise InvalidParams(f"a listen stream may name at most {cap} resources (max_subscriptions_per_session); "
