@@ -312,7 +312,19 @@ class HTTPTransport:
                 seconds = float(retry_after) if retry_after is not None else None
             except ValueError:
                 seconds = None
-            raise HTTPError(status, await self._read_body(conn, _ERROR_BODY_LIMIT, truncate=True), seconds)
+            body = await self._read_body(conn, _ERROR_BODY_LIMIT, truncate=True)
+            if call is not None and body.startswith(b"{"):
+                # 2026-07-28 answers a refused request with a status *and* its JSON-RPC error:
+                # the error is the answer (McpError); a body naming no request of ours is not.
+                try:
+                    message = decoder.decode(body)
+                except msgspec.DecodeError:
+                    message = None
+                if message is not None and message.error is not msgspec.UNSET and type(message.id) is int:
+                    self.deliver(message, call)
+                    if call.message is not None:
+                        return
+            raise HTTPError(status, body, seconds)
         session = headers.get(b"mcp-session-id")
         if session is not None:
             self.session_id = session.decode("ascii", "replace")

@@ -56,6 +56,8 @@ class StdioTransport:
             if len(partial) > self._max:
                 raise ProtocolError(f"the server wrote a line longer than {self._max} bytes")
             for line in lines:
+                if len(line) > self._max:
+                    raise ProtocolError(f"the server wrote a line longer than {self._max} bytes")
                 if line.strip():
                     deliver(line)
 
