@@ -128,7 +128,9 @@ async def connect(
                 try:
                     if era is not None:
                         await client.open(era, protocol_version=protocol_version, timeout=handshake_timeout)
-                        if listen or (listen is None and (on_list_changed is not None or on_resource_updated is not None)):
+                        handlers = (on_list_changed, on_resource_updated, on_log, on_notification, on_request, sampling,
+                                    elicitation, roots)
+                        if listen or (listen is None and any(h is not None for h in handlers)):
                             client.start_listening()
                     yield client
                 finally:
