@@ -350,3 +350,33 @@ class Elicit:
 
 def test_client_type_is_public() -> None:
     assert Client.call_tool.__doc__ and "is_error" in Client.call_tool.__doc__
+
+
+async def test_the_readme_client_script_runs(tmp_path: Any) -> None:
+    """README "Using the client", as written, against our server over stdio and HTTP."""
+    from tests.test_cli import readme_block
+
+    script = tmp_path / "client_script.py"
+    script.write_text(readme_block("# client_script.py"))
+    with trio.fail_after(60):
+        async with target("http") as url:
+            for where in (f"stdio:{sys.executable} -m mcp_trio serve", url):
+                done = await trio.run_process([sys.executable, str(script), where], capture_stdout=True, capture_stderr=True)
+                out = done.stdout.decode()
+                assert out.startswith("stateless mcp-trio-demo\n") and "tool: echo\n" in out, out
+                assert "hello\n" in out and 'content={"username":"ada","email":"ada@example.com"}' in out, out
+                assert "progress: [0, 50, 100]\n" in out and "refused: -32602 unknown tool: 'no_such_tool'" in out, out
+
+
+@pytest.mark.parametrize("era", ["auto", "handshake"])
+async def test_logs_go_to_the_call_that_caused_them_over_http(era: str) -> None:
+    """Over HTTP a log line arrives on the POST of the call it belongs to: the call's own
+    ``on_log`` hears it, the client-wide one does not."""
+    client_wide: list[LoggingMessageParams] = []
+    mine: list[LoggingMessageParams] = []
+    with trio.fail_after(20):
+        async with target("http") as where, connect(where, era=era, on_log=client_wide.append) as client:
+            await client.set_logging_level("info")
+            await client.call_tool("test_logging_tool", on_log=mine.append)
+            assert [entry.data for entry in mine] == ["Tool execution started", "Tool processing data", "Tool execution completed"]
+            assert client_wide == []
