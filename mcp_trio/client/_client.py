@@ -756,7 +756,7 @@ class Client:
                         self.listen_stopped = f"the server does not offer subscriptions/listen (HTTP {exc.status})"
                         return
                     failures += 1
-                except (ConnectionLost, ProtocolError) as exc:
+                except ClientError as exc:  # a broken or refused stream: listen again, later
                     if self._lost is not None:
                         return
                     logger.debug("subscriptions/listen ended: %s", exc)

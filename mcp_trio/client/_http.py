@@ -420,10 +420,12 @@ class HTTPTransport:
         stream (405), or the session is gone (404)."""
         stream = _Stream()
         failures = 0
+        stale = False
         while not self._closed:
             try:
-                if self._provider is not None and self._token is None:
-                    await self._refresh_token(False)
+                if self._provider is not None and (self._token is None or stale):
+                    await self._refresh_token(stale)
+                    stale = False
                 await self._exchange(b"GET", b"", None, None, stream, pooled=False)
                 failures = 0
             except HTTPError as exc:
@@ -431,12 +433,12 @@ class HTTPTransport:
                     return "the server offers no GET stream (HTTP 405)"
                 if exc.status == 404:
                     return "the server ended the session (HTTP 404 on the GET stream)"
-                if exc.status == 401 and self._provider is not None:
-                    await self._refresh_token(True)
+                if exc.status == 401:
+                    stale = True  # the provider is asked for a fresh token on the next attempt
                 if exc.status == 400 and stream.last_id is not None:
                     stream.last_id = None  # the stream to resume is gone: start a new one
                 failures += 1
-            except (ConnectionLost, ProtocolError, ClientError):
+            except ClientError:  # a broken connection, a refused one, a bad stream: try again
                 if self._closed:
                     break
                 failures += 1
