@@ -66,9 +66,9 @@ async def test_tools_listing_switching_and_list_changed_on_live_sessions() -> No
                 if method == "notifications/tools/list_changed":
                     changed.set()
 
-            async with connect(served.ws_url, on_notification=on_notification) as ws:
+            async with connect(served.ws_url, era=None, on_notification=on_notification) as ws:
                 await ws.initialize()
-                assert (await ws.call_tool("add", {"a": 2, "b": 3}))["structuredContent"] == {"result": 5}
+                assert (await ws.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
 
                 listing = await admin_json(served, "GET", "/admin/tools")
                 tools = {t["name"]: t for t in listing["tools"]}
@@ -88,7 +88,7 @@ async def test_tools_listing_switching_and_list_changed_on_live_sessions() -> No
                 assert answer == {"tool": "add", "enabled": False, "disabled_by": "disabled", "changed": ["add"]}
                 with trio.fail_after(2):
                     await changed.wait()
-                assert sorted(t["name"] for t in (await ws.list_tools())["tools"]) == ["echo", "subtract"]
+                assert sorted(t.name for t in await ws.list_tools()) == ["echo", "subtract"]
                 http = served.client()
                 await http.initialize()
                 refused = await http.call("tools/call", {"name": "add", "arguments": {"a": 1, "b": 1}})
@@ -100,13 +100,13 @@ async def test_tools_listing_switching_and_list_changed_on_live_sessions() -> No
                 assert answer["tools"] == ["add", "subtract"] and answer["changed"] == ["subtract"]
                 with trio.fail_after(2):
                     await changed.wait()
-                assert sorted(t["name"] for t in (await ws.list_tools())["tools"]) == ["echo"]
+                assert sorted(t.name for t in await ws.list_tools()) == ["echo"]
                 answer = await admin_json(served, "POST", "/admin/tools/add/enable")
                 assert answer["enabled"] is False and answer["disabled_by"] == "tag 'math' disabled"
                 answer = await admin_json(served, "POST", "/admin/tags/math/enable")
                 assert answer["changed"] == ["add", "subtract"]
-                assert sorted(t["name"] for t in (await ws.list_tools())["tools"]) == ["add", "echo", "subtract"]
-                assert (await ws.call_tool("add", {"a": 1, "b": 1}))["structuredContent"] == {"result": 2}
+                assert sorted(t.name for t in await ws.list_tools()) == ["add", "echo", "subtract"]
+                assert (await ws.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2}
 
                 # Statistics, in the admin surface and in /metrics.
                 stats = await admin_json(served, "GET", "/admin/stats")
@@ -201,9 +201,9 @@ async def test_reload_endpoint_loads_new_and_reports_broken_plugins(tmp_path: Pa
             assert not plugins["broken"]["loaded"] and "SyntaxError" in plugins["broken"]["traceback"]
             tool = await admin_json(served, "GET", "/admin/tools/triple")
             assert tool["plugin"] == "extra" and tool["tags"] == ["extra"]
-            async with connect(served.ws_url) as ws:
+            async with connect(served.ws_url, era=None) as ws:
                 await ws.initialize()
-                assert (await ws.call_tool("triple", {"x": 4}))["structuredContent"] == {"result": 12}
+                assert (await ws.call_tool("triple", {"x": 4})).structured_content == {"result": 12}
             assert [r.args[0] for r in served.log.errors()] == ["broken"]  # type: ignore[index]
 
 

@@ -175,7 +175,7 @@ async def test_overview_counts_sessions_by_transport_and_era() -> None:
         async with serving(make_app()) as served:
             http = McpHttp(served.port)
             await http.initialize()
-            async with connect(served.ws_url) as handshake, connect(served.ws_url) as bare:
+            async with connect(served.ws_url, era=None) as handshake, connect(served.ws_url, era=None) as bare:
                 await handshake.initialize()
                 await bare.ping()  # connected, no initialize: the 2026-07-28 way (or not yet)
                 params = {"notifications": {"toolsListChanged": True}}
@@ -203,7 +203,7 @@ async def test_overview_lists_at_most_max_sessions_listed_and_counts_all(monkeyp
     monkeypatch.setattr(admin_page._overview, "MAX_SESSIONS_LISTED", 2)
     with trio.fail_after(20):
         async with serving(make_app()) as served, \
-                connect(served.ws_url) as a, connect(served.ws_url) as b, connect(served.ws_url) as c:
+                connect(served.ws_url, era=None) as a, connect(served.ws_url, era=None) as b, connect(served.ws_url, era=None) as c:
             for client in (a, b, c):
                 await client.initialize()
             sessions = (await overview(served))["sessions"]
@@ -215,13 +215,13 @@ async def test_overview_counts_requests_errors_and_rate_limit_refusals() -> None
     policy = RateLimits(rate=1000, burst=1000, tools={"add": ToolLimit(rate=0.001, burst=0)})
     with trio.fail_after(20):
         async with serving(make_app(), rate_limits=policy) as served:
-            async with connect(served.ws_url) as ws:
+            async with connect(served.ws_url, era=None) as ws:
                 await ws.initialize()
-                assert (await ws.call_tool("add", {"a": 1, "b": 2}))["structuredContent"] == {"result": 3}
+                assert (await ws.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
                 with pytest.raises(RPCError) as refused:
                     await ws.call_tool("add", {"a": 1, "b": 2})
                 assert refused.value.code == -32029
-                assert (await ws.call_tool("fail", {}))["isError"] is True
+                assert (await ws.call_tool("fail", {})).is_error is True
                 with pytest.raises(RPCError) as unknown:
                     await ws.request("no/such/method")
                 assert unknown.value.code == -32601

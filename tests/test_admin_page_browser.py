@@ -109,7 +109,7 @@ async def test_calls_appear_and_a_click_switches_a_tool_off_for_connected_client
         async with serving(app) as served:
             sdk_changes, ws_changes = Inbox(), Inbox()
             async with sdk_client(served, sdk_changes) as sdk, \
-                    connect(served.ws_url, on_notification=lambda method, _: ws_changes.add(method)) as ws:
+                    connect(served.ws_url, era=None, on_notification=lambda method, _: ws_changes.add(method)) as ws:
                 await ws.initialize()
                 await load_page(page, served)
                 assert await page.js(f"return {cell('add', 'calls')}") == "0"
@@ -141,7 +141,7 @@ async def test_calls_appear_and_a_click_switches_a_tool_off_for_connected_client
                 await sdk_changes.wait_for(lambda items: len(items) >= 1)
                 await ws_changes.wait_for(lambda items: "notifications/tools/list_changed" in items)
                 assert "add" not in {t.name for t in (await sdk.list_tools()).tools}
-                assert "add" not in {t["name"] for t in (await ws.list_tools())["tools"]}
+                assert "add" not in {t.name for t in await ws.list_tools()}
                 await page.wait_for(f"{cell('add', 'state')} === 'off: disabled'")
                 assert "Tool add: disabled" in await page.js("return document.getElementById('message').textContent")
 
@@ -178,7 +178,7 @@ async def test_reload_button_loads_new_plugins_and_shows_the_last_error(page: Pa
     app.use_plugins(tmp_path, watch=False)
     with trio.fail_after(60):
         async with serving(app, expect_errors=True) as served:
-            async with connect(served.ws_url) as ws:
+            async with connect(served.ws_url, era=None) as ws:
                 await ws.initialize()
                 await load_page(page, served)
                 await page.wait_for("document.querySelector('#plugins tbody').textContent.includes('No plugins')")
@@ -199,7 +199,7 @@ async def test_reload_button_loads_new_plugins_and_shows_the_last_error(page: Pa
                 assert error.startswith("SyntaxError")
                 assert await page.js("return document.querySelector('#plugins tr[data-plugin=\"extra\"]').textContent.includes('0.3')")
                 await page.wait_for("!!document.querySelector('#tools tr[data-tool=\"triple\"]')")
-                assert (await ws.call_tool("triple", {"x": 4}))["structuredContent"] == {"result": 12}
+                assert (await ws.call_tool("triple", {"x": 4})).structured_content == {"result": 12}
             assert [r.args[0] for r in served.log.errors()] == ["broken"]  # type: ignore[index]
 
 

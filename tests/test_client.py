@@ -23,6 +23,7 @@ from mcp_trio.client import (
     HTTPError,
     RPCError,
     TargetError,
+    TextContent,
     connect,
     parse_target,
 )
@@ -54,13 +55,13 @@ def test_parse_target() -> None:
 async def test_stdio_session_against_our_server() -> None:
     progress: list[Any] = []
     with trio.fail_after(20):
-        async with connect(SERVE, on_notification=lambda method, params: progress.append((method, params))) as client:
+        async with connect(SERVE, era=None, on_notification=lambda method, params: progress.append((method, params))) as client:
             assert client.pid is not None
             result = await client.initialize()
             assert result["serverInfo"]["name"] == "mcp-trio-demo"
             assert client.protocol_version == result["protocolVersion"] == "2025-11-25"
-            assert (await client.call_tool("echo", {"text": "hi"}))["content"] == [{"type": "text", "text": "hi"}]
-            names = {tool["name"] for tool in (await client.list_tools())["tools"]}
+            assert (await client.call_tool("echo", {"text": "hi"})).content == [TextContent(text="hi")]
+            names = {tool.name for tool in await client.list_tools()}
             assert {"echo", "sleep"} <= names
 
             # Many requests in flight on one session, each answered with its own reply.
@@ -72,7 +73,7 @@ async def test_stdio_session_against_our_server() -> None:
             async with trio.open_nursery() as nursery:
                 for n in range(50):
                     nursery.start_soon(one, n)
-            assert {n: a["content"][0]["text"] for n, a in answers.items()} == {n: f"n{n}" for n in range(50)}
+            assert {n: a.content[0].text for n, a in answers.items()} == {n: f"n{n}" for n in range(50)}
 
             with pytest.raises(RPCError) as info:
                 await client.request("no/such/method", {})
@@ -97,10 +98,10 @@ async def test_stdio_server_requests_go_to_on_request() -> None:
         raise RPCError(-32601, "no")
 
     with trio.fail_after(20):
-        async with connect(SERVE, on_request=on_request) as client:
+        async with connect(SERVE, era=None, on_request=on_request) as client:
             await client.initialize(capabilities={"sampling": {}})
             result = await client.call_tool("test_sampling", {"prompt": "the answer?"})
-    assert result["content"][0]["text"] == "LLM response: forty-two"
+    assert result.content[0].text == "LLM response: forty-two"
     assert asked == ["sampling/createMessage"]
 
 
@@ -108,7 +109,7 @@ async def test_stdio_server_exit_fails_waiting_requests() -> None:
     # Reads the initialize request, then exits without answering.
     argv = [sys.executable, "-c", "import sys; sys.stdin.readline()"]
     with trio.fail_after(20):
-        async with connect(argv) as client:
+        async with connect(argv, era=None) as client:
             with pytest.raises(ConnectionLost, match="closed its stdout"):
                 await client.initialize()
             assert client.lost is not None
@@ -118,14 +119,14 @@ async def test_stdio_server_exit_fails_waiting_requests() -> None:
 
 async def test_stdio_command_that_does_not_exist() -> None:
     with trio.fail_after(10), pytest.raises(ConnectError, match="cannot start"):
-        async with connect(["/nonexistent/mcp-server"]):
+        async with connect(["/nonexistent/mcp-server"], era=None):
             pass
 
 
 async def test_stdio_garbage_from_the_server_is_a_protocol_error() -> None:
     argv = [sys.executable, "-c", "import sys; sys.stdin.readline(); print('hello, not json', flush=True); sys.stdin.read()"]
     with trio.fail_after(20):
-        async with connect(argv) as client:
+        async with connect(argv, era=None) as client:
             with pytest.raises(ConnectionLost, match="protocol error"):
                 await client.initialize()
 
@@ -191,7 +192,7 @@ async def test_ws_requests_notifications_and_server_requests() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             url = await _serve(nursery, _echo_server)
-            async with connect(url, on_notification=lambda m, p: notes.append((m, p))) as client:
+            async with connect(url, era=None, on_notification=lambda m, p: notes.append((m, p))) as client:
                 result = await client.initialize()
                 assert result["protocolVersion"] == "2025-11-25"  # the echo of what we sent
                 assert await client.request("subprotocol") == "mcp"
@@ -224,7 +225,7 @@ async def test_ws_server_closing_fails_waiting_requests() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             url = await _serve(nursery, _echo_server)
-            async with connect(url) as client:
+            async with connect(url, era=None) as client:
                 with pytest.raises(ConnectionLost, match="1011"):
                     await client.request("close")
                 with pytest.raises(ConnectionLost):
@@ -237,7 +238,7 @@ async def test_errors_in_the_block_come_out_unwrapped() -> None:
         async with trio.open_nursery() as nursery:
             url = await _serve(nursery, _echo_server)
             with pytest.raises(KeyError, match="mine"):
-                async with connect(url) as client:
+                async with connect(url, era=None) as client:
                     await client.initialize()
                     raise KeyError("mine")
             nursery.cancel_scope.cancel()
@@ -248,14 +249,14 @@ async def test_ws_handshake_refused_and_nothing_listening() -> None:
         async with trio.open_nursery() as nursery:
             url = await _serve(nursery, _reject)
             with pytest.raises(ConnectError, match="HTTP 403: no thanks"):
-                async with connect(url):
+                async with connect(url, era=None):
                     pass
             nursery.cancel_scope.cancel()
         with trio.socket.socket() as sock:
             await sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]  # bound, never listening: connection refused
             with pytest.raises(ConnectError, match="cannot connect"):
-                async with connect(f"ws://127.0.0.1:{port}/"):
+                async with connect(f"ws://127.0.0.1:{port}/", era=None):
                     pass
 
 
@@ -292,12 +293,12 @@ async def test_http_session_against_the_official_sdk(sdk_http: tuple[str, str]) 
             assert result["serverInfo"]["name"] == "sdk-http-test"
             session = client.session_id
             assert session and session.isascii()
-            assert (await client.call_tool("echo", {"text": "hi"}))["content"][0]["text"] == "hi"
+            assert (await client.call_tool("echo", {"text": "hi"})).content[0].text == "hi"
 
             answers: dict[int, str] = {}
 
             async def one(n: int) -> None:
-                answers[n] = (await client.call_tool("echo", {"text": f"n{n}"}))["content"][0]["text"]
+                answers[n] = (await client.call_tool("echo", {"text": f"n{n}"})).content[0].text
 
             async with trio.open_nursery() as nursery:
                 for n in range(20):
@@ -327,6 +328,6 @@ async def test_http_nothing_listening_is_a_connect_error() -> None:
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         with trio.fail_after(10):
-            async with connect(f"http://127.0.0.1:{port}/mcp") as client:
+            async with connect(f"http://127.0.0.1:{port}/mcp", era=None) as client:
                 with pytest.raises(ConnectError, match="cannot connect"):
                     await client.initialize()

@@ -38,7 +38,7 @@ CIRCLE_EDGES = [
     ("transports/_http_session.py", "from mcp_trio.transports.http import McpHttpApp", "type_checking"),
     ("transports/http.py", "from mcp_trio.transports.websocket import serve_websocket", "function"),
     ("protocol/_era.py", "import trio", "function"),
-    ("client.py", "from mcp_trio.serving._connection import Connection", "function"),
+    ("client/_client.py", "from mcp_trio.serving._connection import Connection", "function"),
 ]
 
 

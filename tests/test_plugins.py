@@ -405,7 +405,7 @@ async def test_a_new_plugin_file_reaches_websocket_and_http_sessions_within_2_s(
                 if method == "notifications/tools/list_changed":
                     ws_changed.set()
 
-            async with connect(served.ws_url, on_notification=on_notification) as ws:
+            async with connect(served.ws_url, era=None, on_notification=on_notification) as ws:
                 await ws.initialize()
                 http = served.client()
                 await http.initialize()
@@ -420,7 +420,7 @@ async def test_a_new_plugin_file_reaches_websocket_and_http_sessions_within_2_s(
                         assert note["method"] == "notifications/tools/list_changed"
                         ws_result = await ws.call_tool("greet", {"name": "ws"})
                         http_reply = await http.call("tools/call", {"name": "greet", "arguments": {"name": "http"}})
-                    assert ws_result["content"][0]["text"] == "v1: hello ws"
+                    assert ws_result.content[0].text == "v1: hello ws"
                     assert http_reply["result"]["content"][0]["text"] == "v1: hello http"
 
                     # A new version replaces it, on both.
@@ -429,7 +429,7 @@ async def test_a_new_plugin_file_reaches_websocket_and_http_sessions_within_2_s(
                     with trio.fail_after(2):
                         await ws_changed.wait()
                         assert (await _next_message(stream))["method"] == "notifications/tools/list_changed"
-                        assert (await ws.call_tool("wave"))["content"][0]["text"] == "o/"
+                        assert (await ws.call_tool("wave")).content[0].text == "o/"
                         http_reply = await http.call("tools/call", {"name": "greet", "arguments": {"name": "http"}})
                     assert http_reply["result"]["content"][0]["text"] == "v2: hello http"
 
@@ -440,7 +440,7 @@ async def test_a_new_plugin_file_reaches_websocket_and_http_sessions_within_2_s(
                         await ws_changed.wait()
                         assert (await _next_message(stream))["method"] == "notifications/tools/list_changed"
                     listed = await ws.list_tools()
-                    assert [t["name"] for t in listed["tools"]] == ["base"]
+                    assert [t.name for t in listed] == ["base"]
 
 
 async def test_a_syntax_error_while_watched_keeps_the_old_version_serving(tmp_path: Path) -> None:
@@ -448,7 +448,7 @@ async def test_a_syntax_error_while_watched_keeps_the_old_version_serving(tmp_pa
     app = make_app()
     app.use_plugins(tmp_path)
     with trio.fail_after(30):
-        async with serving(app, expect_errors=True) as served, connect(served.ws_url) as ws:
+        async with serving(app, expect_errors=True) as served, connect(served.ws_url, era=None) as ws:
             await ws.initialize()
             while not app.plugins.watching:  # type: ignore[union-attr]
                 await trio.sleep(0.01)
@@ -459,7 +459,7 @@ async def test_a_syntax_error_while_watched_keeps_the_old_version_serving(tmp_pa
                     await trio.sleep(0.02)
             assert state.error is not None and state.error.startswith("SyntaxError")
             result = await ws.call_tool("greet", {"name": "still"})
-            assert result["content"][0]["text"] == "v1: hello still"
+            assert result.content[0].text == "v1: hello still"
             errors = served.log.errors()
             assert len(errors) == 1 and errors[0].exc_info is not None
             assert "keeping its last good version" in errors[0].getMessage()
@@ -469,7 +469,7 @@ async def test_a_syntax_error_while_watched_keeps_the_old_version_serving(tmp_pa
                 while state.loads < 2:
                     await trio.sleep(0.02)
             result = await ws.call_tool("greet", {"name": "fixed"})
-            assert result["content"][0]["text"] == "v2: hello fixed"
+            assert result.content[0].text == "v2: hello fixed"
 
 
 # -- the command line and the config file -----------------------------------------------------

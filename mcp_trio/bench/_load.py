@@ -309,6 +309,9 @@ class Sessions:
         self._kind, _ = parse_target(spec.target)
         self._limiter = trio.CapacityLimiter(max(1, spec.open_concurrency))
         self._stderr_files: list[Any] = []
+        # HTTP: connections per session enough for every request the load keeps in flight on it.
+        per_session = spec.in_flight if spec.rate is None else -(-spec.max_outstanding // max(1, spec.connections))
+        self._pool = max(1, per_session)
 
     def _note(self, kind: str, message: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -344,7 +347,10 @@ class Sessions:
         opening = trio.CancelScope(deadline=trio.current_time() + spec.timeout)
         try:
             with opening:
-                async with connect(spec.target, headers=spec.headers, ssl_context=_ssl_context(spec), stderr=stderr) as client:
+                # No session by connect() (the handshake below is the bench's, under its own
+                # timeout) and no per-request timeout: the load loops own their deadlines.
+                async with connect(spec.target, era=None, headers=spec.headers, ssl_context=_ssl_context(spec), stderr=stderr,
+                                   request_timeout=None, max_connections=self._pool) as client:
                     if spec.initialize:
                         await client.initialize(protocol_version=spec.protocol_version)
                     opening.deadline = math.inf

@@ -67,7 +67,7 @@ async def _check(target: str | list[str], workload: Workload, *, headers: dict[s
                  ssl_context: ssl.SSLContext | None, initialize: bool, protocol_version: str | None) -> None:
     calls = [e for e in workload.entries if e.method == "tools/call" and isinstance(e.params, dict)]
     try:
-        async with connect(target, headers=headers, ssl_context=ssl_context, stderr=subprocess.DEVNULL) as client:
+        async with connect(target, era=None, headers=headers, ssl_context=ssl_context, stderr=subprocess.DEVNULL) as client:
             if initialize:
                 await (client.initialize(protocol_version=protocol_version) if protocol_version else client.initialize())
             if calls:

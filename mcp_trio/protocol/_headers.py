@@ -171,3 +171,29 @@ def _same(kind: str | None, value: Any, rendered: str, decoded: str) -> bool:
         except ValueError:
             return False
     return decoded == rendered
+
+
+# -- the client's side ------------------------------------------------------------------------
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def encode_header_value(value: str) -> str:
+    """A header value carrying ``value``: itself when it is printable ASCII with no space at
+    either end, else ``=?base64?<standard base64 of its UTF-8>?=``; a value that merely looks
+    like a wrapper is wrapped too, so that it decodes to itself."""
+    if _PLAIN_VALUE.fullmatch(value) is not None and _SENTINEL.fullmatch(value) is None:
+        return value
+    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+
+
+def param_header_values(declared: Mapping[tuple[str, ...], tuple[str, str | None]], arguments: Any) -> list[tuple[str, str]]:
+    """The ``Mcp-Param-*`` headers a client sends for a tool's ``arguments`` (``declared``:
+    what :func:`header_params` found in its input schema): one per argument present with a
+    primitive value, none for the others (what :func:`check_param_headers` expects)."""
+    headers = []
+    for path, (token, _kind) in declared.items():
+        value = _value_at(arguments, path)
+        rendered = None if value is None else _rendered(value)
+        if rendered is not None:
+            headers.append((PARAM_HEADER_PREFIX + token.lower(), encode_header_value(rendered)))
+    return headers
