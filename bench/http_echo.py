@@ -54,7 +54,7 @@ _OURS = (
     "import sys, trio\n"
     "from mcp_trio.demo import server\n"
     "from mcp_trio.transports.http import serve_http\n"
-    "trio.run(lambda: serve_http(server, port=int(sys.argv[1]), watch_signals=True))\n"
+    "trio.run(lambda: serve_http(server, port=int(sys.argv[1]), handle_signals=True))\n"
 )
 
 

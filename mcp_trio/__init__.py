@@ -4,15 +4,15 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 (``mcp-trio serve module:server``) or from Python (``mcp_trio.transports.stdio.serve_stdio``).
 """
 
-from ._compose import ToolCallError
-from ._content import AssistantMessage, Audio, Image, Message, UserMessage
-from ._context import CapabilityMissing, Context
+from .serving._compose import ToolCallError
+from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
+from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
 from ._paths import PathSegment, RelativePath
-from ._plugins import Plugin
+from .plugins._plugin import Plugin
 from ._request_state import single_use_state
 from ._server import Server
-from ._tasks import task_support
+from .serving._tasks import task_support
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
 from .protocol._types import (
     BlobResourceContents,

@@ -29,7 +29,7 @@ class AppLoadError(Exception):
 
 def load_app(spec: str, app_dir: str | None = None) -> Any:
     """Import ``spec``'s module and return its ``Server`` (see the module's docstring)."""
-    from ._plugins import Plugin
+    from .plugins._plugin import Plugin
     from ._server import Server
 
     from ._appspec import DEFAULT_ATTR, split_app

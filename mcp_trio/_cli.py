@@ -322,7 +322,7 @@ class _Run:
         async with trio.open_nursery() as nursery:
             ws = await nursery.start(lambda task_status: serve_websocket(
                 app, config.to_limits(), host=server.host, port=server.port,
-                allowed_origins=server.allowed_origins or None, ssl_context=tls,
+                allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
                 reuse_port=self.args.reuse_port, task_status=task_status))
             self.started = True
@@ -339,8 +339,9 @@ class _Run:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(lambda task_status: serve_http(
                 app, config.to_limits(), host=server.host, port=server.port,
-                allowed_origins=server.allowed_origins or None, certfile=args.certfile, keyfile=args.keyfile,
-                json_response=args.json_response, authenticator=authenticator, watch_signals=True,
+                allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None,
+                certfile=args.certfile, keyfile=args.keyfile,
+                json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
                 reuse_port=args.reuse_port, task_status=task_status))
             self.started = True

@@ -18,6 +18,8 @@ every limit spelt out, is in docs/security.md)::
     resource = "https://mcp.example.com/mcp"   # this server's public URL (default: none):
                                      # the JWT audience and the RFC 9728 "resource"
     allowed_origins = ["https://app.example.com"]  # browser Origins accepted (default: none)
+    allowed_hosts = ["mcp.example.com"]  # Host values accepted (name or name:port; default:
+                                     # loopback names on a loopback address, else any)
     log_level = "warning"            # debug | info | warning | error | critical
     log_format = "text"              # text | json
     metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
@@ -160,6 +162,7 @@ class ConfigError(ValueError):
 
 #: A browser Origin: scheme://host[:port], nothing after it (RFC 6454 serialisation).
 _ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s,;?#]+")
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:[0-9]{1,5})?")
 
 
 class _Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -176,6 +179,10 @@ class ServerConfig(_Section):
     resource: str | None = None
     #: Browser ``Origin`` values accepted (exact match); requests with another Origin get 403.
     allowed_origins: tuple[str, ...] = ()
+    #: ``Host`` values accepted (``name`` for any port, ``name:port``, ``"*"`` for any); others
+    #: get 403. Empty: loopback names on a loopback address, any Host elsewhere (DNS rebinding:
+    #: set it on a server others reach by name).
+    allowed_hosts: tuple[str, ...] = ()
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
     log_format: Literal["text", "json"] = "text"
     #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
@@ -192,6 +199,10 @@ class ServerConfig(_Section):
             if _ORIGIN.fullmatch(origin) is None:
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
                                  "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
+        for host in self.allowed_hosts:
+            if host != "*" and _HOST.fullmatch(host) is None:
+                raise ValueError(f"allowed host {host!r} must look like mcp.example.com, mcp.example.com:8443 or [::1] "
+                                 "(no scheme, no path; comma-separated in MCP_TRIO_SERVER_ALLOWED_HOSTS)")
 
 
 def _limits_struct() -> type[Struct]:
@@ -833,6 +844,9 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     if _given(merged, "server", "allowed_origins") and not config.server.allowed_origins:
         raise ConfigError("server.allowed_origins is set but names no origin: give origins like "
                           "https://app.example.com (comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS), or unset it")
+    if _given(merged, "server", "allowed_hosts") and not config.server.allowed_hosts:
+        raise ConfigError("server.allowed_hosts is set but names no host: give hosts like mcp.example.com "
+                          "(comma-separated in MCP_TRIO_SERVER_ALLOWED_HOSTS), or unset it")
 
 
 # -- flags (the CLI maps its options here) -------------------------------------------------------
@@ -845,6 +859,7 @@ FLAG_KEYS: dict[str, str] = {
     "port": "server.port",
     "resource": "server.resource",
     "allowed_origins": "server.allowed_origins",
+    "allowed_hosts": "server.allowed_hosts",
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "metrics": "server.metrics",
@@ -877,6 +892,9 @@ def add_config_arguments(parser: Any) -> None:
                         help="this server's public URL: the JWT audience and RFC 9728 resource")
     parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="ORIGIN",
                         help="a browser Origin to accept (repeatable)")
+    parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=None, metavar="HOST",
+                        help="a Host header value to accept: name or name:port (repeatable; default: loopback "
+                             "names on a loopback address, any elsewhere)")
     parser.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND",
                         help="requests per second per principal (default: no limit)")
     parser.add_argument("--burst", type=int, default=None, metavar="N",

@@ -241,7 +241,7 @@ async def json_schema_2020_12_tool(
 # -- conformance: protocol revision 2026-07-28 (stateless) ------------------------------------
 # Each works in both eras: under 2025-11-25 ``ctx.elicit`` and friends are requests to the
 # client; under 2026-07-28 they make the call answer ``InputRequiredResult`` and the tool runs
-# again when the client retries with the answers (see ``mcp_trio._stateless``).
+# again when the client retries with the answers (see ``mcp_trio.serving._replay``).
 _NAME_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
 
@@ -372,7 +372,7 @@ async def test_header_parameter(
 
 # -- conformance: the tasks extension (io.modelcontextprotocol/tasks, 2026-07-28) -----------
 # A task-capable tool becomes a task when it calls ``ctx.run_as_task()`` and the request's
-# client declared the extension; elsewhere it runs as an ordinary call (see ``mcp_trio._tasks``).
+# client declared the extension; elsewhere it runs as an ordinary call (see ``mcp_trio.serving._tasks``).
 @server.tool
 async def greet(name: str) -> str:
     """Greet someone (never a task)."""

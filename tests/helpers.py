@@ -19,8 +19,8 @@ import trio
 import trio.testing
 
 from mcp_trio import Limits, Server
-from mcp_trio._connection import Connection
-from mcp_trio._supervisor import Supervisor
+from mcp_trio.serving._connection import Connection
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.transports.stdio import LineChannel
 
 INIT_PARAMS = {

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 warnings.simplefilter("ignore")  # the SDK warns that logging is deprecated in 2026-07-28
 server = MCPServer("sdk-peer", log_level="WARNING")
-MODERN = "2026-07-28"
+STATELESS = "2026-07-28"
 
 
 class Name(BaseModel):
@@ -52,7 +52,7 @@ async def logs(ctx: Context) -> str:
 @server.tool()
 async def ask_name(ctx: Context) -> str | InputRequiredResult:
     """Ask the client for a name and greet it."""
-    if ctx.protocol_version == MODERN:
+    if ctx.protocol_version == STATELESS:
         answers = ctx.input_responses or {}
         answer = answers.get("name")
         if answer is None:

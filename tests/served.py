@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from mcp_trio import Limits, Server
-from mcp_trio._supervisor import Supervisor
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.transports.http import serve_http
 from tests.http_client import McpHttp, Response, request
 

@@ -18,7 +18,8 @@ from mcp_trio import Server
 from mcp_trio._cli import main as cli_main
 from mcp_trio.auth import ApiKey, ApiKeyStore, Authenticator, generate_api_key
 from mcp_trio.client import connect
-from mcp_trio.transports.admin import AdminApi, is_loopback_address
+from mcp_trio.transports._gate import is_loopback_address
+from mcp_trio.transports.admin import AdminApi
 from tests.served import Served, serving, write_plugin
 
 

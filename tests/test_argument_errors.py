@@ -18,7 +18,7 @@ import trio
 
 from mcp_trio import Context, Server, ToolCallError
 from tests.helpers import serve_in_memory
-from tests.test_stateless import modern_call
+from tests.test_stateless import stateless_call
 
 Days = Annotated[int, msgspec.Meta(ge=1, le=7)]
 
@@ -41,18 +41,18 @@ def weather(**options: Any) -> Server:
     return app
 
 
-async def call(client: Any, name: str, arguments: Any, *, modern: bool) -> dict[str, Any]:
+async def call(client: Any, name: str, arguments: Any, *, stateless: bool) -> dict[str, Any]:
     params = {"name": name, "arguments": arguments}
-    return await (modern_call(client, "tools/call", params) if modern else client.request("tools/call", params))
+    return await (stateless_call(client, "tools/call", params) if stateless else client.request("tools/call", params))
 
 
-@pytest.mark.parametrize("modern", [False, True], ids=["handshake", "2026-07-28"])
-async def test_bad_arguments_are_a_result_the_model_reads(modern: bool) -> None:
+@pytest.mark.parametrize("stateless", [False, True], ids=["handshake", "2026-07-28"])
+async def test_bad_arguments_are_a_result_the_model_reads(stateless: bool) -> None:
     with trio.fail_after(5):
         async with serve_in_memory(weather()) as (client, supervisor, _):
-            if not modern:
+            if not stateless:
                 await client.initialize()
-            reply = await call(client, "forecast", {"city": "Oslo", "days": 9}, modern=modern)
+            reply = await call(client, "forecast", {"city": "Oslo", "days": 9}, stateless=stateless)
             result = reply["result"]
             assert result["isError"] is True
             assert result["content"] == [{"type": "text", "text": "invalid arguments for tool 'forecast': "
@@ -60,19 +60,19 @@ async def test_bad_arguments_are_a_result_the_model_reads(modern: bool) -> None:
             assert result["_meta"]["invalidArguments"] == [{
                 "argument": "days", "path": "days", "message": "days must be at most 7 (got 9)",
                 "constraint": "maximum", "limit": 7, "received": 9}]
-            if modern:  # one _meta: the stamp's serverInfo merged with ours
+            if stateless:  # one _meta: the stamp's serverInfo merged with ours
                 assert result["resultType"] == "complete"
                 assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "weather"
 
-            several = (await call(client, "forecast", {"days": "3", "town": "Oslo"}, modern=modern))["result"]
+            several = (await call(client, "forecast", {"days": "3", "town": "Oslo"}, stateless=stateless))["result"]
             assert several["content"][0]["text"] == ("invalid arguments for tool 'forecast': town is unknown; "
                                                      "city is required")
 
             # Still protocol errors: the client program, not the model, got these wrong.
             for name, arguments in [("no_such_tool", {}), ("forecast", ["Oslo"]), ("forecast", "Oslo")]:
-                refused = await call(client, name, arguments, modern=modern)
+                refused = await call(client, name, arguments, stateless=stateless)
                 assert refused["error"]["code"] == -32602, (name, arguments, refused)
-            if not modern:  # (a 2026-07-28 request carries its envelope in params: it must be an object)
+            if not stateless:  # (a 2026-07-28 request carries its envelope in params: it must be an object)
                 params_not_object = await client.request("tools/call", ["forecast"])  # type: ignore[arg-type]
                 assert params_not_object["error"]["code"] == -32602, params_not_object
             assert supervisor.metrics.tools["forecast"].errors == 4  # both kinds count as the tool's errors

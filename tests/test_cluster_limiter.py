@@ -220,3 +220,30 @@ async def test_a_frozen_redis_fails_closed_after_the_command_timeout(redis_serve
             await trio.sleep(0.25)
             assert await limiter.try_admit("ann") == 0.0
             assert await limiter.try_admit("bob") == 0.0
+
+
+async def test_admission_takes_a_shared_limiter_as_it_is(redis_server: RedisServer) -> None:
+    """Cluster mode's seam: the kernel's admission awaits a shared limiter (one round trip per
+    decision) when one is given, with no other change on the request path."""
+    from mcp_trio import Server
+    from tests.helpers import serve_in_memory
+
+    app = Server("shared")
+
+    @app.tool
+    async def echo(text: str) -> str:
+        return text
+
+    policy = RateLimits(rate=1, burst=1)
+    with trio.fail_after(20):
+        async with shared(redis_server.url, policy, key_prefix="adm:") as (limiter, _):
+            async with serve_in_memory(app, shared_limiter=limiter) as (client, supervisor, connection):
+                connection.peer = "10.0.0.9"  # an anonymous caller's bucket is its address's
+                await client.initialize()
+                codes = []
+                for _ in range(3):
+                    reply = await client.request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
+                    codes.append(reply["error"]["code"] if "error" in reply else 0)
+                assert codes == [0, 0, -32029]  # burst 1: two pass, the third waits (decided in Redis)
+                assert supervisor.admission.active and supervisor.admission.limiter is None
+                supervisor.shutdown()

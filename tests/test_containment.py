@@ -25,7 +25,7 @@ from tests import hostile_app
 from tests.helpers import JsonRpcPeer, spawn_stdio
 from tests.http_client import McpHttp
 from tests.served import serving, write_plugin
-from tests.test_stateless import post as modern_post
+from tests.test_stateless import post as stateless_post
 from tests.test_websocket import WsClient
 
 Check = Callable[[dict[str, Any]], None]
@@ -127,7 +127,7 @@ async def test_http_a_hostile_function_costs_its_request_only() -> None:
 
                 async def stateless(method: str, params: dict[str, Any]) -> dict[str, Any]:
                     name = params.get("name") if method != "resources/read" else params["uri"]
-                    response = await modern_post(served.port, method, params, name=name if method != "completion/complete" else None)
+                    response = await stateless_post(served.port, method, params, name=name if method != "completion/complete" else None)
                     return response.json()
 
                 await hostile_calls(stateless, bystander, on_ws)

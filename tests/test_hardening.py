@@ -24,7 +24,7 @@ from mcp_trio._request_state import RequestStateCodec, RequestStateError
 from mcp_trio.protocol._errors import ServerOverloaded
 from tests import hostile_app
 from tests.helpers import serve_in_memory
-from tests.test_stateless import modern_call
+from tests.test_stateless import stateless_call
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -84,11 +84,11 @@ async def test_a_final_round_replays_only_where_the_tool_allows_it() -> None:
     answer = {"confirm": {"action": "accept", "content": {"ok": True}}}
     async with serve_in_memory(_confirming_server()) as (client, _, _):
         for name, replays in (("pay_replayable", True), ("pay_once", False)):
-            first = (await modern_call(client, "tools/call", {"name": name, "arguments": {"amount": 5}}))["result"]
+            first = (await stateless_call(client, "tools/call", {"name": name, "arguments": {"amount": 5}}))["result"]
             retry = {"name": name, "arguments": {"amount": 5}, "inputResponses": answer, "requestState": first["requestState"]}
-            done = await modern_call(client, "tools/call", retry)
+            done = await stateless_call(client, "tools/call", retry)
             assert done["result"]["content"][0]["text"].startswith("paid 5"), done
-            replayed = await modern_call(client, "tools/call", retry)
+            replayed = await stateless_call(client, "tools/call", retry)
             if replays:  # the documented window: until the state expires
                 assert replayed["result"]["content"][0]["text"].startswith("paid 5"), replayed
             else:

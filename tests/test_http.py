@@ -26,7 +26,7 @@ import trio
 import trio_websocket
 
 from mcp_trio import Limits, Server, demo
-from mcp_trio._supervisor import Supervisor
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.transports.http import serve_http
 from tests import stdio_sdk_app
 from tests.http_client import McpHttp, SseEvent, open_request, request

@@ -1,4 +1,4 @@
-"""Arguments checked against a JSON Schema given as data (``mcp_trio._jsonschema``): the JSON
+"""Arguments checked against a JSON Schema given as data (``mcp_trio.offer._jsonschema``): the JSON
 Schema Test Suite's draft 2020-12 files for the keywords tools use (vendored under
 tests/data/json-schema-test-suite), errors that name the place, the rule and the value, raw
 bytes, unusable schemas refused at registration, and the limits (errors per call, regex
@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from mcp_trio._jsonschema import (
+from mcp_trio.offer._jsonschema import (
     DEFAULT_MAX_ERRORS,
     ArgumentError,
     ArgumentsInvalid,

@@ -20,7 +20,8 @@ import trio
 from mcp_trio import Plugin, Server
 from mcp_trio._cli import build_parser
 from mcp_trio._config import PluginsConfig, load_config, overrides_from_args
-from mcp_trio._plugins import ENTRY_POINT_GROUP, MODULE_PREFIX
+from mcp_trio.plugins._manager import ENTRY_POINT_GROUP, MODULE_PREFIX
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.client import connect
 from tests.helpers import RawClient, connect_in_memory, serve_in_memory, spawn_stdio, stdio_command
 from tests.served import serving, write_plugin
@@ -371,9 +372,8 @@ async def test_unchanged_files_are_not_reloaded_and_a_batch_is_published_once(tm
 def test_a_plugin_is_never_served_by_itself() -> None:
     plugin = Plugin("alone")
     with pytest.raises(TypeError, match="not served on its own"):
-        plugin._attach(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        plugin.use_plugins("x")
+        Supervisor(plugin)  # type: ignore[arg-type]
+    assert not hasattr(plugin, "use_plugins")  # a plugin cannot load plugins: only a Server has the method
 
 
 def test_use_plugins_checks_the_directory(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from mcp_trio.transports.http import serve_http
 from mcp_trio.transports.websocket import serve_websocket
 from tests.helpers import connect_in_memory, serve_in_memory
 from tests.test_security_transports import Bearer
-from tests.test_stateless import META, TASKS, modern_call, task_call
+from tests.test_stateless import META, TASKS, stateless_call, task_call
 from tests.test_websocket import WsClient
 
 SECRET = "a-development-secret-of-at-least-32-bytes!"
@@ -155,7 +155,7 @@ async def test_listen_streams_per_principal() -> None:
         assert (await client.receive())["method"] == "notifications/subscriptions/acknowledged"
         async with connect_in_memory(supervisor, "second") as (other, other_connection):
             other_connection.principal = Principal("ada", frozenset({"read"}))  # the same caller
-            refused_for((await modern_call(other, "subscriptions/listen", {"notifications": {}}))["error"],
+            refused_for((await stateless_call(other, "subscriptions/listen", {"notifications": {}}))["error"],
                         "max_listens_per_principal")
         supervisor.shutdown()
 
@@ -207,10 +207,10 @@ async def test_subscriptions_name_known_resources_and_are_bounded() -> None:
 async def test_listen_streams_name_known_resources_and_are_bounded() -> None:
     limits = Limits(max_subscriptions_per_session=2, max_uri_length=64)
     async with serve_in_memory(subscribable(), limits) as (client, supervisor, _):
-        too_many = await modern_call(client, "subscriptions/listen", {"notifications": {
+        too_many = await stateless_call(client, "subscriptions/listen", {"notifications": {
             "resourceSubscriptions": ["test://items/1", "test://items/2", "test://items/3"]}})
         assert too_many["error"]["code"] == -32602 and "max_subscriptions_per_session" in too_many["error"]["message"]
-        too_long = await modern_call(client, "subscriptions/listen", {"notifications": {
+        too_long = await stateless_call(client, "subscriptions/listen", {"notifications": {
             "resourceSubscriptions": ["test://items/" + "x" * 100]}})
         assert too_long["error"]["code"] == -32602
         await client.send({"jsonrpc": "2.0", "id": client.new_id(), "method": "subscriptions/listen", "params": {

@@ -15,7 +15,7 @@ import trio.testing
 
 from mcp_trio import Server
 from mcp_trio._limiter import RateLimits, ToolLimit
-from mcp_trio._supervisor import Supervisor
+from mcp_trio.serving._supervisor import Supervisor
 from mcp_trio.auth import Principal
 from mcp_trio.protocol import RATE_LIMITED, SERVER_OVERLOADED
 
@@ -248,7 +248,7 @@ async def test_without_a_policy_admission_is_off() -> None:
     async with serve_in_memory(make_server()) as (client, supervisor, connection):
         connection.principal = ALICE
         await client.initialize()
-        assert supervisor.admission is False and supervisor.request_limiter is None
+        assert supervisor.admission.active is False and supervisor.request_limiter is None
         for _ in range(200):
             ok(await ping(client))
         assert supervisor.running == 0 and supervisor.metrics.rate_limited == 0

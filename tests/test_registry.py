@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mcp_trio import Context, Server
-from mcp_trio._registry import (
+from mcp_trio.offer._registry import (
     PromptDef,
     Registry,
     ResourceDef,
@@ -20,7 +20,7 @@ from mcp_trio._registry import (
     encode_cursor,
     paginate,
 )
-from mcp_trio._schema import build_parser, output_shape
+from mcp_trio.offer._schema import build_parser, output_shape
 from mcp_trio.protocol import INVALID_PARAMS, InvalidParams
 from mcp_trio.protocol._types import Prompt, Resource, ResourceTemplate, Tool
 

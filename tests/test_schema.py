@@ -25,14 +25,14 @@ from mcp_trio import (
     TextResourceContents,
     UserMessage,
 )
-from mcp_trio._results import (
+from mcp_trio.offer._results import (
     ResultEncodingError,
     error_result,
     prompt_messages,
     resource_contents,
     tool_result,
 )
-from mcp_trio._schema import InvalidArguments, OutputShape, SignatureError, build_parser, output_shape
+from mcp_trio.offer._schema import InvalidArguments, OutputShape, SignatureError, build_parser, output_shape
 from mcp_trio.protocol import INVALID_PARAMS, InvalidParams
 from mcp_trio.protocol._types import BlobResourceContents, PromptMessage
 

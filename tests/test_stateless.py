@@ -24,7 +24,7 @@ from mcp_trio._request_state import RequestStateCodec, RequestStateError, subjec
 from mcp_trio.auth import Principal
 from mcp_trio.protocol._errors import HeaderMismatch, InvalidParams, UnsupportedProtocolVersion
 from mcp_trio.protocol._headers import check_param_headers, check_routing_headers, decode_header_value, header_params
-from mcp_trio.protocol._stateless import ResultStamp, decode_envelope, looks_modern
+from mcp_trio.protocol._envelope import ResultStamp, decode_envelope, looks_stateless
 from mcp_trio.protocol._types import Implementation
 from mcp_trio.transports import _stateless_http
 from tests.helpers import serve_in_memory
@@ -58,13 +58,13 @@ def raw(value: Any) -> msgspec.Raw:
 # sans-io core
 # =============================================================================================
 def test_era_detection_is_a_cheap_prefilter() -> None:
-    assert looks_modern("tools/list", raw({"_meta": META}))
-    assert looks_modern("server/discover", None)  # modern-only methods, envelope or not
-    assert not looks_modern("tools/list", raw({"cursor": "x"}))
-    assert not looks_modern("tools/list", None)
+    assert looks_stateless("tools/list", raw({"_meta": META}))
+    assert looks_stateless("server/discover", None)  # stateless-only methods, envelope or not
+    assert not looks_stateless("tools/list", raw({"cursor": "x"}))
+    assert not looks_stateless("tools/list", None)
     # Mentioned but not in _meta: the prefilter says yes, the decoder says no.
     mention = raw({"name": "echo", "arguments": {"text": "io.modelcontextprotocol/protocolVersion"}})
-    assert looks_modern("tools/call", mention)
+    assert looks_stateless("tools/call", mention)
     assert decode_envelope(mention, required=False) is None
 
 
@@ -167,20 +167,20 @@ def test_request_state_refusals() -> None:
 # =============================================================================================
 # one connection (stdio, WebSocket)
 # =============================================================================================
-async def modern_call(client: Any, method: str, params: dict[str, Any] | None = None, **meta_changes: Any) -> dict[str, Any]:
+async def stateless_call(client: Any, method: str, params: dict[str, Any] | None = None, **meta_changes: Any) -> dict[str, Any]:
     return await client.request(method, {**(params or {}), "_meta": meta(**meta_changes)})
 
 
 async def test_both_eras_on_one_connection() -> None:
     async with serve_in_memory(demo.server) as (client, supervisor, connection):
-        discovered = await modern_call(client, "server/discover")
+        discovered = await stateless_call(client, "server/discover")
         assert discovered["result"]["supportedVersions"][-1] == VERSION
         assert discovered["result"]["capabilities"]["tools"] == {"listChanged": True}
-        listed = await modern_call(client, "tools/list")
+        listed = await stateless_call(client, "tools/list")
         assert listed["result"]["resultType"] == "complete" and listed["result"]["cacheScope"] == "public"
-        assert (await modern_call(client, "ping"))["error"]["code"] == -32601  # removed in 2026-07-28
-        assert (await modern_call(client, "logging/setLevel", {"level": "debug"}))["error"]["code"] == -32601
-        unsupported = await modern_call(client, "tools/list", protocolVersion="2099-01-01")
+        assert (await stateless_call(client, "ping"))["error"]["code"] == -32601  # removed in 2026-07-28
+        assert (await stateless_call(client, "logging/setLevel", {"level": "debug"}))["error"]["code"] == -32601
+        unsupported = await stateless_call(client, "tools/list", protocolVersion="2099-01-01")
         assert unsupported["error"]["code"] == -32022 and unsupported["error"]["data"]["requested"] == "2099-01-01"
         assert (await client.request("tools/list"))["error"]["code"] == -32600  # no envelope, no handshake
         # The handshake still works on this connection, and from then on it is the handshake era's.
@@ -192,20 +192,20 @@ async def test_both_eras_on_one_connection() -> None:
 
 async def test_input_required_round_trip_and_refusals() -> None:
     async with serve_in_memory(demo.server) as (client, _, connection):
-        first = await modern_call(client, "tools/call", {"name": "test_input_required_result_request_state", "arguments": {}})
+        first = await stateless_call(client, "tools/call", {"name": "test_input_required_result_request_state", "arguments": {}})
         result = first["result"]
         assert result["resultType"] == "input_required"
         assert result["inputRequests"]["confirm"]["method"] == "elicitation/create"
         state = result["requestState"]
         answer = {"confirm": {"action": "accept", "content": {"ok": True}}}
-        done = await modern_call(client, "tools/call", {"name": "test_input_required_result_request_state", "arguments": {},
+        done = await stateless_call(client, "tools/call", {"name": "test_input_required_result_request_state", "arguments": {},
                                                         "inputResponses": answer, "requestState": state})
         assert done["result"]["content"][0]["text"] == "Confirmed: ok=True (state-ok)"
 
         async def retry(**changes: Any) -> dict[str, Any]:
             params = {"name": "test_input_required_result_request_state", "arguments": {}, "inputResponses": answer,
                       "requestState": state, **changes}
-            return await modern_call(client, "tools/call", params)
+            return await stateless_call(client, "tools/call", params)
 
         tampered = await retry(requestState=state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB"))
         assert tampered["error"]["code"] == -32602 and "integrity" in tampered["error"]["message"]
@@ -220,11 +220,11 @@ async def test_input_required_round_trip_and_refusals() -> None:
 
 async def test_answers_given_without_a_state_and_extra_keys() -> None:
     async with serve_in_memory(demo.server) as (client, _, _):
-        done = await modern_call(client, "tools/call", {
+        done = await stateless_call(client, "tools/call", {
             "name": "test_input_required_result_elicitation", "arguments": {},
             "inputResponses": {"user_name": {"action": "accept", "content": {"name": "Ada"}}, "extra": {"x": 1}}})
         assert done["result"]["content"][0]["text"] == "Hello, Ada!"
-        again = await modern_call(client, "tools/call", {
+        again = await stateless_call(client, "tools/call", {
             "name": "test_input_required_result_elicitation", "arguments": {},
             "inputResponses": {"wrong_key": {"action": "accept", "content": {}}}})
         assert again["result"]["resultType"] == "input_required"  # re-asked, not an error
@@ -232,11 +232,11 @@ async def test_answers_given_without_a_state_and_extra_keys() -> None:
 
 async def test_capabilities_come_from_each_request() -> None:
     async with serve_in_memory(demo.server) as (client, _, _):
-        refused = await modern_call(client, "tools/call", {"name": "test_missing_capability", "arguments": {}},
+        refused = await stateless_call(client, "tools/call", {"name": "test_missing_capability", "arguments": {}},
                                     clientCapabilities={})
         assert refused["error"]["code"] == -32021
         assert refused["error"]["data"] == {"requiredCapabilities": {"sampling": {}}}
-        asked = await modern_call(client, "tools/call", {"name": "test_input_required_result_capabilities", "arguments": {}},
+        asked = await stateless_call(client, "tools/call", {"name": "test_input_required_result_capabilities", "arguments": {}},
                                   clientCapabilities={"sampling": {}})
         assert [r["method"] for r in asked["result"]["inputRequests"].values()] == ["sampling/createMessage"]
 
@@ -255,9 +255,9 @@ async def test_replay_escapes_tool_code_that_catches_everything() -> None:
         return f"got {answer.content}"
 
     async with serve_in_memory(server) as (client, _, _):
-        first = await modern_call(client, "tools/call", {"name": "greedy", "arguments": {}})
+        first = await stateless_call(client, "tools/call", {"name": "greedy", "arguments": {}})
         assert first["result"]["resultType"] == "input_required"
-        done = await modern_call(client, "tools/call", {"name": "greedy", "arguments": {},
+        done = await stateless_call(client, "tools/call", {"name": "greedy", "arguments": {},
                                                         "inputResponses": {"n": {"action": "accept", "content": {"n": "x"}}},
                                                         "requestState": first["result"]["requestState"]})
         assert done["result"]["content"][0]["text"] == "got {'n': 'x'}"
@@ -275,9 +275,9 @@ async def test_changed_question_is_asked_again() -> None:
         return f"{first.content} {second.content}"
 
     async with serve_in_memory(server) as (client, _, _):
-        round1 = (await modern_call(client, "tools/call", {"name": "fickle", "arguments": {"topic": "a"}}))["result"]
+        round1 = (await stateless_call(client, "tools/call", {"name": "fickle", "arguments": {"topic": "a"}}))["result"]
         assert list(round1["inputRequests"]) == ["elicitation-1"]
-        round2 = (await modern_call(client, "tools/call", {
+        round2 = (await stateless_call(client, "tools/call", {
             "name": "fickle", "arguments": {"topic": "a"}, "requestState": round1["requestState"],
             "inputResponses": {"elicitation-1": {"action": "accept", "content": {"t": "cats"}}}}))["result"]
         assert list(round2["inputRequests"]) == ["elicitation-2"]
@@ -286,9 +286,9 @@ async def test_changed_question_is_asked_again() -> None:
 
 async def test_log_level_per_request() -> None:
     async with serve_in_memory(demo.server) as (client, _, _):
-        await modern_call(client, "tools/call", {"name": "test_logging_tool", "arguments": {}})
+        await stateless_call(client, "tools/call", {"name": "test_logging_tool", "arguments": {}})
         assert not [m for m in client.backlog if m.get("method") == "notifications/message"]
-        reply = await modern_call(client, "tools/call", {"name": "test_logging_tool", "arguments": {}}, logLevel="info")
+        reply = await stateless_call(client, "tools/call", {"name": "test_logging_tool", "arguments": {}}, logLevel="info")
         assert reply["result"]["resultType"] == "complete"
         logs = [m for m in client.backlog if m.get("method") == "notifications/message"]
         assert [m["params"]["data"] for m in logs] == ["Tool execution started", "Tool processing data", "Tool execution completed"]
@@ -316,8 +316,8 @@ async def test_listen_stream() -> None:
         # test://b names no resource: left out of the agreed filter (the subset honoured).
         assert ack["params"]["notifications"] == {"toolsListChanged": True, "resourceSubscriptions": ["test://a"]}
         # The stream does not hold the connection's only in-flight slot.
-        await modern_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://a"}})
-        await modern_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://c"}})
+        await stateless_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://a"}})
+        await stateless_call(client, "tools/call", {"name": "touch", "arguments": {"uri": "test://c"}})
         server.add_prompt(lambda: "p", name="ignored")  # prompts were not asked for
         server.add_tool(lambda: "t", name="added")
         seen = []
@@ -344,7 +344,7 @@ async def test_listen_cancelled_by_the_client() -> None:
         with trio.fail_after(5):
             while supervisor.stateless.listeners:
                 await trio.sleep(0.01)
-        assert (await modern_call(client, "tools/list"))["result"]["tools"]
+        assert (await stateless_call(client, "tools/list"))["result"]["tools"]
 
 
 async def test_gather_runs_requests_concurrently_in_the_handshake_era() -> None:
@@ -520,7 +520,7 @@ TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}, "elicitation": {}}
 
 
 async def task_call(client: Any, method: str, params: dict[str, Any], capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
-    return await modern_call(client, method, params, clientCapabilities=TASKS if capabilities is None else capabilities)
+    return await stateless_call(client, method, params, clientCapabilities=TASKS if capabilities is None else capabilities)
 
 
 async def settled(client: Any, task_id: str, until: frozenset[str] = frozenset({"completed", "failed", "cancelled"})) -> dict[str, Any]:
@@ -627,7 +627,7 @@ async def test_task_capable_tools_in_the_handshake_era() -> None:
 
 
 async def test_listen_streams_are_limited_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcp_trio import _stateless
+    from mcp_trio.serving import _stateless_side as _stateless
 
     monkeypatch.setattr(_stateless, "MAX_LISTENS_PER_CONNECTION", 2)
     async with serve_in_memory(demo.server) as (client, supervisor, _):
@@ -635,13 +635,13 @@ async def test_listen_streams_are_limited_per_connection(monkeypatch: pytest.Mon
             await client.send({"jsonrpc": "2.0", "id": client.new_id(), "method": "subscriptions/listen",
                                "params": {"_meta": META, "notifications": {"toolsListChanged": True}}})
             assert (await client.receive())["method"] == "notifications/subscriptions/acknowledged"
-        refused = await modern_call(client, "subscriptions/listen", {"notifications": {}})
+        refused = await stateless_call(client, "subscriptions/listen", {"notifications": {}})
         assert refused["error"]["code"] == -32030
         supervisor.shutdown()
 
 
 async def test_input_rounds_are_not_tool_errors() -> None:
     async with serve_in_memory(demo.server) as (client, supervisor, _):
-        await modern_call(client, "tools/call", {"name": "test_input_required_result_elicitation", "arguments": {}})
+        await stateless_call(client, "tools/call", {"name": "test_input_required_result_elicitation", "arguments": {}})
         stats = supervisor.metrics.tools["test_input_required_result_elicitation"]
         assert stats.calls == 1 and stats.errors == 0

@@ -13,9 +13,9 @@ import pytest
 import trio
 
 from mcp_trio import Context, Plugin, Server
-from mcp_trio._jsonschema import ArgumentsInvalid, SchemaError
-from mcp_trio._schema import build_parser
-from mcp_trio._tool_class import SchemaArgumentParser, SchemaTool, Tool, ToolDefinitionError, add_tool_from_schema
+from mcp_trio.offer._jsonschema import ArgumentsInvalid, SchemaError
+from mcp_trio.offer._schema import build_parser
+from mcp_trio.offer._tool_class import SchemaArgumentParser, SchemaTool, Tool, ToolDefinitionError, add_tool_from_schema
 
 ZIP_SCHEMA = {
     "type": "object",

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from mcp_trio import CallToolResult, Context, Limits, McpError, Server, ToolCallError
-from mcp_trio._compose import MAX_CALL_DEPTH
+from mcp_trio.serving._compose import MAX_CALL_DEPTH
 from mcp_trio.auth import Principal
 from tests.helpers import RawClient, connect_in_memory, serve_in_memory
 

@@ -33,10 +33,11 @@ from mcp_trio import Limits, Server
 from mcp_trio.demo import server as demo
 from mcp_trio.protocol._errors import SHUTTING_DOWN
 from mcp_trio.transports.websocket import (
-    HandshakePolicy,
     WebSocketServer,
     serve_websocket,
 )
+
+from mcp_trio.transports._gate import HostPolicy as HandshakePolicy
 
 from .helpers import INIT_PARAMS, JsonRpcPeer
 
@@ -485,7 +486,7 @@ async def test_origin_and_host_are_checked_at_the_handshake() -> None:
             for host, origin, expected in [
                 ("mcp.example", "https://app.example", 101),
                 ("MCP.example:443", "https://APP.example/", 101),
-                ("localhost", None, 101),
+                ("localhost", None, 403),  # an explicit list is exact, for hosts as for origins (as on HTTP)
                 ("mcp.example", "http://localhost:5173", 403),  # an explicit list is exact
                 ("other.example", "https://app.example", 403),
             ]:
@@ -501,7 +502,7 @@ def test_handshake_policy_defaults() -> None:
     assert not loopback.host_allowed("localhost:80:80")
     assert HandshakePolicy("::1").host_allowed("[::1]:8765") and not HandshakePolicy("[::1]").host_allowed("example.com")
     listed = HandshakePolicy("10.1.2.3", allowed_hosts=["10.1.2.3", "mcp.example"])
-    assert listed.host_allowed("10.1.2.3:8765") and listed.host_allowed("mcp.example") and listed.host_allowed("localhost")
+    assert listed.host_allowed("10.1.2.3:8765") and listed.host_allowed("mcp.example") and not listed.host_allowed("localhost")
     assert not listed.host_allowed("10.1.2.4")
     for public in ("0.0.0.0", "10.1.2.3"):  # names unknown: Host unchecked, Origin still is
         assert HandshakePolicy(public).host_allowed("anything.example")

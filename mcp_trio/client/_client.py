@@ -17,7 +17,7 @@ import msgspec
 import trio
 
 from ..protocol._headers import NAME_FIELDS, encode_header_value, header_params, param_header_values
-from ..protocol._stateless import (
+from ..protocol._envelope import (
     CLIENT_CAPABILITIES_KEY,
     CLIENT_INFO_KEY,
     INPUT_METHODS,
@@ -26,7 +26,7 @@ from ..protocol._stateless import (
     SERVER_INFO_KEY,
 )
 from ..protocol._types import LOG_LEVELS
-from ..protocol._versions import LATEST_MODERN_VERSION, LATEST_VERSION, MODERN_VERSIONS, SUPPORTED_VERSIONS
+from ..protocol._versions import LATEST_STATELESS_VERSION, LATEST_VERSION, STATELESS_VERSIONS, SUPPORTED_VERSIONS
 from ._errors import ClientError, ConnectError, ConnectionLost, EraError, HTTPError, McpError, ProtocolError, RequestTimeout
 from ._types import (
     CallToolResult,
@@ -251,7 +251,7 @@ class Client:
             if era == HANDSHAKE:
                 await self.initialize(protocol_version=protocol_version or LATEST_VERSION)
             elif era == STATELESS:
-                await self.discover(protocol_version=protocol_version or LATEST_MODERN_VERSION)
+                await self.discover(protocol_version=protocol_version or LATEST_STATELESS_VERSION)
             else:
                 await self._probe(protocol_version)
         if scope.cancelled_caught:
@@ -262,7 +262,7 @@ class Client:
         server adopts that era; an answer that says "not here" (an error, HTTP 4xx) falls
         back; an outage (no connection, HTTP 5xx, a 401) is an error, never an era verdict."""
         try:
-            await self.discover(protocol_version=LATEST_MODERN_VERSION)
+            await self.discover(protocol_version=LATEST_STATELESS_VERSION)
             return
         except McpError as exc:
             if exc.code == -32022:
@@ -270,7 +270,7 @@ class Client:
                 supported = data.get("supported")
                 if isinstance(supported, list) and not any(v in SUPPORTED_VERSIONS for v in supported):
                     raise ConnectError(f"the server speaks only {', '.join(map(str, supported))}; "
-                                       f"this client speaks {', '.join(SUPPORTED_VERSIONS + MODERN_VERSIONS)}") from None
+                                       f"this client speaks {', '.join(SUPPORTED_VERSIONS + STATELESS_VERSIONS)}") from None
         except HTTPError as exc:
             if exc.status in (401, 403) or exc.status >= 500:
                 raise
@@ -314,7 +314,7 @@ class Client:
         await self.notify("notifications/initialized")
         return result
 
-    async def discover(self, *, protocol_version: str = LATEST_MODERN_VERSION) -> dict[str, Any]:
+    async def discover(self, *, protocol_version: str = LATEST_STATELESS_VERSION) -> dict[str, Any]:
         """``server/discover`` (2026-07-28): what the server supports. When it lists a
         revision this client speaks statelessly, the session adopts it: every later request
         carries its envelope in ``params._meta``. :class:`EraError` when it lists none."""
@@ -329,11 +329,11 @@ class Client:
             raise ProtocolError(f"server/discover answered with {type(result).__name__}, not an object")
         supported = result.get("supportedVersions")
         versions = supported if isinstance(supported, list) else []
-        mutual = [v for v in MODERN_VERSIONS if v in versions]
+        mutual = [v for v in STATELESS_VERSIONS if v in versions]
         if not mutual:
             self._envelope = None
             raise EraError(f"server/discover lists {', '.join(map(str, versions)) or 'no revision'}: "
-                           f"none of {', '.join(MODERN_VERSIONS)}, which this client speaks without a handshake")
+                           f"none of {', '.join(STATELESS_VERSIONS)}, which this client speaks without a handshake")
         version = protocol_version if protocol_version in mutual else mutual[-1]
         self._envelope = self._make_envelope(version)
         self.discover_result = result

@@ -174,12 +174,14 @@ class MessageCodec:
             if rid is None:
                 return Malformed(None, InvalidRequest("request id must be a string or an integer, not null"))
             return Request(rid, env.method, params)
-        if rid is UNSET or rid is None and env.error is UNSET:
+        # isinstance, not ``is UNSET``: it narrows the sentinel away for the type checker too.
+        result, error = env.result, env.error
+        if isinstance(rid, UnsetType) or rid is None and isinstance(error, UnsetType):
             return Malformed(None, InvalidRequest('message has neither "method" nor an "id" with a result'))
-        if env.result is not UNSET and env.error is UNSET:
-            return Response(rid, env.result)  # type: ignore[arg-type]
-        if env.error is not UNSET and env.result is UNSET:
-            return ErrorResponse(rid, env.error)  # type: ignore[arg-type]
+        if not isinstance(result, UnsetType) and isinstance(error, UnsetType) and rid is not None:
+            return Response(rid, result)
+        if not isinstance(error, UnsetType) and isinstance(result, UnsetType):
+            return ErrorResponse(rid, error)
         return Malformed(None if rid is None else rid, InvalidRequest('a response needs exactly one of "result" and "error"'))
 
     # -- encoding -------------------------------------------------------------------------

@@ -10,12 +10,12 @@ LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 DEFAULT_HTTP_VERSION = "2025-03-26"
 
 #: Stateless revisions: no handshake, every request carries its envelope in ``params._meta``.
-MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
-LATEST_MODERN_VERSION = MODERN_VERSIONS[-1]
+STATELESS_VERSIONS: tuple[str, ...] = ("2026-07-28",)
+LATEST_STATELESS_VERSION = STATELESS_VERSIONS[-1]
 #: Every revision served, either era, oldest first: what ``server/discover`` advertises and
 #: what an ``UnsupportedProtocolVersionError`` lists (a handshake revision in it tells a
 #: dual-era client to fall back to ``initialize``).
-ALL_VERSIONS: tuple[str, ...] = SUPPORTED_VERSIONS + MODERN_VERSIONS
+ALL_VERSIONS: tuple[str, ...] = SUPPORTED_VERSIONS + STATELESS_VERSIONS
 
 
 def negotiate_version(requested: str) -> str:

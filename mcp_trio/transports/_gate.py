@@ -20,13 +20,22 @@ Both HTTP servers use it, on what the wire carried (the ASGI scope's ``raw_path`
 
 Refusals never quote a header's value: error bodies and logs name the header, not what it
 carried (it may be a credential).
+
+It also holds the one policy of who may connect, for every transport (the HTTP app's routes,
+its ``/ws``, the WebSocket server's handshake, ``/admin``, ``/metrics``): ``HostPolicy`` (Host
+and Origin against DNS rebinding), ``is_loopback_name``/``is_loopback_address`` (one answer to
+"is this loopback"), and ``auth_refusal`` (a refused credential as an HTTP status).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from ..protocol._errors import FORBIDDEN, INVALID_REQUEST
 
 #: Headers a request may carry at most once.
 SINGLE_HEADERS = frozenset({b"host", b"origin", b"content-type", b"mcp-session-id", b"mcp-protocol-version",
@@ -36,6 +45,7 @@ _DIGITS = re.compile(rb"[0-9]{1,19}")
 _REG_NAME = re.compile(r"[a-z0-9._~!$&'()*+,;=-]+")
 _IPV6 = re.compile(r"[0-9a-f:.]+")
 _PORT = re.compile(r"[0-9]{0,5}")
+_MEMO_LIMIT = 256  # entries in the Host/Origin memo (only ever grows with distinct values)
 
 
 class Refusal(NamedTuple):
@@ -113,3 +123,149 @@ def parse_authority(value: str) -> tuple[str, str | None] | None:
 def bracketed(host: str) -> str:
     """An IPv6 address as it appears in a Host header (``[::1]``); other hosts as they are."""
     return f"[{host}]" if ":" in host else host
+
+
+# -- who may connect: Host, Origin, loopback (one policy for every transport) -------------------
+def is_loopback_name(host: str) -> bool:
+    """Whether a host name or address is loopback: ``localhost``, ``*.localhost`` (RFC 6761),
+    ``127.0.0.0/8``, ``::1`` and IPv4-mapped loopback; brackets and a trailing dot are ignored."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def is_loopback_address(host: str | None) -> bool:
+    """Whether a peer's address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``) is loopback.
+    Names do not count here: a peer is an address."""
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return is_loopback_name(host)
+
+
+def _hostname(authority: str) -> tuple[str, str | None] | None:
+    """(host without brackets or trailing dot, port) of ``host[:port]``; None unless valid."""
+    parsed = parse_authority(authority)
+    if parsed is None:
+        return None
+    host = parsed[0] if ":" in parsed[0] else parsed[0].rstrip(".")
+    return (host, parsed[1]) if host else None
+
+
+class HostPolicy:
+    """Who may talk to a server over the network, checked on every HTTP request and every
+    WebSocket handshake before anything else (DNS rebinding defence). One policy, one set of
+    defaults, for every transport:
+
+    ``Host``: with ``allowed_hosts``, exactly those (``name`` for any port, ``name:port`` for
+    one; ``"*"`` for any). Without, a server bound to loopback accepts loopback names only
+    (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``), and a server bound to any other
+    address accepts any ``Host``: the names it is reached by are unknown here (the transport
+    warns at start; the Origin check still keeps browsers out).
+
+    ``Origin`` (browsers send it; other clients usually do not): absent is accepted. With
+    ``allowed_origins``, exactly those (compared case-insensitively, without a trailing slash;
+    ``"*"`` for any). Without, the page's own server (same origin: the Origin's authority is the
+    ``Host``), and, on a server bound to loopback, any ``http``/``https`` page on a loopback
+    name. The opaque origin ``null`` (sandboxed frames, ``file:`` pages) is refused unless listed.
+
+    Verdicts are memoised (the same few header values repeat), within ``_MEMO_LIMIT`` entries.
+    """
+
+    def __init__(self, bind_host: str | None, *, allowed_hosts: Iterable[str] | None = None,
+                 allowed_origins: Iterable[str] | None = None) -> None:
+        self.loopback = bind_host is not None and is_loopback_name(bind_host)
+        self.any_host = allowed_hosts is None and not self.loopback
+        self._hosts: set[str] | None = None  # None: loopback names (no list given)
+        self._authorities: set[tuple[str, str]] = set()
+        if allowed_hosts is not None:
+            self._hosts = set()
+            for entry in allowed_hosts:
+                entry = entry.strip().lower()
+                if entry.count(":") > 1 and not entry.startswith("["):
+                    entry = f"[{entry}]"  # a bare IPv6 address
+                if entry == "*":
+                    self.any_host = True
+                    continue
+                parsed = _hostname(entry)
+                if parsed is None:
+                    raise ValueError(f"allowed host {entry!r} is not a host name or address (with an optional :port)")
+                host, port = parsed
+                if port is None:
+                    self._hosts.add(host)
+                else:
+                    self._authorities.add((host, port))
+        origins = None if allowed_origins is None else {o.strip().lower().rstrip("/") for o in allowed_origins}
+        self.any_origin = origins is not None and "*" in origins
+        self._origins = origins
+        self._memo: dict[tuple[bytes | None, bytes | None], bool] = {}
+
+    def allows(self, host: bytes | None, origin: bytes | None) -> bool:
+        """Both checks on raw header values (None: absent), memoised: the HTTP hot path."""
+        key = (host, origin)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            host_text = None if host is None else host.decode("latin-1")
+            verdict = self.host_allowed(host_text) and self.origin_allowed(
+                None if origin is None else origin.decode("latin-1"), host_text)
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[key] = verdict
+        return verdict
+
+    def host_allowed(self, authority: str | None) -> bool:
+        if self.any_host:
+            return True
+        parsed = _hostname(authority) if authority is not None else None
+        if parsed is None:
+            return False  # absent, or not one valid authority ("[::1]evil.com")
+        host, port = parsed
+        if self._hosts is None:
+            return is_loopback_name(host)
+        return host in self._hosts or (port is not None and (host, port) in self._authorities)
+
+    def origin_allowed(self, origin: str | None, host: str | None = None) -> bool:
+        if origin is None:
+            return True  # not a browser
+        text = origin.strip().lower().rstrip("/")
+        if self._origins is not None:
+            return self.any_origin or text in self._origins
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https"):
+            return False  # "null" (sandboxed or file:// pages), ws://, anything else
+        parsed = _hostname(parts.netloc) if parts.netloc else None
+        if parsed is None:
+            return False
+        if self.loopback and is_loopback_name(parsed[0]):
+            return True
+        return host is not None and _hostname(host) == parsed
+
+
+# -- a refused credential, as HTTP says it -------------------------------------------------------
+class AuthRefusal(NamedTuple):
+    """How a transport answers a credential the authenticator refused: status, JSON-RPC code,
+    one line, and the ``WWW-Authenticate`` (lower-case header pairs)."""
+
+    status: int
+    code: int
+    message: str
+    headers: list[tuple[bytes, bytes]]
+
+
+def auth_refusal(authenticator: Any, exc: Any) -> AuthRefusal:
+    """The answer to an ``AuthError`` (401 or 403 with its challenge, 503 when the identity
+    provider is unreachable): the same on ``/mcp``, ``/ws``, a WebSocket server and ``/admin``."""
+    code = FORBIDDEN if exc.status == 403 else INVALID_REQUEST
+    headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in authenticator.refusal_headers(exc)]
+    return AuthRefusal(exc.status, code, f"{exc.label}: {exc.description}", headers)

@@ -11,8 +11,8 @@ request with the stateless envelope. Then, with no session and nothing remembere
   ``Mcp-Name``, each at most once), the revision is served (``-32022``), the tool's
   ``Mcp-Param-*`` headers agree with its arguments (``-32020``). Refusals are JSON with the
   spec's statuses: 400 for those, 404 for ``-32601``, and 429/403/503 for admission;
-* the request runs in this exchange's task (``_stateless.answer``), shaped like a connection
-  (``Exchange``) for the handlers. It is answered as JSON when it finishes before saying
+* the request runs in this exchange's task through the answer kernel (``serving._kernel``),
+  its carrier an ``Exchange`` (a ``serving.Peer``). It is answered as JSON when it finishes before saying
   anything else; once it sends a notification (progress, a log line it was asked for, a
   listen stream's messages), or has been silent for ``SSE_KEEPALIVE`` seconds, the answer
   becomes an SSE stream (``X-Accel-Buffering: no``) with a keep-alive comment every
@@ -25,89 +25,67 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import trio
 
-from .. import _stateless
-from .._connection import InFlight
 from .._logging import request_id_var
-from .._results import unsendable_reason, unsendable_reply
+from ..serving import _kernel
+from ..serving._request import InFlight
+from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._errors import (
-    FORBIDDEN,
     HEADER_MISMATCH,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     MISSING_CLIENT_CAPABILITY,
     PARSE_ERROR,
-    RATE_LIMITED,
-    SERVER_OVERLOADED,
     SHUTTING_DOWN,
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
     ShuttingDown,
     UnsupportedProtocolVersion,
 )
-from ..protocol._headers import (
-    PROTOCOL_VERSION_HEADER,
-    check_param_headers,
-    check_routing_headers,
-    fold_headers,
-    header_params,
+from ..protocol._era import EraDecision, decide_era
+from ..protocol._headers import PROTOCOL_VERSION_HEADER, check_param_headers, header_params
+from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request
+from ._asgi import (
+    ADMISSION_CODES,
+    JSON,
+    KEEPALIVE,
+    SSE_HEADERS,
+    SSE_KEEPALIVE,
+    Receive,
+    Send,
+    admission_status,
+    error_body,
+    respond,
+    watch_disconnect,
 )
-from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request, error_object
 from ..protocol._session import SessionState
-from ..protocol._stateless import MODERN_VERSIONS, decode_envelope, has_envelope
-from ..protocol._versions import ALL_VERSIONS, SUPPORTED_VERSIONS
+from ..protocol._envelope import STATELESS_VERSIONS
+from ..protocol._versions import ALL_VERSIONS
 
 if TYPE_CHECKING:
     from ..auth import Principal
-    from .http import McpHttpApp
 
 logger = logging.getLogger("mcp_trio.http.stateless")
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-#: Seconds of silence before a stateless answer commits to SSE, and between keep-alive comments.
-SSE_KEEPALIVE = 15.0
-_JSON = b"application/json"
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-_KEEPALIVE = b": keep-alive\n\n"
-#: JSON-RPC error -> HTTP status of a stateless answer given as JSON (others: 200).
+#: JSON-RPC error -> HTTP status of a stateless answer given as JSON (others: 200; admission
+#: refusals: ``_asgi.admission_status``).
 _STATUS = {
     PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
     MISSING_CLIENT_CAPABILITY: 400, UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404,
 }
-_ADMISSION = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED})
-_encode = msgspec.json.encode
 
 
-def is_modern_version(value: bytes | None) -> bool:
-    """A ``MCP-Protocol-Version`` header that routes to this module (with no ``Mcp-Session-Id``):
-    any value but a handshake revision (an unknown one is refused here, with ``-32022`` and the
-    list of what we serve)."""
-    return value is not None and value.decode("latin-1").strip() not in SUPPORTED_VERSIONS
+class StatelessHost(Protocol):
+    """What this module needs of the HTTP app that hands it a POST (``http.McpHttpApp``)."""
 
-
-def claims(headers: dict[bytes, bytes], message: Any) -> bool:
-    """Whether a decoded POST belongs to the stateless revision (see the module's docstring).
-
-    A request naming a session (``Mcp-Session-Id``) is the handshake era's, whatever else it
-    says: it is served, or refused, by that session's rules.
-    """
-    if b"mcp-session-id" in headers:
-        return False
-    if is_modern_version(headers.get(b"mcp-protocol-version")):
-        return True
-    return type(message) is Request and message.method != "initialize" and has_envelope(message.params)
+    supervisor: Any
+    json_response: bool
+    authenticator: Any
 
 
 class _Sink:
@@ -121,7 +99,7 @@ class _Sink:
 class Exchange:
     """One stateless HTTP request, shaped like a ``Connection`` for the handlers it runs."""
 
-    def __init__(self, app: McpHttpApp, principal: Principal | None, peer: str | None, sink: _Sink | None) -> None:
+    def __init__(self, app: StatelessHost, principal: Principal | None, peer: str | None, sink: _Sink | None) -> None:
         supervisor = app.supervisor
         self.supervisor = supervisor
         self.server = supervisor.server
@@ -156,28 +134,28 @@ class Exchange:
         raise McpError(f"{method}: a stateless request cannot send requests to its client")  # pragma: no cover
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
+async def _respond_error(send: Send, rid: Any, error: McpError, status: int | None = None,
+                         headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await respond(send, _STATUS.get(error.code, 200) if status is None else status, error_body(error, rid), headers=headers or [])
 
 
-async def _respond_error(send: Send, rid: Any, error: McpError) -> None:
-    body = _encode({"jsonrpc": "2.0", "id": rid, "error": error_object(error)})
-    await _respond(send, _STATUS.get(error.code, 200), body)
-
-
-async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes, bytes]], principal: Principal | None,
-               peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
-    """Answer one stateless POST (its body already read and decoded into ``message``)."""
-    headers, repeated = fold_headers(raw_headers)
+async def post(app: StatelessHost, message: Message, decision: EraDecision, headers: dict[str, str], repeated: set[str],
+               principal: Principal | None, peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
+    """Answer one stateless POST (its body already read and decoded into ``message``, its era
+    decided: ``decision``, with ``headers`` folded)."""
     kind = type(message)
     if kind is Notification:
         version = headers.get(PROTOCOL_VERSION_HEADER, "")
-        if version not in MODERN_VERSIONS:
+        if version not in STATELESS_VERSIONS:
             await _respond_error(send, None, UnsupportedProtocolVersion(
                 "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
+        note: Notification = message  # type: ignore[assignment]
+        if note.method in app.supervisor.registry.methods:
+            # A custom method's notification: through the kernel (admission, middleware), no reply.
+            era = decide_era(note.method, note.params, headers, repeated)
+            await _kernel.notify(Exchange(app, principal, peer, None),
+                                 InFlight(None, note.method, note.params, era if era.error is None else None))
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
         return
@@ -187,41 +165,35 @@ async def post(app: McpHttpApp, message: Message, raw_headers: list[tuple[bytes,
         return
     request: Request = message  # type: ignore[assignment]
     if request.method == "subscriptions/listen" and not wants_sse:
-        await _respond(send, 406, _encode({"jsonrpc": "2.0", "id": request.id, "error": {
-            "code": INVALID_REQUEST, "message": "not acceptable: a listen stream is text/event-stream; list it in Accept"}}))
+        await _respond_error(send, request.id, McpError(
+            "not acceptable: a listen stream is text/event-stream; list it in Accept", code=INVALID_REQUEST), 406)
         return
     try:
-        modern = _admit(app, request, headers, repeated)
+        if decision.error is not None:
+            raise decision.error
+        _check_tool_headers(app, decision, headers, repeated)
     except McpError as exc:
         await _respond_error(send, request.id, exc)
         return
     if app.supervisor.shutting_down.is_set():
-        await _respond(send, 503, _encode({"jsonrpc": "2.0", "id": request.id,
-                                           "error": error_object(ShuttingDown("server shutting down"))}),
-                       [(b"retry-after", b"1")])
+        await _respond_error(send, request.id, ShuttingDown("server shutting down"), 503, [(b"retry-after", b"1")])
         return
-    await _run(app, request, modern, principal, peer, wants_sse and not (app._json_response and request.method != "subscriptions/listen"),
+    call = InFlight(request.id, request.method, request.params, decision)
+    await _run(app, call, principal, peer, wants_sse and not (app.json_response and request.method != "subscriptions/listen"),
                receive, send)
 
 
-def _admit(app: McpHttpApp, request: Request, headers: dict[str, str], repeated: set[str]) -> _stateless.ModernRequest:
-    """The ladder: envelope present, headers agree, revision served, tool parameters agree."""
-    raw = decode_envelope(request.params)
-    params: Any = None
-    if request.params is not None:
-        try:
-            params = msgspec.json.decode(request.params)
-        except msgspec.DecodeError:  # pragma: no cover - the envelope decoded it already
-            params = None
-    check_routing_headers(headers, repeated, request.method, params, raw.protocol_version)
-    envelope = raw.resolve()
-    if request.method == "tools/call" and isinstance(params, dict):
-        tool = app.supervisor.registry.tools.get(params.get("name"))  # type: ignore[arg-type]
-        if tool is not None:
-            declared = _declared(tool)
-            if declared:
-                check_param_headers(declared, params.get("arguments") or {}, headers, repeated)
-    return _stateless.ModernRequest(envelope, request.id)
+def _check_tool_headers(app: StatelessHost, decision: EraDecision, headers: dict[str, str], repeated: set[str]) -> None:
+    """The ladder's last rung: a tool's ``Mcp-Param-*`` headers agree with its arguments."""
+    params = decision.params
+    if params is None or not hasattr(params, "arguments") or not hasattr(params, "name"):
+        return  # not tools/call, or params the handler will refuse
+    tool = app.supervisor.registry.tools.get(params.name)
+    if tool is not None:
+        declared = _declared(tool)
+        if declared:
+            arguments = {} if params.arguments is msgspec.UNSET else msgspec.json.decode(params.arguments)
+            check_param_headers(declared, arguments or {}, headers, repeated)
 
 
 _declared_cache: dict[int, tuple[Any, dict[tuple[str, ...], tuple[str, str | None]]]] = {}
@@ -240,19 +212,18 @@ def _declared(tool: Any) -> dict[tuple[str, ...], tuple[str, str | None]]:
     return declared
 
 
-async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernRequest, principal: Principal | None,
+async def _run(app: StatelessHost, call: InFlight, principal: Principal | None,
                peer: str | None, streaming: bool, receive: Receive, send: Send) -> None:
     sink = _Sink() if streaming else None
     exchange = Exchange(app, principal, peer, sink)
-    in_flight = InFlight(modern)
-    request_id_var.set(request.id)
+    request_id_var.set(call.id)
     metrics = app.supervisor.metrics
     started = time.perf_counter()
     reply: list[Message] = []
 
     async def run() -> None:
         try:
-            reply.append(await _stateless.answer(exchange, request, in_flight))  # type: ignore[arg-type]
+            reply.append(await _kernel.answer(exchange, call))
         finally:
             if sink is not None:
                 sink.send.close()
@@ -261,7 +232,7 @@ async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernReque
     last: list[dict[str, Any]] = []
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
             if sink is None:
                 await run()
                 outcome, last = _json_answer(app, exchange, reply[0])
@@ -276,7 +247,7 @@ async def _run(app: McpHttpApp, request: Request, modern: _stateless.ModernReque
         for message in last:
             await send(message)
     finally:
-        metrics.observe(request.method, outcome, time.perf_counter() - started)
+        metrics.observe(call.method, outcome, time.perf_counter() - started)
 
 
 def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]:
@@ -291,7 +262,7 @@ def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]
         return exchange.codec.encode(replacement), replacement
 
 
-def _json_answer(app: McpHttpApp, exchange: Exchange, message: Message) -> tuple[str, list[dict[str, Any]]]:
+def _json_answer(app: StatelessHost, exchange: Exchange, message: Message) -> tuple[str, list[dict[str, Any]]]:
     """The outcome and the ASGI messages of a JSON answer."""
     body, message = _encode_reply(exchange, message)
     error = message.error if type(message) is ErrorResponse else None  # type: ignore[union-attr]
@@ -299,19 +270,19 @@ def _json_answer(app: McpHttpApp, exchange: Exchange, message: Message) -> tuple
     if error is not None:
         status, extra = _status(app, error)
     start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *extra]}
+             "headers": [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), *extra]}
     return ("ok" if error is None else "error"), [start, {"type": "http.response.body", "body": body}]
 
 
-def _status(app: McpHttpApp, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
-    if error.code in _ADMISSION:
-        return app._admission_status(error)
+def _status(app: StatelessHost, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
+    if error.code in ADMISSION_CODES:
+        return admission_status(error, app.authenticator)
     if error.code == SHUTTING_DOWN:
         return 503, [(b"retry-after", b"1")]
     return _STATUS.get(error.code, 200), []
 
 
-async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: _Sink,
+async def _answer_stream(app: StatelessHost, send: Send, exchange: Exchange, sink: _Sink,
                          reply: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """JSON if the request finishes first, silently; else SSE until the reply (see the module).
     Returns the outcome and the last ASGI message(s), which the caller sends."""
@@ -324,11 +295,11 @@ async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: 
             done = True
     if done:
         return _json_answer(app, exchange, reply[0])
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-    chunk = first if first is not None else _KEEPALIVE
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    chunk = first if first is not None else KEEPALIVE
     while True:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        chunk = _KEEPALIVE
+        chunk = KEEPALIVE
         with trio.move_on_after(SSE_KEEPALIVE):
             try:
                 chunk = await sink.receive.receive()
@@ -337,10 +308,3 @@ async def _answer_stream(app: McpHttpApp, send: Send, exchange: Exchange, sink: 
     body, message = _encode_reply(exchange, reply[0])
     outcome = "ok" if type(message) is not ErrorResponse else "error"
     return outcome, [{"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}]
-
-
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """Closing the response cancels the request (2026-07-28: there is no cancel notification)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()

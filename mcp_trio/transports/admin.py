@@ -36,7 +36,6 @@ live session has been sent ``notifications/tools/list_changed``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +43,11 @@ import msgspec
 
 from .._metrics import ToolStats
 from ..auth import Authenticator, AuthError, Principal, insufficient_scope
+from ._gate import auth_refusal, is_loopback_address
 
 if TYPE_CHECKING:
-    from .._registry import ToolDef
-    from .._supervisor import Supervisor
+    from ..offer._registry import ToolDef
+    from ..serving._supervisor import Supervisor
 
 ADMIN_PATH = "/admin"
 #: The scope an authenticated caller needs.
@@ -79,18 +79,6 @@ class _Answer(Exception):
         self.status, self.message, self.headers = status, message, headers or []
 
 
-def is_loopback_address(host: str | None) -> bool:
-    """Whether a peer address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``) is loopback."""
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 class AdminApi:
     """The ``/admin`` routes of one served server (its supervisor)."""
 
@@ -120,8 +108,8 @@ class AdminApi:
         try:
             principal = await authenticator.authenticate(headers)
         except AuthError as exc:
-            raise _Answer(exc.status, f"{exc.label}: {exc.description}",
-                          [(k.lower().encode(), v.encode("latin-1")) for k, v in authenticator.refusal_headers(exc)]) from None
+            refusal = auth_refusal(authenticator, exc)
+            raise _Answer(refusal.status, refusal.message, refusal.headers) from None
         if principal.kind == "anonymous":
             raise _Answer(401, "unauthorized: the admin surface needs a credential with the admin scope",
                           [(b"www-authenticate", authenticator.challenge().encode("latin-1"))])

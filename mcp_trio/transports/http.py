@@ -10,25 +10,11 @@
     /admin/...              operators: tools on/off, plugin reload, statistics (``admin.py``);
                             GET /admin from a browser: the operator page (``admin_page``)
 
-The HTTP channel adapter
-------------------------
-Each session is an ``HttpSession``: the ``trio.abc.Channel[bytes]`` its Connection reads and
-writes. POST bodies go in through ``receive`` (a rendezvous channel: a flooding client waits on
-its own session's reader). Everything the Connection writes arrives through ``send_related``
-with the id of the client request it belongs to, and whether it is that request's final reply;
-it lands, without ever blocking the writer, on one of two kinds of ``_Stream``:
-
-* a request's stream, made when its POST arrived. The POST handler waits for the first message:
-  the final reply alone is answered as ``application/json``; anything before it (progress, logs,
-  sampling/elicitation requests) turns the answer into an SSE stream, primed with an event id
-  and a ``retry`` field, that ends with the final reply;
-* the session's standalone stream, for server-initiated messages (list_changed,
-  resources/updated) and for messages of a request whose POST is gone. A GET drains it.
-
-A stream keeps its last ``limits.sse_replay_events`` events, each with an id ``<stream>-<seq>``,
-so a client that lost an SSE connection (or was asked to poll, ``Context.close_stream``) resumes
-it with ``GET`` + ``Last-Event-ID`` and gets what it missed, then the rest, on that stream only.
-A final reply never goes on the standalone stream: if its POST was cancelled, it is dropped.
+Its parts: a handshake-era session is an ``HttpSession`` (``_http_session.py``); a
+2026-07-28 POST is answered by ``_stateless_http.py`` (which era: ``protocol._era``); the ASGI
+helpers both use are ``_asgi.py``; who may connect is the gate's (``_gate.HostPolicy``, one
+policy for every transport), and who may open a WebSocket session is ``_sessions.SessionGate``,
+shared with the WebSocket server.
 
 Limits (``Limits``): ``max_message_size`` is the body limit (413, checked against
 Content-Length before reading, and counted while reading); ``request_deadline`` bounds the
@@ -40,289 +26,73 @@ with no HTTP exchange open for that long (0 disables); ``max_connections`` caps 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import secrets
-from collections import deque
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .. import _handlers
-from .._connection import Connection
 from .._containment import is_failure, run_session
-from ..auth import AuthError, Authenticator, Principal
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
-from .._supervisor import Supervisor
-from ..auth import insufficient_scope
+from ..auth import AuthError, Authenticator, Principal, insufficient_scope
+from ..protocol._era import decide_era, stateless_version_header
+from ..protocol._errors import FORBIDDEN, INVALID_REQUEST, SERVER_OVERLOADED, SHUTTING_DOWN, QuotaExceeded
+from ..protocol._headers import fold_headers
+from ..protocol._jsonrpc import ErrorObject, Malformed, MessageCodec, Notification, Request
+from ..protocol._params import cancelled_request_id
+from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS
+from ..serving._connection import Connection
+from ..serving._supervisor import Supervisor
 from . import _stateless_http
-from ._gate import Refusal, bracketed, check_head, continue_refusal, parse_authority, route_path
-from .admin import ADMIN_PATH, AdminApi, is_loopback_address
+from ._asgi import (
+    ADMISSION_CODES,
+    CLIENT_GONE,
+    JSON,
+    KEEPALIVE,
+    SSE_HEADERS,
+    SSE_KEEPALIVE,
+    Receive,
+    Refused,
+    Scope,
+    Send,
+    admission_status,
+    error_body,
+    refuse,
+    refuse_head,
+    respond,
+    watch_disconnect,
+    ws_reject,
+)
+from ._gate import HostPolicy, auth_refusal, check_head, continue_refusal, is_loopback_address, is_loopback_name, route_path
+from ._http_session import SSE_RETRY_MS, HttpSession, _Stream
+from ._sessions import SessionGate, SessionRefused
+from .admin import ADMIN_PATH, AdminApi
 from .admin_page import AdminPage, ServedSettings
-from ..protocol._errors import (
-    FORBIDDEN,
-    INVALID_REQUEST,
-    QUOTA_EXCEEDED,
-    RATE_LIMITED,
-    SERVER_OVERLOADED,
-    SHUTTING_DOWN,
-    QuotaExceeded,
-)
-from ..protocol._jsonrpc import (
-    ErrorObject,
-    Malformed,
-    MessageCodec,
-    Notification,
-    Request,
-    RequestId,
-)
-from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS, at_least
 
 logger = logging.getLogger("mcp_trio.http")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MCP_PATH = "/mcp"
 WS_PATH = "/ws"
 HEALTH_PATHS = frozenset({"/healthz", "/health"})
 METRICS_PATH = "/metrics"
 
-#: Milliseconds a client waits before reconnecting a dropped SSE stream (sent in priming events).
-SSE_RETRY_MS = 1000
-#: Seconds between keep-alive comments on an idle SSE stream (finds peers that left).
-SSE_KEEPALIVE = 15.0
-#: The revision whose clients understand priming events (empty ``data``) and resume POST streams.
-_RESUMABLE_SINCE = "2025-11-25"
 #: WebSocket close codes.
 WS_GOING_AWAY = 1001
 WS_UNSUPPORTED_DATA = 1003
 #: Extra seconds hypercorn gives open HTTP exchanges after our own grace period has run out.
 _HYPERCORN_GRACE_MARGIN = 2.0
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-_MEMO_LIMIT = 256  # entries in each header-check memo (only ever grows with distinct values)
+_MEMO_LIMIT = 256  # entries in the Accept memo (only ever grows with distinct values)
 
 _encode = msgspec.json.Encoder().encode
-
-
-def _error_body(code: int, message: str, rid: RequestId | None = None, data: Any = None) -> bytes:
-    """A JSON-RPC error response (``id`` null unless the request's id is known)."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return _encode({"jsonrpc": "2.0", "id": rid, "error": error})
-
-
-_JSON = b"application/json"
-#: JSON-RPC errors that refuse a request before its handler: answered with an HTTP status too.
-_ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED, QUOTA_EXCEEDED})
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-_KEEPALIVE = b": keep-alive\n\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# streams and sessions
-# ---------------------------------------------------------------------------------------------
-class _Stream:
-    """The events of one SSE stream, kept for the listener and for ``Last-Event-ID`` replay.
-
-    ``append`` never blocks: the connection's writer serves every POST of the session, and one
-    slow HTTP reader must not stall the others. Memory is bounded by ``retain`` events; a
-    listener that falls further behind skips to the oldest kept event.
-    """
-
-    __slots__ = ("close_retry", "delivered", "done", "error", "events", "final", "listener", "lot", "number", "seq")
-
-    def __init__(self, number: int, retain: int) -> None:
-        self.number = number
-        self.events: deque[tuple[int, bytes, bool]] = deque(maxlen=retain)
-        self.seq = 0
-        self.lot = trio.lowlevel.ParkingLot()
-        #: No more events will come (the final reply is in, or the exchange was abandoned).
-        self.done = False
-        self.final = False
-        #: The cancel scope of the response currently writing this stream, if any.
-        self.listener: trio.CancelScope | None = None
-        #: Highest seq written to a listener (a fresh GET starts after it).
-        self.delivered = 0
-        #: Set by ``close_stream``: end the current response, keep the stream resumable.
-        self.close_retry: int | None = None
-        #: The final reply's error, when it is one (an admission refusal maps to a status).
-        self.error: ErrorObject | None = None
-
-    def append(self, data: bytes, final: bool) -> None:
-        self.seq += 1
-        self.events.append((self.seq, data, final))
-        if final:
-            self.done = self.final = True
-        self.lot.unpark_all()
-
-    def finish(self) -> None:
-        self.done = True
-        self.lot.unpark_all()
-
-    def render_after(self, cursor: int) -> tuple[bytes, int, bool]:
-        """SSE text of the events after ``cursor``; the new cursor; True if the final is in it."""
-        events = self.events
-        if not events or events[-1][0] <= cursor:
-            return b"", cursor, False
-        first = events[0][0]
-        if cursor < first - 1:
-            logger.debug("SSE stream %d: listener fell behind; %d event(s) skipped", self.number, first - 1 - cursor)
-            cursor = first - 1
-        number = self.number
-        parts = []
-        final = False
-        for seq, data, is_final in itertools.islice(events, cursor - first + 1, None):
-            parts.append(b"event: message\nid: %d-%d\ndata: %b\n\n" % (number, seq, data))
-            final = is_final
-        return b"".join(parts), events[-1][0], final
-
-
-class HttpSession(trio.abc.Channel[bytes]):
-    """One Streamable HTTP session: the channel of its Connection, and the routing of replies."""
-
-    def __init__(self, token: str, limits: Limits, *, json_response: bool, principal: Principal | None = None) -> None:
-        self.token = token
-        #: Who opened the session; every later request must authenticate as the same caller.
-        self.principal = principal
-        self.connection: Connection | None = None
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](0)
-        self._retain = max(1, limits.sse_replay_events)
-        self._json_only = json_response
-        #: Request id -> the stream its messages go to, until its final reply.
-        self._requests: dict[RequestId, _Stream] = {}
-        #: SSE request streams that may be resumed (oldest first), at most ``_max_resumable``.
-        self._resumable: dict[int, _Stream] = {}
-        self._max_resumable = limits.max_in_flight
-        self._numbers = itertools.count(1)
-        self.standalone = _Stream(0, self._retain)
-        #: HTTP exchanges (POST handlers, SSE listeners) open on this session.
-        self.active = 0
-        self.last_active = trio.current_time()
-        self.terminated = False
-        self.closed = False
-        self.ended = trio.Event()
-
-    # -- what the HTTP side asks ------------------------------------------------------------
-    @property
-    def resumable_streams(self) -> bool:
-        """True when the client understands priming events and resumes POST streams."""
-        client = self.connection.state.client if self.connection is not None else None
-        return client is not None and at_least(client.protocol_version, _RESUMABLE_SINCE)
-
-    def begin(self) -> None:
-        self.active += 1
-
-    def end(self) -> None:
-        self.active -= 1
-        self.last_active = trio.current_time()
-
-    def open_request(self, request_id: RequestId) -> _Stream | None:
-        """Register the stream of a request arriving by POST; None if that id is in flight."""
-        if request_id in self._requests:
-            return None
-        stream = self._requests[request_id] = _Stream(next(self._numbers), self._retain)
-        return stream
-
-    def forget_request(self, request_id: RequestId) -> None:
-        self._requests.pop(request_id, None)
-
-    def abandon(self, request_id: RequestId) -> None:
-        """The client cancelled ``request_id``: no reply will come; end its POST's response."""
-        stream = self._requests.pop(request_id, None)
-        if stream is not None:
-            self._resumable.pop(stream.number, None)
-            stream.finish()
-
-    def keep_resumable(self, stream: _Stream) -> None:
-        self._resumable[stream.number] = stream
-        while len(self._resumable) > self._max_resumable:
-            oldest = next(iter(self._resumable))
-            del self._resumable[oldest]
-
-    def drop_resumable(self, stream: _Stream) -> None:
-        self._resumable.pop(stream.number, None)
-
-    def find_stream(self, number: int) -> _Stream | None:
-        return self.standalone if number == 0 else self._resumable.get(number)
-
-    async def deliver(self, body: bytes) -> None:
-        """Hand one message to the connection's reader (waits while it is busy).
-
-        When the reader is already waiting, the hand-off is synchronous: the caller goes on
-        to wait for the reply without an extra trip through the scheduler.
-        """
-        try:
-            self._inbox_send.send_nowait(body)
-        except trio.WouldBlock:
-            await self._inbox_send.send(body)
-
-    def close_stream(self, request_id: RequestId, retry: float | None) -> bool:
-        """``Context.close_stream``: end the request's SSE response now; it stays resumable."""
-        if self._json_only or not self.resumable_streams:
-            return False
-        stream = self._requests.get(request_id)
-        if stream is None:
-            return False
-        stream.close_retry = SSE_RETRY_MS if retry is None else max(0, round(retry * 1000))
-        stream.lot.unpark_all()
-        return True
-
-    def terminate(self) -> None:
-        """End the session (DELETE, idle expiry): its reader sees EOF, in-flight requests drain."""
-        self.terminated = True
-        self._inbox_send.close()
-
-    # -- the connection's side (trio.abc.Channel) -------------------------------------------
-    async def receive(self) -> bytes:
-        return await self._inbox_recv.receive()
-
-    async def send(self, data: bytes) -> None:
-        self.standalone.append(data, False)
-
-    async def send_related(self, data: bytes, related: RequestId | None, final: bool, error: ErrorObject | None = None) -> None:
-        """Route one outgoing message: to its request's stream, else the standalone stream."""
-        if related is not None:
-            stream = self._requests.get(related)
-            if final:
-                if stream is not None:
-                    del self._requests[related]
-                    stream.error = error
-                    stream.append(data, True)
-                else:
-                    logger.debug("reply to %r dropped: its POST is gone (cancelled)", related)
-                return
-            if stream is not None and not self._json_only:
-                stream.append(data, False)
-                return
-        self.standalone.append(data, False)
-
-    async def aclose(self) -> None:
-        """The connection is done: end every response still open on this session."""
-        if not self.closed:
-            self.closed = True
-            self._inbox_send.close()
-            self._inbox_recv.close()
-            for stream in [*self._requests.values(), *self._resumable.values(), self.standalone]:
-                stream.finish()
-            self._requests.clear()
-            self._resumable.clear()
-        await trio.lowlevel.checkpoint()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,109 +110,9 @@ def _accepts(value: bytes) -> tuple[bool, bool]:
     return json, sse
 
 
-def _bracket_ipv6(host: str) -> str:
-    """A bare IPv6 address (``::1``) as it appears in a Host header (``[::1]``)."""
-    return f"[{host}]" if host.count(":") > 1 and not host.startswith("[") else host
-
-
-def _is_loopback(host: str) -> bool:
-    return host.strip("[]").lower() in {"localhost", "127.0.0.1", "::1"}
-
-
-class _Guard:
-    """Host and Origin validation against DNS rebinding; memoised, the headers repeat."""
-
-    def __init__(self, bind_host: str, allowed_hosts: Iterable[str] | None, allowed_origins: Iterable[str] | None) -> None:
-        self.loopback = _is_loopback(bind_host)
-        if allowed_hosts is not None:
-            entries = {_bracket_ipv6(h.strip().lower()) for h in allowed_hosts}
-            self._any_host = "*" in entries
-            self._hosts = {h for h in entries if ":" not in h or h.startswith("[") and h.endswith("]")}
-            self._authorities = entries - self._hosts
-        elif self.loopback:
-            self._any_host, self._hosts, self._authorities = False, set(_LOOPBACK_NAMES), set()
-        else:
-            # Bound to a public or wildcard address with no list: the names it is reached by
-            # are unknown here, so Host is not checked (serve_http warns); Origin still is.
-            self._any_host, self._hosts, self._authorities = True, set(), set()
-        self._origins = None if allowed_origins is None else {o.strip().lower().rstrip("/") for o in allowed_origins}
-        self._memo: dict[tuple[bytes | None, bytes | None], bool] = {}
-
-    def allows(self, host: bytes | None, origin: bytes | None) -> bool:
-        key = (host, origin)
-        verdict = self._memo.get(key)
-        if verdict is None:
-            verdict = self._host_ok(host) and self._origin_ok(origin, host)
-            if len(self._memo) < _MEMO_LIMIT:
-                self._memo[key] = verdict
-        return verdict
-
-    def _host_ok(self, host: bytes | None) -> bool:
-        if self._any_host:
-            return True
-        if host is None:
-            return False
-        parsed = parse_authority(host.decode("latin-1"))
-        if parsed is None:
-            return False  # not one valid authority ("[::1]evil.com")
-        name = bracketed(parsed[0])
-        return (f"{name}:{parsed[1]}" if parsed[1] else name) in self._authorities or name in self._hosts
-
-    def _origin_ok(self, origin: bytes | None, host: bytes | None) -> bool:
-        if origin is None:
-            return True  # not a browser
-        text = origin.decode("latin-1").strip().lower().rstrip("/")
-        if self._origins is not None:
-            return "*" in self._origins or text in self._origins
-        try:
-            parts = urlsplit(text)
-        except ValueError:
-            return False
-        parsed = parse_authority(parts.netloc) if parts.netloc else None
-        if parsed is None:
-            return False  # "null" (sandboxed or file:// pages), or not one valid authority
-        if self.loopback and parsed[0] in _LOOPBACK_NAMES:
-            return True
-        return host is not None and parts.netloc == host.decode("latin-1").strip().lower()
-
-
 # ---------------------------------------------------------------------------------------------
 # the ASGI app
 # ---------------------------------------------------------------------------------------------
-class _Refused(Exception):
-    """An HTTP error answer: status, JSON-RPC error code and message."""
-
-    def __init__(self, status: int, code: int, message: str, rid: RequestId | None = None, headers: list[tuple[bytes, bytes]] | None = None,
-                 data: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.rid = status, code, message, rid
-        self.headers = headers or []
-        self.data = data
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _JSON, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-#: What a write to hypercorn raises when the client has just left: a 413 or 408 is answered
-#: before the body arrived, and a client that closes as soon as it has read an answer races
-#: hypercorn's own close of the connection (its ``send_eof`` is outside its send lock).
-_CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
-
-
-async def _refuse_head(send: Send, refusal: Refusal) -> None:
-    """Answer a request the gate refused (framing, repeated headers); close if it says so."""
-    extra = [(b"connection", b"close")] if refusal.close else []
-    code = SERVER_OVERLOADED if refusal.status == 503 else INVALID_REQUEST
-    await _respond(send, refusal.status, _error_body(code, refusal.message), headers=extra)
-
-
-async def _refuse(send: Send, refused: _Refused) -> None:
-    await _respond(send, refused.status, _error_body(refused.code, refused.message, refused.rid, refused.data), headers=refused.headers)
-
-
 class McpHttpApp:
     """The ASGI application: Streamable HTTP at /mcp, WebSocket at /ws, health and metrics."""
 
@@ -466,12 +136,14 @@ class McpHttpApp:
         self.metrics_access = metrics_access(metrics, authenticator)
         self.limits = supervisor.limits
         self._nursery = nursery
-        self._authenticator = authenticator
+        self._authenticator = self.authenticator = authenticator
         self._metadata_paths = frozenset(authenticator.metadata_paths()) if authenticator is not None else frozenset()
-        self._guard = _Guard(bind_host, allowed_hosts, allowed_origins)
+        self.policy = HostPolicy(bind_host, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+        #: Who may open a WebSocket session on ``/ws`` (shared with the WebSocket server).
+        self.session_gate = SessionGate(supervisor, self.policy, authenticator)
         #: ``/admin``: tools on/off, plugin reload, statistics (see ``transports/admin.py``).
         self.admin = AdminApi(supervisor, authenticator)
-        self._json_response = json_response
+        self._json_response = self.json_response = json_response
         self._codec = MessageCodec()
         self._accept_memo: dict[bytes, tuple[bool, bool]] = {}
         #: Live Streamable HTTP sessions by Mcp-Session-Id.
@@ -494,7 +166,7 @@ class McpHttpApp:
                     await self._websocket(scope, receive, send)
                 elif kind == "lifespan":
                     await self._lifespan(receive, send)
-            except* _CLIENT_GONE:
+            except* CLIENT_GONE:
                 # A write after the client left (raw, or from an SSE response's nursery): hypercorn
                 # drops most such writes itself, but its close of the connection races ours.
                 logger.debug("client gone during a %s exchange", kind)
@@ -514,20 +186,20 @@ class McpHttpApp:
         if refusal is not None:
             if refusal.status != 413:  # a body over the limit is not read: the connection closes
                 await self._discard_body(receive)
-            await _refuse_head(send, refusal)
+            await refuse_head(send, refusal)
             return
         path = route_path(scope.get("raw_path"), scope["path"])  # "/%61dmin" is not "/admin"
         method = scope["method"]
         try:
-            if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
-                raise _Refused(403, INVALID_REQUEST, "forbidden: Host or Origin not allowed")
+            if not self.policy.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
+                raise Refused(403, INVALID_REQUEST, "forbidden: Host or Origin not allowed")
             if path == MCP_PATH:
                 if method not in ("POST", "GET", "DELETE"):
-                    raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, POST, DELETE")])
+                    raise Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, POST, DELETE")])
                 if (method != "POST" and b"mcp-session-id" not in headers
-                        and _stateless_http.is_modern_version(headers.get(b"mcp-protocol-version"))):
+                        and stateless_version_header(headers.get(b"mcp-protocol-version"))):
                     # 2026-07-28 has no GET stream and no session to DELETE.
-                    raise _Refused(405, INVALID_REQUEST, "method not allowed: protocol revision 2026-07-28 is POST only",
+                    raise Refused(405, INVALID_REQUEST, "method not allowed: protocol revision 2026-07-28 is POST only",
                                    headers=[(b"allow", b"POST")])
                 principal = await self._authenticate(scope["headers"])
                 peer = scope.get("client")
@@ -542,23 +214,23 @@ class McpHttpApp:
                 peer = scope.get("client")
                 # Routed on the raw path; the admin API reads its names from the decoded one.
                 status, content_type, body, extra = await self.admin_page(method, scope["path"], scope["headers"], peer[0] if peer else None)
-                await _respond(send, status, body, content_type, headers=extra)
+                await respond(send, status, body, content_type, headers=extra)
             elif path in self._metadata_paths and method in ("GET", "HEAD"):
-                await _respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
+                await respond(send, 200, _encode(self._authenticator.metadata()))  # type: ignore[union-attr]
             elif path in HEALTH_PATHS or path == METRICS_PATH:
                 if method not in ("GET", "HEAD"):
-                    raise _Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
+                    raise Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
                 if path == METRICS_PATH:
                     client = scope.get("client")
                     await self._check_metrics_access(scope["headers"], client[0] if client else None)
-                    await _respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+                    await respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
                 else:
                     status, body = self._health()
-                    await _respond(send, status, body)
+                    await respond(send, status, body)
             else:
-                raise _Refused(404, INVALID_REQUEST, f"not found: {path}")
-        except _Refused as refused:
-            await _refuse(send, refused)
+                raise Refused(404, INVALID_REQUEST, f"not found: {path}")
+        except Refused as refused:
+            await refuse(send, refused)
 
     async def _discard_body(self, receive: Receive) -> None:
         """Read and drop what the server framed as this request's body (bounded by the size
@@ -592,9 +264,8 @@ class McpHttpApp:
         try:
             return await self._authenticator.authenticate(headers)
         except AuthError as exc:
-            code = FORBIDDEN if exc.status == 403 else INVALID_REQUEST
-            raise _Refused(exc.status, code, f"{exc.label}: {exc.description}",
-                           headers=[(k.lower().encode(), v.encode("latin-1")) for k, v in self._authenticator.refusal_headers(exc)]) from None
+            refusal = auth_refusal(self._authenticator, exc)
+            raise Refused(refusal.status, refusal.code, refusal.message, headers=refusal.headers) from None
 
     # -- Streamable HTTP: POST --------------------------------------------------------------
     def _accept_flags(self, headers: dict[bytes, bytes]) -> tuple[bool, bool]:
@@ -609,18 +280,18 @@ class McpHttpApp:
     def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> HttpSession:
         token = headers.get(b"mcp-session-id")
         if token is None:
-            raise _Refused(400, INVALID_REQUEST, "bad request: missing Mcp-Session-Id header (send initialize first)")
+            raise Refused(400, INVALID_REQUEST, "bad request: missing Mcp-Session-Id header (send initialize first)")
         session = self.sessions.get(token.decode("latin-1"))
         # A session is bound to the caller that opened it: to anyone else it does not exist.
         if session is None or session.terminated or not _same_caller(session.principal, principal):
-            raise _Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+            raise Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
         return session
 
     @staticmethod
     def _check_version(headers: dict[bytes, bytes]) -> None:
         version = headers.get(b"mcp-protocol-version")
         if version is not None and version.decode("latin-1").strip() not in SUPPORTED_VERSIONS:
-            raise _Refused(400, INVALID_REQUEST, "bad request: unsupported MCP-Protocol-Version header; "
+            raise Refused(400, INVALID_REQUEST, "bad request: unsupported MCP-Protocol-Version header; "
                            f"supported: {', '.join(SUPPORTED_VERSIONS)} (absent means {DEFAULT_HTTP_VERSION})")
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes], deadline: float) -> bytes:
@@ -631,7 +302,7 @@ class McpHttpApp:
         if declared is not None:
             expected = int(declared)  # h11 has validated it
             if expected > limit:
-                raise _Refused(413, INVALID_REQUEST, f"request body of {expected} bytes exceeds the limit of {limit} bytes")
+                raise Refused(413, INVALID_REQUEST, f"request body of {expected} bytes exceeds the limit of {limit} bytes")
         # Fast path: a small body usually arrives with the headers and is already queued for
         # us. hypercorn's ``receive`` is a trio memory channel's: take it without a trip
         # through the scheduler or a deadline scope (both cost more than the rest of this).
@@ -652,25 +323,25 @@ class McpHttpApp:
                          limit: int, expected: int, deadline: float) -> bytes:
         if message is not None:
             if message["type"] != "http.request":
-                raise _Refused(400, INVALID_REQUEST, "client disconnected")
+                raise Refused(400, INVALID_REQUEST, "client disconnected")
             if not message.get("more_body", False):
                 return b"".join(chunks)
         with trio.move_on_at(deadline) as waited:
             while True:
                 message = await receive()
                 if message["type"] != "http.request":
-                    raise _Refused(400, INVALID_REQUEST, "client disconnected")
+                    raise Refused(400, INVALID_REQUEST, "client disconnected")
                 chunk = message.get("body", b"")
                 if chunk:
                     size += len(chunk)
                     if size > limit:
-                        raise _Refused(413, INVALID_REQUEST, f"request body exceeds the limit of {limit} bytes")
+                        raise Refused(413, INVALID_REQUEST, f"request body exceeds the limit of {limit} bytes")
                     chunks.append(chunk)
                 # With Content-Length, the last byte is the end: no wait for the empty message.
                 if not message.get("more_body", False) or size == expected:
                     break
         if waited.cancelled_caught:
-            raise _Refused(408, INVALID_REQUEST, f"request body not received within {self.limits.request_deadline:g} s")
+            raise Refused(408, INVALID_REQUEST, f"request body not received within {self.limits.request_deadline:g} s")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _post(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None,
@@ -678,21 +349,25 @@ class McpHttpApp:
         deadline = trio.current_time() + self.limits.request_deadline
         wants_json, wants_sse = self._accept_flags(headers)
         if not wants_json or not (wants_sse or self._json_response):
-            raise _Refused(406, INVALID_REQUEST, "not acceptable: Accept must list application/json and text/event-stream")
+            raise Refused(406, INVALID_REQUEST, "not acceptable: Accept must list application/json and text/event-stream")
         content_type = headers.get(b"content-type", b"")
-        if content_type.split(b";", 1)[0].strip().lower() != _JSON:
-            raise _Refused(415, INVALID_REQUEST, "unsupported media type: Content-Type must be application/json")
+        if content_type.split(b";", 1)[0].strip().lower() != JSON:
+            raise Refused(415, INVALID_REQUEST, "unsupported media type: Content-Type must be application/json")
         body = await self._read_body(receive, headers, deadline)
         message = self._codec.decode(body)
         kind = type(message)
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
-            raise _Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
-        if b"mcp-session-id" not in headers and _stateless_http.claims(headers, message):
-            # Protocol revision 2026-07-28: no session, the request carries its own envelope.
-            await _stateless_http.post(self, message, raw_headers if raw_headers is not None else list(headers.items()),
-                                       principal, peer, wants_sse, receive, send)
-            return
+            raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
+        if b"mcp-session-id" not in headers:
+            folded, repeated = fold_headers(raw_headers if raw_headers is not None else list(headers.items()))
+            is_request = kind is Request
+            decision = decide_era(message.method if is_request else None, message.params if is_request else None,  # type: ignore[union-attr]
+                                  folded, repeated)
+            if decision.stateless:
+                # Protocol revision 2026-07-28: no session, the request carries its own envelope.
+                await _stateless_http.post(self, message, decision, folded, repeated, principal, peer, wants_sse, receive, send)
+                return
         if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
             if b"mcp-session-id" in headers:
                 session = self._session(headers, principal)
@@ -704,20 +379,20 @@ class McpHttpApp:
         self._check_version(headers)
         session = self._session(headers, principal)
         if self.supervisor.shutting_down.is_set():
-            raise _Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
+            raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
             await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
             return
         # A notification or a response (to our sampling/elicitation/roots request): 202.
         if kind is Notification and message.method == "notifications/cancelled":  # type: ignore[union-attr]
-            cancelled = _handlers.cancelled_request_id(message)  # type: ignore[arg-type]
+            cancelled = cancelled_request_id(message)  # type: ignore[arg-type]
             if cancelled is not None:
                 session.abandon(cancelled)
         session.begin()
         try:
             await session.deliver(body)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise _Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
+            raise Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
         finally:
             session.end()
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
@@ -725,10 +400,10 @@ class McpHttpApp:
 
     def _new_session(self, principal: Principal | None, peer: str | None) -> HttpSession:
         if self.supervisor.shutting_down.is_set():
-            raise _Refused(503, SHUTTING_DOWN, "server shutting down")
+            raise Refused(503, SHUTTING_DOWN, "server shutting down")
         if len(self.sessions) >= self.limits.max_sessions:
             self.supervisor.metrics.connections_refused += 1
-            raise _Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
+            raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
                            headers=[(b"retry-after", b"1")])
         quota = self._take_session_quota(principal, peer)
         token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
@@ -743,7 +418,7 @@ class McpHttpApp:
         try:
             return self.supervisor.quotas.acquire("sessions", principal, peer)
         except QuotaExceeded as exc:
-            raise _Refused(429, exc.code, exc.message, data=exc.data) from None
+            raise Refused(429, exc.code, exc.message, data=exc.data) from None
 
     async def _run_session(self, session: HttpSession, quota: Any = None) -> None:
         """One session, in the app's nursery: whatever ends it ends it alone (``run_session``)."""
@@ -760,7 +435,7 @@ class McpHttpApp:
                             created: bool) -> None:
         stream = session.open_request(request.id)
         if stream is None:
-            raise _Refused(400, INVALID_REQUEST, f"duplicate request id {request.id!r}: a request with this id is still in flight", request.id)
+            raise Refused(400, INVALID_REQUEST, f"duplicate request id {request.id!r}: a request with this id is still in flight", request.id)
         session.begin()
         try:
             try:
@@ -768,8 +443,8 @@ class McpHttpApp:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 session.forget_request(request.id)
                 if self.supervisor.shutting_down.is_set():
-                    raise _Refused(503, SHUTTING_DOWN, "server shutting down", request.id) from None
-                raise _Refused(404, INVALID_REQUEST, "session not found: the session has ended", request.id) from None
+                    raise Refused(503, SHUTTING_DOWN, "server shutting down", request.id) from None
+                raise Refused(404, INVALID_REQUEST, "session not found: the session has ended", request.id) from None
             while not stream.events and not stream.done and stream.close_retry is None:
                 await stream.lot.park()
             extra: list[tuple[bytes, bytes]] = []
@@ -780,13 +455,13 @@ class McpHttpApp:
                     session.terminate()  # initialize failed: no session to keep
             if stream.final and len(stream.events) == 1 and stream.close_retry is None:
                 status = 200
-                if stream.error is not None and stream.error.code in _ADMISSION_CODES:
-                    status, refusal = self._admission_status(stream.error)
+                if stream.error is not None and stream.error.code in ADMISSION_CODES:
+                    status, refusal = admission_status(stream.error, self._authenticator)
                     extra += refusal
-                await _respond(send, status, stream.events[0][1], headers=extra)
+                await respond(send, status, stream.events[0][1], headers=extra)
                 return
             # Something came before the final reply (or the stream is to be closed): SSE.
-            await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *extra]})
+            await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra]})
             prefix = b""
             if not stream.done or stream.events:
                 if session.resumable_streams:
@@ -796,35 +471,10 @@ class McpHttpApp:
         finally:
             session.end()
 
-    def _admission_status(self, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
-        """The HTTP status (and headers) of a request refused before its handler ran.
-
-        -32029 rate limited → 429 with ``Retry-After`` (whole seconds, rounded up);
-        -32003 forbidden → 403 with ``WWW-Authenticate: Bearer error="insufficient_scope"``;
-        -32030 overloaded → 503 with ``Retry-After: 1``; -32032 quota exceeded → 429 (no
-        ``Retry-After``: it clears when the caller releases something). The body stays the
-        JSON-RPC error.
-        """
-        data = error.data if isinstance(error.data, dict) else {}
-        if error.code == QUOTA_EXCEEDED:
-            return 429, []
-        if error.code == RATE_LIMITED:
-            retry_ms = data.get("retryAfterMs", 1000)
-            seconds = max(1, math.ceil(retry_ms / 1000)) if isinstance(retry_ms, (int, float)) else 1
-            return 429, [(b"retry-after", b"%d" % seconds)]
-        if error.code == FORBIDDEN:
-            headers: list[tuple[bytes, bytes]] = []
-            if self._authenticator is not None:
-                required = data.get("requiredScopes", [])
-                challenge = self._authenticator.challenge(insufficient_scope(frozenset(required)))
-                headers.append((b"www-authenticate", challenge.encode()))
-            return 403, headers
-        return 503, [(b"retry-after", b"1")]
-
     # -- Streamable HTTP: GET, DELETE -------------------------------------------------------
     async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
         if not self._accept_flags(headers)[1]:
-            raise _Refused(406, INVALID_REQUEST, "not acceptable: Accept must list text/event-stream")
+            raise Refused(406, INVALID_REQUEST, "not acceptable: Accept must list text/event-stream")
         self._check_version(headers)
         session = self._session(headers, principal)
         last = headers.get(b"last-event-id")
@@ -833,10 +483,10 @@ class McpHttpApp:
             try:
                 number, cursor = int(number_text), int(seq_text)
             except ValueError:
-                raise _Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header (expected <stream>-<seq>)") from None
+                raise Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header (expected <stream>-<seq>)") from None
             stream = session.find_stream(number)
             if stream is None:
-                raise _Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
+                raise Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
                                "is unknown, finished or expired")
             cursor = max(0, min(cursor, stream.seq))
         else:
@@ -844,7 +494,7 @@ class McpHttpApp:
             cursor = stream.delivered
         session.begin()
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             prefix = b""
             if stream is session.standalone and session.resumable_streams:
                 prefix = b"id: 0-%d\nretry: %d\ndata: \n\n" % (cursor, SSE_RETRY_MS)
@@ -865,7 +515,7 @@ class McpHttpApp:
         """Write ``stream`` on this response until it ends or the client goes away."""
         ended = False
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
             await self._pump(session, stream, cursor, send, prefix)
             ended = True
             nursery.cancel_scope.cancel()
@@ -910,7 +560,7 @@ class McpHttpApp:
                     with trio.move_on_after(SSE_KEEPALIVE) as idle:
                         await stream.lot.park()
                     if idle.cancelled_caught:
-                        await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+                        await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
             finally:
                 if stream.listener is scope:
                     stream.listener = None
@@ -921,29 +571,19 @@ class McpHttpApp:
             return
         refusal = check_head(scope["headers"])
         if refusal is not None:
-            await _ws_reject(scope, send, refusal.status, refusal.message)
+            await ws_reject(scope, send, refusal.status, refusal.message)
             return
-        headers = dict(scope["headers"])
         if route_path(scope.get("raw_path"), scope["path"]) != WS_PATH:
-            await _ws_reject(scope, send, 404, "not found")
-            return
-        if not self._guard.allows(headers.get(b"host") or headers.get(b":authority"), headers.get(b"origin")):
-            await _ws_reject(scope, send, 403, "forbidden: Host or Origin not allowed")
-            return
-        if self.supervisor.shutting_down.is_set():
-            await _ws_reject(scope, send, 503, "server shutting down")
-            return
-        if self.websockets >= self.limits.max_connections:
-            self.supervisor.metrics.connections_refused += 1
-            await _ws_reject(scope, send, 503, f"too many connections (limit {self.limits.max_connections})")
+            await ws_reject(scope, send, 404, "not found")
             return
         client = scope.get("client")
         peer = client[0] if client else None
         try:
-            principal = await self._authenticate(scope["headers"])
-            quota = self._take_session_quota(principal, peer)
-        except _Refused as refused:
-            await _ws_reject(scope, send, refused.status, refused.message, refused.headers, refused.code)
+            principal, quota = await self.session_gate.admit(scope["headers"], peer, self.websockets)
+        except SessionRefused as refused:
+            if refused.status == 503:
+                self.supervisor.metrics.connections_refused += 1
+            await ws_reject(scope, send, refused.status, refused.message, refused.headers, refused.code)
             return
         self.websockets += 1
         try:
@@ -966,16 +606,16 @@ class McpHttpApp:
             return
         if access == "loopback":
             if not is_loopback_address(peer):
-                raise _Refused(403, INVALID_REQUEST, "forbidden: /metrics is served to loopback clients only")
+                raise Refused(403, INVALID_REQUEST, "forbidden: /metrics is served to loopback clients only")
             return
         scope = access.partition(":")[2]
         principal = await self._authenticate(headers)
         if principal is None or principal.kind == "anonymous":
-            raise _Refused(401, INVALID_REQUEST, f"unauthorized: /metrics needs a credential with the {scope} scope",
+            raise Refused(401, INVALID_REQUEST, f"unauthorized: /metrics needs a credential with the {scope} scope",
                            headers=[(b"www-authenticate", self._authenticator.challenge().encode("latin-1"))])  # type: ignore[union-attr]
         if not principal.has_scope(scope):
             challenge = self._authenticator.challenge(insufficient_scope(frozenset({scope})))  # type: ignore[union-attr]
-            raise _Refused(403, FORBIDDEN, f"forbidden: /metrics needs the {scope} scope",
+            raise Refused(403, FORBIDDEN, f"forbidden: /metrics needs the {scope} scope",
                            headers=[(b"www-authenticate", challenge.encode("latin-1"))])
 
     def _counts(self) -> dict[str, int]:
@@ -1037,27 +677,8 @@ def metrics_access(value: str | None, authenticator: Authenticator | None) -> st
     return value
 
 
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """Cancel ``scope`` when the client goes away (an SSE response has nothing else to read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
-
-
 def _same_caller(owner: Principal | None, caller: Principal | None) -> bool:
     return owner is None or (caller is not None and caller.kind == owner.kind and caller.subject == owner.subject)
-
-
-async def _ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = (),
-                     code: int | None = None) -> None:
-    """Refuse a WebSocket handshake with an HTTP status (403 when the server cannot say more)."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = _error_body(code if code is not None else INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message)
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body)), *headers]})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})
 
 
 class _AsgiWebSocket(trio.abc.Channel[bytes]):
@@ -1138,7 +759,7 @@ def hypercorn_config(host: str, port: int, limits: Limits, *, certfile: str | No
     """hypercorn settings derived from our limits."""
     config = _Config()
     config.reuse_port = reuse_port
-    config.bind = [f"{_bracket_ipv6(host)}:{port}"]
+    config.bind = [f"[{host}]:{port}" if host.count(":") > 1 and not host.startswith("[") else f"{host}:{port}"]
     if certfile is not None:
         config.certfile = certfile
         config.keyfile = keyfile
@@ -1163,17 +784,19 @@ async def serve_http(
     keyfile: str | None = None,
     json_response: bool = False,
     authenticator: Authenticator | None = None,
-    watch_signals: bool = False,
+    handle_signals: bool = False,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
     metrics: str | None = None,
     engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    watch_signals: bool | None = None,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
 
     Reports the bound port with ``task_status.started`` (``port=0`` picks a free one). Runs
-    until ``supervisor.shutdown()`` (SIGINT/SIGTERM with ``watch_signals``): it then stops
+    until ``supervisor.shutdown()`` (SIGINT/SIGTERM with ``handle_signals``, the same keyword as
+    ``serve_websocket``'s; ``watch_signals`` is its old name, deprecated): it then stops
     accepting, lets in-flight requests finish within ``limits.grace_period`` (the rest are
     answered with an error), ends every session and returns.
 
@@ -1192,14 +815,18 @@ async def serve_http(
     """
     if engine not in ("hypercorn", "h1"):
         raise ValueError(f"engine must be 'hypercorn' or 'h1', not {engine!r}")
+    if watch_signals is not None:
+        warnings.warn("serve_http(watch_signals=...) is now handle_signals=..., as for serve_websocket", DeprecationWarning,
+                      stacklevel=2)
+        handle_signals = handle_signals or watch_signals
     limits = limits or Limits()
     metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
-    if allowed_hosts is None and not _is_loopback(host):
+    if allowed_hosts is None and not is_loopback_name(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
-        if watch_signals:
+        if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
             settings = ServedSettings(limits, rate_limits=rate_limits, authenticator=authenticator, bind_host=host,
@@ -1235,7 +862,7 @@ async def serve_http(
 
 def _h1_error_body(status: int, message: str) -> tuple[bytes, bytes]:
     """The h1 engine's own refusals (400, 408, 413, 431...), as JSON-RPC errors like ours."""
-    return _JSON, _error_body(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message)
+    return JSON, error_body(ErrorObject(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message))
 
 
 async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:

@@ -22,11 +22,11 @@ from typing import Literal
 import trio
 
 from .._channel import MessageTooLarge
-from .._connection import Connection
+from ..serving._connection import Connection
 from .._limiter import RateLimits
 from .._limits import DEFAULT_SEND_TIMEOUT, Limits
 from .._server import Server
-from .._supervisor import Supervisor
+from ..serving._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.stdio")
 

@@ -38,37 +38,35 @@ Choices a client can see:
 * A client that stops reading stalls only its own writer; after ``Limits.send_timeout`` the
   connection is dropped (a frame is never half-sent and then continued).
 
-Origin and Host (DNS rebinding defence) are checked at the handshake; see ``HandshakePolicy``.
+Origin and Host (DNS rebinding defence), capacity, the credential and the caller's session
+quota are checked at the handshake by ``_sessions.SessionGate``, the same admission as ``/ws``
+on the HTTP port (its Host/Origin policy: ``_gate.HostPolicy``).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import errno
-import ipaddress
 import logging
 import math
 import os
 import socket as socket_module
-import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import h11
 import trio
-from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import generate_accept_token
 
-from .._connection import Connection
+from ..serving._connection import Connection
 from .._containment import run_session
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
-from .._supervisor import Supervisor
-from ..protocol._errors import QuotaExceeded
-from ._gate import check_head, parse_authority
+from ..serving._supervisor import Supervisor
+from ._gate import HostPolicy, check_head
+from ._sessions import SessionGate, SessionRefused
+from ._ws_channel import CLOSE_NORMAL, RECEIVE_SIZE, SocketIO, WebSocketChannel, _peer_host
 
 if TYPE_CHECKING:
     import ssl
@@ -79,581 +77,12 @@ logger = logging.getLogger("mcp_trio.websocket")
 
 #: The subprotocol selected when the client offers it.
 SUBPROTOCOL = "mcp"
-#: Bytes asked of the socket per read.
-RECEIVE_SIZE = 65536
 #: Largest HTTP upgrade request head (request line and headers) we read, in bytes.
 MAX_HANDSHAKE_SIZE = 16 * 1024
-#: Seconds a client refused with 503 is asked to wait before it retries.
-RETRY_AFTER = 5
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
-
-_TEXT = Opcode.TEXT
-_BINARY = Opcode.BINARY
-_PING = Opcode.PING
-_CLOSE = Opcode.CLOSE
-_PING_PAYLOAD = b"mcp-trio"
-#: A text frame's header for each payload length below 126 (the usual small message).
-_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
 #: accept() errors that mean "out of resources for now": wait and retry (as trio does).
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
-
-def _text_frame(payload: bytes) -> list[bytes]:
-    """An unmasked, unfragmented text frame (what a server sends), as header + payload."""
-    size = len(payload)
-    if size < 126:
-        return [_SHORT_HEADERS[size], payload]
-    if size < 65536:
-        return [struct.pack("!BBH", 0x81, 126, size), payload]
-    return [struct.pack("!BBQ", 0x81, 127, size), payload]
-
-
-# -- socket I/O ---------------------------------------------------------------------------------
-class SocketIO(trio.abc.Stream):
-    """A connected TCP socket with one trip through the scheduler per operation at most.
-
-    ``trio.SocketStream`` checkpoints after every read that did not wait and after every
-    write, and parks a reader six coroutine frames deep. As stdio's ``PipeStream`` does for
-    pipes: a read that had to wait returns as soon as the data is there; one that did not
-    still yields once (``cancel_shielded_checkpoint``, so no data is lost to a cancellation);
-    a write that completes at once does not yield (the writer has just yielded receiving
-    what it writes). ``close_now`` closes synchronously (the reaper drops dead peers with it).
-    """
-
-    __slots__ = ("_sock",)
-
-    def __init__(self, sock: socket_module.socket) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        sock = self._sock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            try:
-                data = sock.recv(max_bytes or RECEIVE_SIZE)
-            except BlockingIOError:
-                if sock.fileno() < 0:
-                    raise trio.ClosedResourceError("socket closed") from None
-                await trio.lowlevel.wait_readable(sock)
-                waited = True
-            except OSError as exc:
-                if sock.fileno() < 0:
-                    raise trio.ClosedResourceError("socket closed") from None
-                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-            else:
-                break
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        sock = self._sock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        with memoryview(data) as view:
-            sent = 0
-            total = len(view)
-            while sent < total:
-                try:
-                    sent += sock.send(view[sent:])
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
-                except OSError as exc:
-                    if sock.fileno() < 0:
-                        raise trio.ClosedResourceError("socket closed") from None
-                    raise trio.BrokenResourceError(f"send failed: {exc}") from exc
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
-
-    async def send_eof(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket_module.SHUT_WR)
-        await trio.lowlevel.checkpoint()
-
-    def close_now(self) -> None:
-        if self._sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(self._sock)
-            self._sock.close()
-
-    async def aclose(self) -> None:
-        self.close_now()
-        await trio.lowlevel.checkpoint()
-
-    def peer_host(self) -> str | None:
-        try:
-            return str(self._sock.getpeername()[0])
-        except OSError:
-            return None
-
-
-def _close_now(stream: trio.abc.Stream) -> bool:
-    """Close ``stream``'s socket at once, without awaiting; False if it has none."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    if isinstance(stream, SocketIO):
-        stream.close_now()
-    elif isinstance(stream, trio.SocketStream):
-        stream.socket.close()
-    else:
-        return False
-    return True
-
-
-def _peer_host(stream: trio.abc.Stream) -> str | None:
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    if isinstance(stream, SocketIO):
-        return stream.peer_host()
-    if isinstance(stream, trio.SocketStream):
-        try:
-            return str(stream.socket.getpeername()[0])
-        except OSError:
-            return None
-    return None
-
-
-# -- the channel --------------------------------------------------------------------------------
-class WebSocketChannel(trio.abc.Channel[bytes]):
-    """One accepted WebSocket as a channel of whole messages: ``receive`` returns one text
-    message's UTF-8 bytes (``trio.EndOfChannel`` when the peer closes, or when a limit ended
-    the session: ``close_code`` then says which); ``send``/``send_batch`` write text frames.
-
-    The session's reader calls ``receive``, so reading the socket, answering pings and the
-    peer's close frame all happen in that one task, on wsproto's ``FrameProtocol`` (its
-    parser, without the event objects a ``wsproto.Connection`` builds per message). The
-    session's writer calls ``send_batch``; the reaper's ping tasks and ``aclose`` write
-    control frames. Writes take turns (a frame is never interleaved with another), and
-    ``aclose`` runs the closing handshake, bounded by ``Limits.handshake_timeout``.
-    """
-
-    __slots__ = (
-        "_close_timeout",
-        "_closed",
-        "_fragments",
-        "_frames",
-        "_got_close",
-        "_listener",
-        "_listener_done",
-        "_max_fragments",
-        "_max_size",
-        "_parser_ok",
-        "_parts",
-        "_proto",
-        "_read_done",
-        "_reading",
-        "_send_timeout",
-        "_sent_close",
-        "_shutting_down",
-        "_stopped",
-        "_stream",
-        "_torn",
-        "_turn",
-        "_writing",
-        "activity",
-        "close_code",
-        "close_reason",
-        "closing",
-        "connection",
-        "dead",
-        "idle_since",
-        "ping_at",
-        "quiet_since",
-        "received",
-        "seen_activity",
-        "seen_received",
-    )
-
-    def __init__(self, stream: trio.abc.Stream, limits: Limits, shutting_down: trio.Event, *, trailing_data: bytes = b"") -> None:
-        self._stream = stream
-        self._proto = FrameProtocol(False, [])  # a server, no extensions (no compression)
-        self._shutting_down = shutting_down
-        self._max_size = limits.max_message_size
-        self._max_fragments = limits.max_message_fragments
-        self._send_timeout = limits.send_timeout
-        self._close_timeout = limits.handshake_timeout
-        self._frames: Any = None  # wsproto's frames from the data read last
-        if trailing_data:  # frames the client sent right behind its upgrade request
-            self._proto.receive_bytes(trailing_data)
-            self._frames = self._proto.received_frames()
-        self._parts: bytearray | None = None  # the message being gathered from fragments
-        self._fragments = 0
-        self._stopped = False  # receive() ended the session (peer closed or a limit crossed)
-        self._parser_ok = True  # False once wsproto found a protocol error: read no more
-        self._sent_close = False
-        self._got_close = False
-        self._writing = False
-        self._turn: trio.Event | None = None  # set when the write in progress is done
-        self._torn = False  # a write was cut short: the stream can carry nothing more
-        self._reading = False
-        self._read_done: trio.Event | None = None
-        self._closed = False
-        self._listener: trio.CancelScope | None = None  # answer_peer_close, while it runs
-        self._listener_done: trio.Event | None = None
-        #: Code and reason of our close frame (None: 1000, or 1001 when shutting down).
-        self.close_code: int | None = None
-        self.close_reason = ""
-        #: The session on this channel (set by the server once it is built).
-        self.connection: Connection | None = None
-        # Counters the reaper compares between its rounds (an int increment on the hot path).
-        self.received = 0  # socket reads that returned data
-        self.activity = 0  # messages received or sent
-        self.dead = False  # dropped without a closing handshake (no pong, or a stuck write)
-        self.closing = False  # the reaper has asked the session to end
-        self.seen_received = 0
-        self.quiet_since = 0.0
-        self.ping_at: float | None = None
-        self.seen_activity = 0
-        self.idle_since = 0.0
-
-    # -- receiving --------------------------------------------------------------------------
-    async def receive(self) -> bytes:
-        """The next whole text message's bytes; ``trio.EndOfChannel`` when the session ends."""
-        while True:
-            frames = self._frames
-            if frames is not None:
-                try:
-                    for opcode, payload, frame_finished, message_finished in frames:
-                        if opcode is _TEXT:
-                            data = payload.encode()
-                            if message_finished and self._parts is None:
-                                if len(data) > self._max_size:
-                                    self._refuse(CLOSE_TOO_BIG, f"message of {len(data)} bytes exceeds the limit of {self._max_size} bytes")
-                                self.activity += 1
-                                return data
-                            message = self._gather(data, frame_finished, message_finished)
-                            if message is not None:
-                                self.activity += 1
-                                return message
-                        elif opcode is _PING:
-                            await self._send_control(self._proto.pong(payload))
-                        elif opcode is _CLOSE:
-                            await self._on_close(*payload)
-                        elif opcode is _BINARY:
-                            self._refuse(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported: send each JSON-RPC message as one text frame")
-                        # PONG: any data from the peer already counts as a sign of life.
-                except ParseFailed as exc:
-                    self._parser_ok = False
-                    self._refuse(exc.code, f"protocol error: {exc}")
-                self._frames = None
-            if self._stopped:
-                raise trio.EndOfChannel
-            self._reading = True
-            try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            finally:
-                self._reading = False
-                if self._read_done is not None:
-                    self._read_done.set()
-            if not data:
-                self._stopped = True
-                raise trio.EndOfChannel  # TCP closed without a close frame (1006)
-            self.received += 1
-            self._proto.receive_bytes(data)
-            self._frames = self._proto.received_frames()
-
-    def _gather(self, data: bytes, frame_finished: bool, message_finished: bool) -> bytes | None:
-        """Add a piece of a fragmented (or partly received) message; the message when whole."""
-        parts = self._parts
-        if parts is None:
-            parts = self._parts = bytearray()
-            self._fragments = 0
-        if len(parts) + len(data) > self._max_size:
-            self._parts = None
-            self._refuse(CLOSE_TOO_BIG, f"message of at least {len(parts) + len(data)} bytes exceeds the limit of {self._max_size} bytes")
-        parts += data
-        if message_finished:
-            self._parts = None
-            return bytes(parts)
-        if frame_finished:
-            self._fragments += 1
-            if self._fragments >= self._max_fragments:
-                self._parts = None
-                self._refuse(CLOSE_TOO_BIG, f"message in more than {self._max_fragments} fragments")
-        return None
-
-    def _refuse(self, code: int, reason: str) -> None:
-        """End the session because of what the peer sent: stop reading, close with ``code``.
-
-        Requests already read still get their answers before the close frame.
-        """
-        logger.info("closing the connection (%d): %s", code, reason)
-        self.close_code = code
-        self.close_reason = reason
-        self._stopped = True
-        self._frames = None
-        raise trio.EndOfChannel
-
-    async def _on_close(self, code: int, reason: str) -> None:
-        """The peer's close frame: answer it at once (nothing but our close frame may be sent
-        after it, so waiting for requests in flight would only keep the peer waiting)."""
-        await self._answer_close(code, reason)
-        raise trio.EndOfChannel
-
-    async def _answer_close(self, code: int, reason: str) -> None:
-        """Reply to the peer's close frame with its own code and reason (RFC 6455 §5.5.1)."""
-        logger.debug("peer closed the connection (%s %s)", code, reason)
-        self._got_close = True
-        self._stopped = True
-        self._frames = None
-        if not self._sent_close:
-            self._sent_close = True
-            await self._send_control(self._proto.close(code, reason))
-
-    async def answer_peer_close(self) -> None:
-        """Listen on while the session drains after it stopped reading (shutdown, idle timeout).
-
-        The session's reader stops as soon as shutdown begins, while our close frame waits for
-        the requests in flight (up to ``Limits.grace_period``). A peer that closes meanwhile
-        gets its own close code back at once, as RFC 6455 §5.5.1 asks, not our 1001 seconds
-        later as if we had closed first; its pings are answered. Its messages are dropped:
-        the session takes no new request once it has stopped reading. Started by the server
-        for the sessions it stops; ``aclose`` ends it before the closing handshake reads.
-        """
-        connection = self.connection
-        assert connection is not None
-        done = self._listener_done = trio.Event()
-        try:
-            with trio.CancelScope() as self._listener:
-                await connection.input_done.wait()
-                await self._listen_for_close()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the peer is gone: the writer finds out by itself
-        finally:
-            self._listener = None
-            done.set()
-
-    async def _listen_for_close(self) -> None:
-        while not (self._stopped or self._sent_close or self._torn or self._closed or not self._parser_ok):
-            frames = self._frames
-            if frames is not None:
-                try:
-                    for frame in frames:
-                        if frame.opcode is _CLOSE:
-                            await self._answer_close(*frame.payload)
-                            return
-                        if frame.opcode is _PING:
-                            await self._send_control(self._proto.pong(frame.payload))
-                except ParseFailed as exc:
-                    self._parser_ok = False
-                    self.close_code, self.close_reason = exc.code, f"protocol error: {exc}"
-                    return
-                self._frames = None
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                self._stopped = True
-                return
-            self.received += 1
-            self._proto.receive_bytes(data)
-            self._frames = self._proto.received_frames()
-
-    # -- sending ----------------------------------------------------------------------------
-    async def send(self, data: bytes) -> None:
-        """Write one message as one text frame."""
-        await self._write(b"".join(_text_frame(data)), data_frame=True)
-
-    async def send_batch(self, messages: list[bytes]) -> None:
-        """Write several messages, one text frame each, with one write."""
-        if len(messages) == 1:
-            frame = b"".join(_text_frame(messages[0]))
-        else:
-            parts: list[bytes] = []
-            for message in messages:
-                parts += _text_frame(message)
-            frame = b"".join(parts)
-        await self._write(frame, data_frame=True)
-
-    async def _write(self, frame: bytes | bytearray, *, data_frame: bool = False) -> None:
-        """Write ``frame`` when no other write is under way (a frame is never interleaved)."""
-        while self._writing:
-            if self._turn is None:
-                self._turn = trio.Event()
-            await self._turn.wait()
-        if self._torn:
-            raise trio.BrokenResourceError("the connection was dropped")
-        if data_frame and self._sent_close:
-            if self._closed:
-                raise trio.ClosedResourceError("the channel is closed")
-            raise trio.BrokenResourceError("the WebSocket is closing")
-        self._writing = True
-        self._torn = True  # until the write completes: cut short, the stream is done
-        try:
-            await self._stream.send_all(frame)
-            self._torn = False
-        finally:
-            self._writing = False
-            turn = self._turn
-            if turn is not None:
-                self._turn = None
-                turn.set()
-        if data_frame:
-            self.activity += 1
-
-    async def _send_control(self, frame: bytes | bytearray) -> None:
-        """Write a control frame from a task other than the writer: shielded, bounded."""
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._send_timeout
-            await self._write(frame)
-        if scope.cancelled_caught:
-            raise trio.BrokenResourceError(f"the peer did not read for {self._send_timeout:g} s")
-
-    async def ping(self) -> None:
-        """Send a heartbeat ping (run by the reaper as a short task of its own)."""
-        if self._closed or self._torn or self._sent_close:
-            return
-        try:
-            await self._send_control(self._proto.ping(_PING_PAYLOAD))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.drop()
-
-    # -- closing ----------------------------------------------------------------------------
-    def abort(self) -> bool:
-        """Drop the TCP connection now, without a closing handshake (the peer sees 1006).
-
-        Synchronous, so the reaper can call it: the session's reader then wakes with
-        ``ClosedResourceError`` and the session ends as if the peer had gone. False when the
-        stream has no socket to close at once (an in-memory one): then ``drop`` it.
-        """
-        self.dead = True
-        self._torn = True
-        return _close_now(self._stream)
-
-    async def drop(self) -> None:
-        """``abort``, for any stream."""
-        if not self.abort():
-            await trio.aclose_forcefully(self._stream)
-
-    async def aclose(self) -> None:
-        """Send our close frame (unless the peer's was answered), wait for the reply, close TCP.
-
-        Called by the session's writer once everything has been written; idempotent. The
-        closing handshake is bounded by ``Limits.handshake_timeout``, shielded or not.
-        """
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._closed = True
-        try:
-            with trio.move_on_after(self._close_timeout):
-                await self._closing_handshake()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(self._stream)
-
-    async def _closing_handshake(self) -> None:
-        if self._listener_done is not None:  # answer_peer_close is reading, or may start to
-            if self._listener is not None:
-                self._listener.cancel()
-            await self._listener_done.wait()
-        if self._torn or self._sent_close:
-            return
-        code = self.close_code
-        if code is None:
-            code, self.close_reason = (CLOSE_GOING_AWAY, "server shutting down") if self._shutting_down.is_set() else (CLOSE_NORMAL, "")
-        self._sent_close = True
-        await self._write(self._proto.close(code, self.close_reason))
-        if not self._parser_ok:
-            return  # nothing the peer sends can be understood any more
-        if self._reading:  # the session's reader is still leaving receive_some: let it
-            self._read_done = trio.Event()
-            await self._read_done.wait()
-        # Read on until the peer's close frame (or EOF), discarding anything else.
-        while not self._got_close:
-            if self._frames is not None:
-                try:
-                    for frame in self._frames:
-                        if frame.opcode is _CLOSE:
-                            self._got_close = True
-                            break
-                except ParseFailed:
-                    return
-                self._frames = None
-                if self._got_close:
-                    break
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                break
-            self._proto.receive_bytes(data)
-            self._frames = self._proto.received_frames()
-
-
 # -- the handshake ------------------------------------------------------------------------------
-def _hostname(authority: str) -> str | None:
-    """``host`` from ``host[:port]`` or ``[v6]:port``, lowercased, without a trailing dot;
-    None unless the whole value is one valid authority (``[::1]evil.com`` is not)."""
-    parsed = parse_authority(authority)
-    if parsed is None:
-        return None
-    return parsed[0] if ":" in parsed[0] else parsed[0].rstrip(".") or None
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-class HandshakePolicy:
-    """Who may open a session, checked on the upgrade request before anything else.
-
-    ``Host`` (DNS rebinding defence: a hostile page whose name resolves to 127.0.0.1 still
-    sends its own name): loopback names (``localhost``, ``*.localhost``, ``127.0.0.0/8``,
-    ``::1``) are always accepted, plus ``allowed_hosts`` when given (``"*"`` for any). With no
-    ``allowed_hosts``, a server bound to loopback accepts nothing else, and a server bound to
-    any other address (``0.0.0.0``, a LAN address) accepts any ``Host``: the names it is
-    reached by are not known here (``serve_websocket`` logs a warning; the Origin check still
-    keeps browsers out). This matches the HTTP transport.
-
-    ``Origin`` (browsers always send it on a WebSocket upgrade; other clients usually do not):
-    absent is accepted. With ``allowed_origins`` None, only loopback origins
-    (``http://localhost:5173``, ``http://127.0.0.1``...) are accepted, wherever the server is
-    bound; otherwise exactly the origins listed (``"https://app.example.com"``, compared
-    without a trailing slash and case-insensitively), or any with ``"*"``. The opaque origin
-    ``null`` (sandboxed frames, ``file:`` pages) is refused unless listed.
-    """
-
-    def __init__(self, bound_host: str | None, *, allowed_origins: Iterable[str] | None = None, allowed_hosts: Iterable[str] | None = None) -> None:
-        self.loopback = bound_host is not None and _is_loopback(bound_host.strip("[]").lower())
-        if allowed_hosts is not None:
-            hosts = {host.strip().lower().strip("[]").rstrip(".") for host in allowed_hosts}
-        else:
-            hosts = set() if self.loopback else {"*"}
-        self.any_host = "*" in hosts
-        self.hosts = frozenset(hosts - {"*"})
-        self.any_origin = allowed_origins is not None and "*" in allowed_origins
-        self.origins = None if allowed_origins is None else frozenset(origin.strip().rstrip("/").lower() for origin in allowed_origins)
-
-    def host_allowed(self, authority: str) -> bool:
-        hostname = _hostname(authority)
-        if hostname is None:
-            return False
-        return self.any_host or _is_loopback(hostname) or hostname in self.hosts
-
-    def origin_allowed(self, origin: str | None) -> bool:
-        if origin is None:
-            return True
-        normalized = origin.strip().rstrip("/").lower()
-        if self.origins is not None:
-            return self.any_origin or normalized in self.origins
-        if normalized == "null":
-            return False
-        try:
-            parts = urlsplit(normalized)
-        except ValueError:
-            return False
-        hostname = _hostname(parts.netloc)
-        return parts.scheme in ("http", "https") and hostname is not None and _is_loopback(hostname)
-
-
 class _Refused(Exception):
     """The upgrade request is refused with an HTTP status (and a plain-text reason)."""
 
@@ -701,7 +130,7 @@ class WebSocketServer:
     def __init__(
         self,
         supervisor: Supervisor,
-        policy: HandshakePolicy,
+        policy: HostPolicy,
         *,
         authenticator: Authenticator | None = None,
         scheme: str = "ws",
@@ -710,6 +139,8 @@ class WebSocketServer:
         self.limits = supervisor.limits
         self.policy = policy
         self.authenticator = authenticator
+        #: Who may open a session: Host/Origin, capacity, credential, quota (shared with /ws on HTTP).
+        self.gate = SessionGate(supervisor, policy, authenticator)
         self.scheme = scheme
         self.addresses: list[tuple[str, int]] = []
         #: Live sessions (accepted WebSockets).
@@ -866,11 +297,12 @@ class WebSocketServer:
                 else:  # ConnectionClosed: the peer left before finishing its request
                     return None
             assert request is not None
-            key, subprotocol, principal = await self._check(request)
+            key, subprotocol = self._check(request)
             try:
-                quota = self.supervisor.quotas.acquire("sessions", principal, _peer_host(stream))
-            except QuotaExceeded as exc:
-                raise _Refused(429, exc.message) from None
+                principal, quota = await self.gate.admit(list(request.headers), _peer_host(stream), len(self.channels))
+            except SessionRefused as refused:
+                raise _Refused(refused.status, refused.message,
+                               [(name.decode("latin-1"), value.decode("latin-1")) for name, value in refused.headers]) from None
         except h11.RemoteProtocolError as exc:
             # Never quote h11's message: it holds the offending line, which may carry a token.
             self._refuse(exc.error_status_hint)
@@ -893,8 +325,9 @@ class WebSocketServer:
             raise
         return bytes(trailing), principal, quota
 
-    async def _check(self, request: h11.Request) -> tuple[str, str | None, Any]:
-        """Validate the upgrade request: (key, subprotocol, principal), or ``_Refused``."""
+    def _check(self, request: h11.Request) -> tuple[str, str | None]:
+        """Validate the upgrade itself: (key, subprotocol), or ``_Refused``. Who may open a
+        session is the gate's (``SessionGate.admit``), next."""
         headers = list(request.headers)
         if request.method != b"GET":
             raise _Refused(405, "a WebSocket upgrade is a GET request", [("Allow", "GET")])
@@ -910,26 +343,10 @@ class WebSocketServer:
             valid_key = False
         if not valid_key:
             raise _Refused(400, "missing or malformed Sec-WebSocket-Key")
-        host = _one(headers, b"host") or ""
-        if not self.policy.host_allowed(host):
-            raise _Refused(403, "the Host header names a host that is not allowed (DNS rebinding protection)")
-        origin = _one(headers, b"origin")
-        if not self.policy.origin_allowed(origin):
-            raise _Refused(403, "the Origin header names an origin that is not allowed")
-        if self.supervisor.shutting_down.is_set():
-            raise _Refused(503, "server shutting down", [("Retry-After", str(RETRY_AFTER))])
-        if len(self.channels) >= self.limits.max_connections:
-            raise _Refused(503, f"server at capacity ({self.limits.max_connections} connections)", [("Retry-After", str(RETRY_AFTER))])
-        principal = None
-        if self.authenticator is not None:
-            from ..auth import AuthError
-
-            try:
-                principal = await self.authenticator.authenticate(headers)
-            except AuthError as exc:
-                raise _Refused(exc.status, exc.description, self.authenticator.refusal_headers(exc)) from None
+        _one(headers, b"host")  # two are refused here, as the gate refuses them on HTTP
+        _one(headers, b"origin")
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in _tokens(headers, b"sec-websocket-protocol") else None
-        return key.strip(), subprotocol, principal  # type: ignore[union-attr]
+        return key.strip(), subprotocol  # type: ignore[union-attr]
 
     # -- heartbeat and idle timeout ---------------------------------------------------------
     async def _reap(self) -> None:
@@ -1008,7 +425,8 @@ async def serve_websocket(
     real one when ``port`` is 0). Returns after a graceful shutdown (``supervisor.shutdown()``,
     or SIGINT/SIGTERM when ``handle_signals``): new connections are refused, sessions stop
     reading, requests in flight get ``Limits.grace_period``, then each connection closes with
-    1001. ``allowed_origins``/``allowed_hosts``: see ``HandshakePolicy``. ``authenticator``:
+    1001. ``allowed_origins``/``allowed_hosts``: see ``_gate.HostPolicy`` (one policy for
+    every transport). ``authenticator``:
     checked once per connection at the handshake; its principal applies to the whole session.
     ``listeners``: accept from these instead of binding ``host``/``port`` (pre-bound sockets;
     an empty list serves only the streams given to ``WebSocketServer.accept_stream``).
@@ -1024,7 +442,7 @@ async def serve_websocket(
         bound = await trio.open_tcp_listeners(port, host=host)
     else:
         bound = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host, https_compatible=True)
-    policy = HandshakePolicy(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
+    policy = HostPolicy(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
     if policy.any_host and allowed_hosts is None:
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:

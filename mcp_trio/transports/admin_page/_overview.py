@@ -21,9 +21,9 @@ import trio
 from ._settings import ServedSettings, settings_view
 
 if TYPE_CHECKING:
-    from ..._connection import Connection
+    from ...serving._connection import Connection
     from ..admin import AdminApi
-    from ..http import HttpSession
+    from .._http_session import HttpSession
 
 #: Sessions listed one by one in an overview (all are counted).
 MAX_SESSIONS_LISTED = 100

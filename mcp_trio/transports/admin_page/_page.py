@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ..admin import ADMIN_PATH, AdminApi, is_loopback_address
+from .._gate import is_loopback_address
+from ..admin import ADMIN_PATH, AdminApi
 from ._csrf import action_refusal
 from ._overview import Overview
 from ._settings import ServedSettings
 
 if TYPE_CHECKING:
-    from ..http import HttpSession
+    from .._http_session import HttpSession
 
 Headers = list[tuple[bytes, bytes]]
 #: (status, content type, body, extra headers)

@@ -31,7 +31,7 @@ import trio
 from wsproto.utilities import generate_accept_token
 
 from ..._limits import Limits
-from ..websocket import WebSocketChannel
+from .._ws_channel import WebSocketChannel
 from ._io import bind
 from ._limits import H1Limits
 from ._parser import Request

@@ -5,7 +5,7 @@ A 2026-07-28 request carries what the handshake used to establish once per sessi
 optionally ``.../clientInfo`` and ``.../logLevel``. Any worker can answer it; nothing is kept
 between requests. This module reads that envelope (``decode_envelope`` then ``resolve``, the
 rungs of the spec's validation ladder in its order), says which era a request belongs to
-(``looks_modern``), and shapes 2026-07-28 results (``ResultStamp``: ``resultType``, the
+(``looks_stateless``; ``protocol._era`` makes the decision), and shapes 2026-07-28 results (``ResultStamp``: ``resultType``, the
 ``serverInfo`` stamp, ``ttlMs``/``cacheScope``) by splicing bytes in front of the encoded
 body, so handshake-era results and the handlers that build them are untouched.
 
@@ -14,7 +14,7 @@ Era detection, per request (the spec's probe rules, both eras on one connection 
 * ``initialize`` is the handshake, always;
 * ``server/discover`` and ``subscriptions/listen`` exist only in the stateless revision: they
   take the stateless path even when their envelope is missing (and are refused for it with
-  ``-32602``, which a probing client reads as "modern server, bad request");
+  ``-32602``, which a probing client reads as "stateless server, bad request");
 * any other request is stateless when its params mention the protocol-version key, which a
   ``bytes`` search finds in tens of nanoseconds; a hit is confirmed by decoding ``_meta``,
   so a tool argument that merely contains the text stays in the handshake era.
@@ -29,21 +29,24 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType, field
 
 from ._errors import InvalidParams, UnsupportedProtocolVersion
+from ._params import (
+    CLIENT_CAPABILITIES_KEY,
+    CLIENT_INFO_KEY,
+    LOG_LEVEL_KEY,
+    PROTOCOL_VERSION_KEY,
+    EnvelopeOnly,
+)
 from ._session import ClientProfile
 from ._types import LOG_LEVELS, Implementation, Wire
-from ._versions import ALL_VERSIONS, MODERN_VERSIONS
+from ._versions import ALL_VERSIONS, STATELESS_VERSIONS
 
-PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
-CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
-CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
-LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
 
 #: Requests the stateless revision defines. Anything else in that era is ``-32601``: the
 #: handshake-era ``initialize``, ``ping``, ``logging/setLevel``, ``resources/(un)subscribe``
 #: were removed from it (HTTP: 404).
-MODERN_METHODS = frozenset({
+STATELESS_METHODS = frozenset({
     "server/discover", "subscriptions/listen",
     "tools/list", "tools/call",
     "resources/list", "resources/templates/list", "resources/read",
@@ -53,7 +56,7 @@ MODERN_METHODS = frozenset({
     "tasks/get", "tasks/update", "tasks/cancel",
 })
 #: Methods that exist in the stateless revision only: always routed there.
-MODERN_ONLY_METHODS = frozenset({"server/discover", "subscriptions/listen"})
+STATELESS_ONLY_METHODS = frozenset({"server/discover", "subscriptions/listen"})
 #: Methods whose result may be an ``InputRequiredResult`` (and whose retry carries
 #: ``inputResponses``/``requestState``).
 INPUT_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
@@ -65,26 +68,15 @@ CACHEABLE_METHODS = frozenset({
 _search_version_key = re.compile(re.escape(PROTOCOL_VERSION_KEY.encode())).search
 
 
-def looks_modern(method: str, params: Raw | None) -> bool:
+def looks_stateless(method: str, params: Raw | None) -> bool:
     """Whether a request (not ``initialize``) takes the stateless path: cheap, may say yes
     wrongly (``decode_envelope`` then tells), never no wrongly."""
     if params is not None and _search_version_key(params) is not None:
         return True
-    return method in MODERN_ONLY_METHODS
+    return method in STATELESS_ONLY_METHODS
 
 
-class _Meta(msgspec.Struct):
-    protocol_version: Any = field(default=UNSET, name=PROTOCOL_VERSION_KEY)
-    capabilities: Any = field(default=UNSET, name=CLIENT_CAPABILITIES_KEY)
-    client_info: Any = field(default=UNSET, name=CLIENT_INFO_KEY)
-    log_level: Any = field(default=UNSET, name=LOG_LEVEL_KEY)
-
-
-class _Params(msgspec.Struct):
-    meta: _Meta | UnsetType = field(default=UNSET, name="_meta")
-
-
-_params_decoder = msgspec.json.Decoder(_Params)
+_params_decoder = msgspec.json.Decoder(EnvelopeOnly)
 
 
 class RawEnvelope(msgspec.Struct, frozen=True):
@@ -100,10 +92,10 @@ class RawEnvelope(msgspec.Struct, frozen=True):
         version = self.protocol_version
         if not isinstance(version, str):
             raise InvalidParams(f"params._meta[{PROTOCOL_VERSION_KEY!r}] must be a string")
-        if version not in MODERN_VERSIONS:
+        if version not in STATELESS_VERSIONS:
             raise UnsupportedProtocolVersion(
                 f"unsupported protocol version {version!r}: send initialize for a handshake revision, "
-                f"or one of {', '.join(MODERN_VERSIONS)} in params._meta",
+                f"or one of {', '.join(STATELESS_VERSIONS)} in params._meta",
                 {"supported": list(ALL_VERSIONS), "requested": version},
             )
         if not isinstance(self.capabilities, dict):
@@ -152,6 +144,12 @@ def decode_envelope(params: Raw | None, *, required: bool = True) -> RawEnvelope
             meta = _params_decoder.decode(params).meta
         except (msgspec.ValidationError, msgspec.DecodeError):
             meta = None  # params or _meta is not an object: as good as no _meta
+    return envelope_of(meta, required=required)
+
+
+def envelope_of(meta: Any, *, required: bool = True) -> RawEnvelope | None:
+    """``decode_envelope`` for a ``_meta`` already decoded (``StatelessMeta``, ``UNSET`` when
+    absent, None when not an object): the same rungs, the same errors."""
     if not required and (meta is None or meta is UNSET or meta.protocol_version is UNSET):
         return None
     if meta is None or meta is UNSET:
@@ -165,70 +163,24 @@ def decode_envelope(params: Raw | None, *, required: bool = True) -> RawEnvelope
 
 
 def has_envelope(params: Raw | None) -> bool:
-    """Whether ``params._meta`` really carries the protocol-version key (confirms ``looks_modern``)."""
+    """Whether ``params._meta`` really carries the protocol-version key (confirms ``looks_stateless``)."""
     return params is not None and _search_version_key(params) is not None and decode_envelope(params, required=False) is not None
 
 
-# -- retries of input-required requests -------------------------------------------------------
-class RetryParams(msgspec.Struct):
-    """What a retry adds to ``tools/call``, ``prompts/get`` or ``resources/read``."""
-
-    input_responses: Raw | UnsetType = field(default=UNSET, name="inputResponses")
-    request_state: Any = field(default=UNSET, name="requestState")
-
-
-_retry_decoder = msgspec.json.Decoder(RetryParams)
-_responses_decoder = msgspec.json.Decoder(dict[str, Raw])
-
-
-def decode_retry(params: Raw | None) -> tuple[dict[str, Raw] | None, str | None]:
-    """``(inputResponses, requestState)``, each None when absent; ``-32602`` when malformed."""
-    if params is None:
-        return None, None
-    try:
-        retry = _retry_decoder.decode(params)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None, None
-    responses: dict[str, Raw] | None = None
-    if retry.input_responses is not UNSET:
-        try:
-            responses = _responses_decoder.decode(retry.input_responses)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            raise InvalidParams("inputResponses must be an object mapping input request keys to responses") from None
-    state = retry.request_state
-    if state is UNSET:
-        state = None
-    elif not isinstance(state, str):
-        raise InvalidParams("requestState must be a string (as the server sent it)")
-    return responses, state
-
-
-# -- subscriptions/listen ---------------------------------------------------------------------
-class SubscriptionFilter(Wire):
-    tools_list_changed: bool | UnsetType = UNSET
-    prompts_list_changed: bool | UnsetType = UNSET
-    resources_list_changed: bool | UnsetType = UNSET
-    resource_subscriptions: list[str] | UnsetType = UNSET
-
-
-class ListenParams(Wire):
-    notifications: SubscriptionFilter = field(default_factory=SubscriptionFilter)
-
-
 # -- results ----------------------------------------------------------------------------------
-class ModernListChanged(Wire):
+class StatelessListChanged(Wire):
     list_changed: bool
 
 
-class ModernResources(Wire):
+class StatelessResources(Wire):
     subscribe: bool
     list_changed: bool
 
 
-class ModernCapabilities(Wire):
-    tools: ModernListChanged | UnsetType = UNSET
-    resources: ModernResources | UnsetType = UNSET
-    prompts: ModernListChanged | UnsetType = UNSET
+class StatelessCapabilities(Wire):
+    tools: StatelessListChanged | UnsetType = UNSET
+    resources: StatelessResources | UnsetType = UNSET
+    prompts: StatelessListChanged | UnsetType = UNSET
     logging: dict[str, Any] | UnsetType = UNSET
     completions: dict[str, Any] | UnsetType = UNSET
     extensions: dict[str, Any] | UnsetType = UNSET
@@ -236,7 +188,7 @@ class ModernCapabilities(Wire):
 
 class DiscoverResult(Wire):
     supported_versions: list[str]
-    capabilities: ModernCapabilities
+    capabilities: StatelessCapabilities
     instructions: str | UnsetType = UNSET
 
 

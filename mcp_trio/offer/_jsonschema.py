@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from .protocol._errors import InvalidParams
+from ..protocol._errors import InvalidParams
 
 #: Errors reported for one call at most; the rest are counted, not described.
 DEFAULT_MAX_ERRORS = 10

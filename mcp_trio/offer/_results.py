@@ -14,9 +14,9 @@ import msgspec
 
 from ._content import Message, to_block
 from ._schema import InvalidArguments, OutputShape
-from .protocol._errors import InternalError
-from .protocol._jsonrpc import ErrorResponse, Response, error_object
-from .protocol._types import (
+from ..protocol._errors import InternalError
+from ..protocol._jsonrpc import ErrorResponse, Response, error_object
+from ..protocol._types import (
     CONTENT_TYPES,
     BlobResourceContents,
     CallToolResult,

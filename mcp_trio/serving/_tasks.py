@@ -39,29 +39,28 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import trio
-from msgspec import UNSET, Raw, UnsetType, field
+from msgspec import UNSET, Raw
 
-from ._request_state import subject_of
-from .protocol._errors import (
+from .._request_state import subject_of
+from ..offer._results import unsendable_reason, unsendable_reply
+from ..protocol._envelope import SERVER_INFO_KEY, Envelope
+from ..protocol._errors import (
     InternalError,
     InvalidParams,
-    McpError,
     MissingClientCapability,
     QuotaExceeded,
     ServerOverloaded,
 )
-from .protocol._jsonrpc import Request, Response, error_object
-from .protocol._stateless import SERVER_INFO_KEY
-
-if TYPE_CHECKING:
-    from ._connection import Connection, InFlight
-    from ._stateless import ModernRequest, Stateless
+from ..protocol._jsonrpc import Response, error_object
+from ._outcome import error_of
+from ._replay import InputRequired, ProtocolEscape, unwrap
+from ._request import InFlight
 
 logger = logging.getLogger("mcp_trio.tasks")
 
@@ -95,8 +94,10 @@ def support_of(tool: Any) -> TaskSupport:
     return getattr(tool.fn, _ATTRIBUTE, "forbidden")
 
 
-def client_can_task(modern: ModernRequest) -> bool:
-    extensions = modern.envelope.profile.capabilities.get("extensions")
+def client_can_task(envelope: Envelope | None) -> bool:
+    if envelope is None:
+        return False
+    extensions = envelope.profile.capabilities.get("extensions")
     return isinstance(extensions, dict) and EXTENSION in extensions
 
 
@@ -169,14 +170,6 @@ class Task:
         self.touch()
 
 
-class _TaskParams(msgspec.Struct):
-    task_id: Any = field(default=UNSET, name="taskId")
-    input_responses: dict[str, Raw] | UnsetType = field(default=UNSET, name="inputResponses")
-
-
-_task_params = msgspec.json.Decoder(_TaskParams)
-
-
 class _Dropping:
     """The connection a task's tool sees once the request is answered: notifications are
     dropped (nothing carries them any more); everything else is the connection's."""
@@ -196,8 +189,8 @@ class _Dropping:
 class Tasks:
     """The tasks of one served server, and the nursery their tools run in."""
 
-    def __init__(self, stateless: Stateless) -> None:
-        self._stateless = stateless
+    def __init__(self, server_info: Any) -> None:
+        self._server_info = server_info
         self.tasks: dict[str, Task] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -212,27 +205,26 @@ class Tasks:
                 self._nursery = None
 
     # -- tools/call of a task-capable tool --------------------------------------------------
-    async def call_tool(self, conn: Connection, request: Request, in_flight: InFlight, modern: ModernRequest) -> Any:
-        """Run the call in a task of our own: its answer, or ``CreateTaskResult`` once the tool
-        calls ``run_as_task``. Cancelling the request before that cancels the tool."""
-        from . import _handlers
-
+    async def call_tool(self, peer: Any, call: InFlight, run: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``run(peer)`` (the call's handler) in a task of our own: its answer, or
+        ``CreateTaskResult`` once the tool calls ``run_as_task``. Cancelling the request before
+        that cancels the tool."""
         nursery = self._nursery
         if nursery is None:  # not served by a running supervisor: an ordinary call
-            return await _handlers.call_tool(conn, request, in_flight)
+            return await run(peer)
         self._expire()
-        task = Task(subject_of(conn.principal))
-        modern.task = task
+        task = Task(subject_of(peer.principal))
+        call.task = task
         outcome: list[Any] = []
         finished = trio.Event()
-        proxy = _Dropping(conn, task)
+        proxy = _Dropping(peer, task)
 
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async def runner(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             with trio.CancelScope() as scope:
                 task.scope = scope
                 task_status.started()
                 try:
-                    outcome.append(("ok", await _handlers.call_tool(proxy, request, in_flight)))  # type: ignore[arg-type]
+                    outcome.append(("ok", await run(proxy)))
                 except BaseException as exc:  # handed to the request, or recorded on the task
                     if isinstance(exc, trio.Cancelled):
                         raise
@@ -242,9 +234,9 @@ class Tasks:
             if scope.cancelled_caught:
                 task.touch("cancelled")
             elif task.escalated.is_set():
-                self._settle(task, outcome[0] if outcome else None)
+                self._settle(task, call.method, outcome[0] if outcome else None)
 
-        await nursery.start(run)
+        await nursery.start(runner)
         try:
             async with trio.open_nursery() as waiter:
                 waiter.start_soon(_set_when, finished.wait, waiter.cancel_scope)
@@ -254,40 +246,38 @@ class Tasks:
                 task.scope.cancel()
             raise
         if task.escalated.is_set():
-            body = {"resultType": "task", **task.envelope(), "_meta": {SERVER_INFO_KEY: self._stateless.server_info}}
+            body = {"resultType": "task", **task.envelope(), "_meta": {SERVER_INFO_KEY: self._server_info}}
             return Raw(msgspec.json.encode(body))
         kind, value = outcome[0]
         if kind == "raise":
             raise value
         return value
 
-    def escalate(self, modern: ModernRequest, conn: Any = None) -> bool:
+    def escalate(self, call: InFlight, peer: Any = None) -> bool:
         """``ctx.run_as_task()``: make the call a task now (False when it cannot be one).
 
         Refused (raised out of the tool) past ``MAX_TASKS`` on the server (``-32030``) or past
         the caller's ``max_tasks_per_principal`` quota (``-32032``)."""
-        task = modern.task
+        task = call.task
         if task is None:
             return False
         if task.escalated.is_set():
             return True
-        from ._stateless import ProtocolEscape  # the request's error, not the tool's
-
         if len(self.tasks) >= MAX_TASKS:
             raise ProtocolEscape(ServerOverloaded(f"too many tasks ({MAX_TASKS}); try again later"))
-        if conn is not None:
-            quotas = conn.supervisor.quotas
+        if peer is not None:
+            quotas = peer.supervisor.quotas
             try:
-                task.quota = (quotas, quotas.acquire("tasks", conn.principal, conn.peer))
+                task.quota = (quotas, quotas.acquire("tasks", peer.principal, peer.peer))
             except QuotaExceeded as exc:
                 raise ProtocolEscape(exc) from None
         self.tasks[task.task_id] = task  # visible to tasks/get before the client hears of it
         task.escalated.set()
         return True
 
-    def _settle(self, task: Task, outcome: tuple[str, Any] | None) -> None:
-        from ._stateless import InputRequired, ProtocolEscape, _unwrap
-
+    def _settle(self, task: Task, method: str, outcome: tuple[str, Any] | None) -> None:
+        """Record an escalated task's outcome: its result, or its error (``_outcome.error_of``,
+        the conversion every request's failure takes)."""
         task.expires = max(task.expires, time.monotonic() + DEFAULT_TASK_TTL_MS / 1000)
         if outcome is None:  # pragma: no cover - the runner always records one
             task.error = msgspec.structs.asdict(error_object(InternalError("the task ended without an outcome")))
@@ -298,8 +288,6 @@ class Tasks:
             try:
                 task.result = Raw(msgspec.json.encode(value))
             except (TypeError, ValueError, OverflowError) as exc:  # text with a lone surrogate, say
-                from ._results import unsendable_reason, unsendable_reply
-
                 logger.warning("task %s: its result was refused: %s", task.task_id, unsendable_reason(exc))
                 replacement = unsendable_reply(Response(0, value), exc)
                 if type(replacement) is Response:
@@ -312,23 +300,19 @@ class Tasks:
             return
         if isinstance(value, BaseExceptionGroup):
             try:
-                value = _unwrap(value)
+                value = unwrap(value)
             except BaseExceptionGroup:
                 pass
-        if isinstance(value, ProtocolEscape):
-            value = value.error
-        elif isinstance(value, InputRequired):  # pragma: no cover - live asks never raise it
+        if isinstance(value, InputRequired):  # pragma: no cover - live asks never raise it
             value = InternalError("the task asked for input it could not wait for")
-        if not isinstance(value, McpError):
-            logger.error("task %s failed", task.task_id, exc_info=value)
-            value = InternalError("internal error")
-        error = error_object(value)
+        logger.debug("task %s failed", task.task_id)
+        error = error_of(value, method, stateless=True)
         task.error = {"code": error.code, "message": error.message, **({} if error.data is None else {"data": error.data})}
         task.touch("failed")
 
     # -- tasks/get, tasks/update, tasks/cancel ------------------------------------------------
-    async def get(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
-        task, _ = self._find_for(conn, request, in_flight)
+    async def get(self, peer: Any, call: InFlight) -> Raw:
+        task, _ = self._find_for(peer, call)
         body: dict[str, Any] = {"resultType": "complete", **task.envelope()}
         if task.status == "input_required" and task.asked:
             body["inputRequests"] = {key: asked.request for key, asked in task.asked.items()}
@@ -336,39 +320,35 @@ class Tasks:
             body["result"] = task.result
         if task.error is not None:
             body["error"] = task.error
-        body["_meta"] = {SERVER_INFO_KEY: self._stateless.server_info}
+        body["_meta"] = {SERVER_INFO_KEY: self._server_info}
         return Raw(msgspec.json.encode(body))
 
-    async def update(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
-        task, params = self._find_for(conn, request, in_flight)
+    async def update(self, peer: Any, call: InFlight) -> Raw:
+        task, params = self._find_for(peer, call)
         if params.input_responses is UNSET:
             raise InvalidParams("tasks/update needs inputResponses")
-        task.answer(params.input_responses)  # type: ignore[arg-type]
+        task.answer(params.input_responses)
         return self._ack()
 
-    async def cancel(self, conn: Connection, request: Request, in_flight: InFlight) -> Raw:
-        task, _ = self._find_for(conn, request, in_flight)
+    async def cancel(self, peer: Any, call: InFlight) -> Raw:
+        task, _ = self._find_for(peer, call)
         if task.status not in TERMINAL and task.scope is not None:
             task.scope.cancel()
             task.touch("cancelled")
         return self._ack()
 
-    def _find_for(self, conn: Any, request: Request, in_flight: InFlight) -> tuple[Task, _TaskParams]:
-        modern = in_flight.modern
-        if modern is None or not client_can_task(modern):
+    def _find_for(self, peer: Any, call: InFlight) -> tuple[Task, Any]:
+        if not client_can_task(call.envelope):
             raise missing_extension()
-        try:
-            params = _task_params.decode(request.params if request.params is not None else b"{}")
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidParams(f"invalid params for {request.method}: {exc}") from None
+        params = call.decode()
         self._expire()
         task = self.tasks.get(params.task_id) if isinstance(params.task_id, str) else None
-        if task is None or task.subject != subject_of(conn.principal):
+        if task is None or task.subject != subject_of(peer.principal):
             raise InvalidParams(f"unknown task: {params.task_id!r}", {"taskId": params.task_id})
         return task, params
 
     def _ack(self) -> Raw:
-        return Raw(msgspec.json.encode({"resultType": "complete", "_meta": {SERVER_INFO_KEY: self._stateless.server_info}}))
+        return Raw(msgspec.json.encode({"resultType": "complete", "_meta": {SERVER_INFO_KEY: self._server_info}}))
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -1,9 +1,9 @@
 """The supervisor: one per served server, started before any connection.
 
-It owns the registry snapshot, the token-bucket limiter and the set of live connections, and
-is the only task that changes them. Trio runs one task at a time, so its synchronous methods
-are atomic: request tasks read ``supervisor.registry`` with no lock and no channel hop, and
-admission (``enter``/``charge``/``leave``: rate limit and concurrency cap) needs no lock either.
+It owns the registry snapshot, admission (``_admission``: token buckets, concurrency cap),
+the stateless side (``_stateless_side``) and the set of live sessions, and is the only task
+that changes them. Trio runs one task at a time, so its synchronous methods are atomic:
+request tasks read ``supervisor.registry`` with no lock and no channel hop.
 """
 
 from __future__ import annotations
@@ -11,27 +11,43 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
-import math
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from ._handlers import HANDLERS
-from ._stateless import Stateless
-from ._limiter import RateLimits, RequestLimiter, TokenBucket
-from ._limits import Limits
-from ._metrics import Metrics
-from ._quotas import Quotas, quota_key
-from ._registry import Registry
-from .protocol._errors import QuotaExceeded, RateLimited, ServerOverloaded
-from .protocol._stateless import MODERN_METHODS
+from .._limiter import RateLimits, RequestLimiter, TokenBucket
+from .._limits import Limits
+from .._metrics import Metrics
+from .._quotas import Quotas, quota_key
+from ..offer._registry import Registry
+from ..protocol._envelope import STATELESS_METHODS
+from ..protocol._errors import QuotaExceeded
+from ..protocol._params import PARAMS
+from ._admission import Admission, SharedLimiter
+from ._admission import rate_key as _rate_key
+from ._stateless_side import StatelessSide
 
 if TYPE_CHECKING:
-    from ._connection import Connection
-    from ._server import Server
+    from .._server import Server
+
+
+class Session(Protocol):
+    """What the supervisor needs of a live session (``_connection.Connection``)."""
+
+    principal: Any
+    peer: str | None
+    subscriptions: set[str]
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def stop_reading(self) -> None: ...
+
+    def post_notification(self, method: str, params: Any = None, *, key: str = "") -> None: ...
+
 
 logger = logging.getLogger("mcp_trio.supervisor")
 
@@ -58,31 +74,26 @@ class Supervisor:
         *,
         limiter: TokenBucket | None = None,
         rate_limits: RateLimits | None = None,
+        shared_limiter: SharedLimiter | None = None,
     ) -> None:
         """``rate_limits``: the admission policy (None: admit everything, at no cost);
-        ``limiter``: a ready-made per-principal bucket (instead of ``rate_limits.rate``)."""
+        ``limiter``: a ready-made per-principal bucket (instead of ``rate_limits.rate``);
+        ``shared_limiter``: buckets shared with other processes (cluster mode)."""
+        if not hasattr(server, "_attach"):
+            raise TypeError(f"{type(server).__name__} {server.name!r} is not served on its own: load it into a Server "
+                            "(Server.use_plugins)")
         self.server = server
         self.limits = limits or Limits()
-        policy = rate_limits or RateLimits()
-        #: Per-principal and per-tool buckets; None when no rate is limited.
-        self.request_limiter: RequestLimiter | None = (
-            RequestLimiter(policy, bucket=limiter) if limiter is not None or policy.limits_rate else None
-        )
-        self.limiter = self.request_limiter.bucket if self.request_limiter is not None else None
-        #: Requests running server-wide at most (None: no cap); past it new ones are shed.
-        self.max_concurrent = policy.max_concurrent
-        #: Requests inside their handler now, server-wide (counted only when there is a cap).
-        self.running = 0
-        #: Whether request tasks must call ``enter``/``leave``: False keeps the hot path bare.
-        self.admission = self.request_limiter is not None or self.max_concurrent is not None
+        self.metrics = Metrics(frozenset(method for method in PARAMS if method != "initialize") | STATELESS_METHODS)
+        #: Whether a request may run now: buckets, concurrency cap (``_admission``).
+        self.admission = Admission(rate_limits, self.metrics, bucket=limiter, shared=shared_limiter)
         self.registry = Registry()
         #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
         self.quotas = Quotas(self.limits)
-        self.connections: set[Connection] = set()
-        self.metrics = Metrics(frozenset(HANDLERS) | MODERN_METHODS)
+        self.connections: set[Session] = set()
         #: The stateless revision's side (2026-07-28): result stamps, requestState keys, listen streams.
-        self.stateless = Stateless(server)
-        self._subscribers: dict[str, set[Connection]] = {}
+        self.stateless = StatelessSide(server)
+        self._subscribers: dict[str, set[Session]] = {}
         self._ids = itertools.count(1)
         self._stop = trio.Event()
         #: Set when shutdown has begun: readers stop reading, in-flight requests get the grace period.
@@ -105,7 +116,7 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 if self.server.plugins is not None:
-                    await nursery.start(self.server.plugins.run, self)
+                    await nursery.start(self.server.plugins.run)
                 await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                 task_status.started(self)
                 await self._stop.wait()
@@ -140,13 +151,13 @@ class Supervisor:
         return f"s{next(self._ids)}"
 
     # -- connections ------------------------------------------------------------------------
-    def attach(self, connection: Connection) -> None:
+    def attach(self, connection: Session) -> None:
         self.connections.add(connection)
         self.metrics.connections_opened += 1
         if self.shutting_down.is_set():
             connection.stop_reading()
 
-    def detach(self, connection: Connection) -> None:
+    def detach(self, connection: Session) -> None:
         self.connections.discard(connection)
         for uri in connection.subscriptions:
             subscribers = self._subscribers.get(uri)
@@ -157,58 +168,27 @@ class Supervisor:
         self.quotas.release("subscriptions", quota_key(connection.principal, connection.peer), len(connection.subscriptions))
         connection.subscriptions.clear()
 
-    # -- admission (rate limits, concurrency cap) -------------------------------------------
+    # -- admission (``_admission``) ----------------------------------------------------------
+    @property
+    def request_limiter(self) -> RequestLimiter | None:
+        return self.admission.limiter
+
+    @property
+    def limiter(self) -> TokenBucket | None:
+        return self.admission.limiter.bucket if self.admission.limiter is not None else None
+
+    @property
+    def running(self) -> int:
+        """Requests inside their handler now, server-wide (counted only when there is a cap)."""
+        return self.admission.running
+
     @staticmethod
-    def rate_key(connection: Connection) -> Hashable:
-        """Whose bucket a request draws on: its principal's, or its remote address's when the
-        caller is anonymous (or unauthenticated), or its session's when the address is unknown."""
-        principal = connection.principal
-        if principal is None or principal.kind == "anonymous":
-            return ("peer", connection.peer) if connection.peer else ("session", connection.session_id)
-        return (principal.kind, principal.subject)
+    def rate_key(connection: Any) -> Hashable:
+        return _rate_key(connection)
 
-    def enter(self, connection: Connection, method: str) -> None:
-        """Admit one request into its handler, or raise ``ServerOverloaded``/``RateLimited``.
-
-        Called by the request task before the handler, and ``leave`` after it. ``tools/call``
-        is charged by its handler (``charge``) once the tool's name, hence its cost, is known.
-        """
-        cap = self.max_concurrent
-        if cap is not None and self.running >= cap:
-            self.metrics.overloaded += 1
-            raise ServerOverloaded(f"server overloaded: {cap} requests already running; retry later")
-        if method != "tools/call":
-            self.charge(connection)
-        if cap is not None:
-            self.running += 1
-
-    async def admitted(self, connection: Any, handler: Any, request: Any, in_flight: Any) -> Any:
-        """Run ``handler`` behind admission (``enter``/``leave``): the one place both eras'
-        request paths admit a request. Without a policy it just runs the handler."""
-        if not self.admission:
-            return await handler(connection, request, in_flight)
-        self.enter(connection, request.method)  # rate limit, concurrency cap: may refuse
-        try:
-            return await handler(connection, request, in_flight)
-        finally:
-            self.leave()
-
-    def leave(self) -> None:
-        if self.max_concurrent is not None:
-            self.running -= 1
-
-    def charge(self, connection: Connection, tool: str | None = None) -> None:
-        """Take the request's tokens from the caller's bucket(s), or raise ``RateLimited``."""
-        limiter = self.request_limiter
-        if limiter is None:
-            return
-        wait = limiter.try_admit(self.rate_key(connection), trio.current_time(), tool)
-        if wait:
-            self.metrics.rate_limited += 1
-            # Round up to whole milliseconds (a client retrying at that time is admitted);
-            # the epsilon keeps float noise (0.1000000003 s) from adding a millisecond.
-            retry_ms = max(1, math.ceil(wait * 1000 - 1e-6))
-            raise RateLimited(f"rate limit exceeded; retry after {retry_ms} ms", {"retryAfterMs": retry_ms})
+    def charge(self, connection: Any, tool: str | None = None) -> None:
+        """Take a request's tokens from the caller's bucket(s), or raise ``RateLimited``."""
+        self.admission.charge(connection, tool)
 
     # -- registry ---------------------------------------------------------------------------
     def update_registry(self, change: Callable[[Registry], Registry], kind: str | Collection[str]) -> None:
@@ -267,7 +247,7 @@ class Supervisor:
         return f"tag {off[0]!r} disabled" if off else None
 
     # -- resource subscriptions -------------------------------------------------------------
-    def subscribe(self, connection: Connection, uri: str) -> None:
+    def subscribe(self, connection: Session, uri: str) -> None:
         """Add a subscription, within ``max_subscriptions_per_session`` and the caller's
         ``max_subscriptions_per_principal`` quota (``-32032``, naming which)."""
         if uri in connection.subscriptions:
@@ -281,7 +261,7 @@ class Supervisor:
         self._subscribers.setdefault(uri, set()).add(connection)
         connection.subscriptions.add(uri)
 
-    def unsubscribe(self, connection: Connection, uri: str) -> None:
+    def unsubscribe(self, connection: Session, uri: str) -> None:
         if uri not in connection.subscriptions:
             return
         connection.subscriptions.discard(uri)

@@ -19,10 +19,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from .protocol._errors import InvalidParams
+from ..protocol._errors import InvalidParams
 
 if typing.TYPE_CHECKING:
-    from ._explain import Problem
+    from .._explain import Problem
 
 _EMPTY_OBJECT = b"{}"
 _NULL = Raw(b"null")
@@ -60,14 +60,24 @@ class InvalidArguments(InvalidParams):
         return out
 
 
+class ContextParameter:
+    """What a ``Context`` is to this layer: a parameter annotated with it (or a subclass, such
+    as ``mcp_trio.Context``) is injected by the runtime, never read from the client."""
+
+    __slots__ = ()
+
+
 def _is_context(annotation: Any, context_type: type) -> bool:
-    if annotation is context_type:
+    def fits(arg: Any) -> bool:
+        return isinstance(arg, type) and issubclass(arg, context_type)
+
+    if fits(annotation):
         return True
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return typing.get_args(annotation)[0] is context_type
+        return fits(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return any(arg is context_type for arg in typing.get_args(annotation))
+        return any(fits(arg) for arg in typing.get_args(annotation))
     return False
 
 
@@ -130,7 +140,7 @@ class ArgumentParser:
         """The error for ``data`` that failed validation: every unknown and missing argument
         at once when there are any (a model fixes them in one go), else msgspec's first
         problem in plain words. Only on the error path (hence the late import)."""
-        from ._explain import Problem, explain, suggest
+        from .._explain import Problem, explain, suggest
 
         try:
             top = _TOP_LEVEL.decode(data)
@@ -160,7 +170,7 @@ class ArgumentParser:
         try:
             value = msgspec.convert(values, self.struct, strict=False)
         except msgspec.ValidationError as exc:
-            from ._explain import explain
+            from .._explain import explain
 
             raise InvalidParams(f"invalid arguments for {self.owner}: {explain(exc, values, self.schema).text()}") from None
         return {name: getattr(value, name) for name in self.field_names}
@@ -169,7 +179,7 @@ class ArgumentParser:
 def build_parser(
     fn: Callable[..., Any],
     owner: str,
-    context_type: type,
+    context_type: type = ContextParameter,
     *,
     forbid_unknown: bool = True,
 ) -> ArgumentParser:

@@ -11,7 +11,7 @@
   ``notifications/cancelled`` at once, and hands requests to the dispatcher.
 * The dispatcher takes a slot (``max_in_flight``) before it starts a request task, so a
   flooding client stalls its own reader, nobody else.
-* Request tasks convert every outcome to exactly one reply, in ``_answer``.
+* Request tasks run the answer kernel (``_kernel.answer``): one reply per request.
 * The writer is the only task that sends; a frame is never half-written (the write is
   shielded, bounded by ``send_timeout``).
 
@@ -25,28 +25,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import trio
 
-from . import _handlers, _stateless
-from ._channel import MessageTooLarge
-from ._containment import is_failure
-from ._logging import request_id_var, session_id_var
-from ._results import unsendable_reason, unsendable_reply
-from ._supervisor import Supervisor
-from .protocol._errors import (
-    InternalError,
+from .._channel import MessageTooLarge
+from .._logging import request_id_var, session_id_var
+from ..offer._results import unsendable_reason, unsendable_reply
+from ..protocol._era import HANDSHAKE, EraDecision, decide_era
+from ..protocol._errors import (
     InvalidRequest,
     McpError,
-    MethodNotFound,
     PeerError,
     RequestTimeout,
     ShuttingDown,
 )
-from .protocol._jsonrpc import (
+from ..protocol._jsonrpc import (
     ErrorObject,
     ErrorResponse,
     Malformed,
@@ -58,15 +53,16 @@ from .protocol._jsonrpc import (
     Response,
     error_object,
 )
-from .protocol._session import ClientProfile, SessionState
-from .protocol._stateless import looks_modern
+from ..protocol._params import cancelled_request_id, decode_result
+from ..protocol._session import ClientProfile, SessionState
+from . import _kernel
+from ._handlers import initialize
+from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
+from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
+from ._request import InFlight
+from ._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.connection")
-
-Handler = Callable[["Connection", Request, "InFlight"], Awaitable[Any]]
-
-_CANCELLED_BY_CLIENT = "client"
-_CANCELLED_BY_SHUTDOWN = "shutdown"
 #: Messages the writer encodes and writes together at most.
 _MAX_BATCH = 64
 #: Messages that end their request's exchange (the transport may close its stream after one).
@@ -83,24 +79,6 @@ def _error_of(message: Message | Malformed) -> ErrorObject | None:
     if type(message) is Malformed:
         return error_object(message.error)  # type: ignore[union-attr]
     return None
-
-
-class InFlight:
-    """A request between arrival and answer: its cancel scope and why it was cancelled."""
-
-    __slots__ = ("scope", "reason", "holds_slot", "modern")
-
-    def __init__(self, modern: _stateless.ModernRequest | None = None) -> None:
-        self.scope = trio.CancelScope()
-        self.reason: str | None = None
-        self.holds_slot = False
-        #: The request's own envelope when it is a 2026-07-28 (stateless) request, else None.
-        self.modern = modern
-
-    def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
 
 
 class _Pending:
@@ -137,7 +115,6 @@ class Connection:
         self.session_id = session_id or supervisor.next_session_id()
         self.principal = principal
         self.peer = peer
-        self._admission = supervisor.admission
         self.state = SessionState()
         self.codec = MessageCodec(self.limits.max_message_size)
         self.encoder = msgspec.json.Encoder()
@@ -229,7 +206,7 @@ class Connection:
             if type(message) is Request:
                 await self._accept_request(message, requests)
             elif type(message) is Notification:
-                self._on_notification(message)
+                self._on_notification(message, requests)
             elif type(message) is Malformed:
                 await out.send((message, message.id))
             else:
@@ -242,19 +219,18 @@ class Connection:
             return
         if request.method == "initialize":
             # Answered here, in arrival order, so requests pipelined behind it see the new phase.
-            await out.send((self._answer_now(request, _handlers.initialize), request.id))
+            await out.send((self._initialize(request), request.id))
             return
-        if self.state.client is None and looks_modern(request.method, request.params):
-            # Stateless (2026-07-28): served from the request's own envelope. The client's
-            # first requests decide the era: once initialized (a client profile is set), a
-            # connection is the handshake era's, and pays ~3 ns for this test.
-            modern = _stateless.accept(request)
-            if isinstance(modern, McpError):
-                await out.send((ErrorResponse(request.id, error_object(modern)), request.id))
+        # The era (protocol._era): once initialized (a client profile is set), a connection is
+        # the handshake era's and pays one test; before that, the client's first requests
+        # decide, as the spec's probe does.
+        decision = HANDSHAKE if self.state.client is not None else decide_era(request.method, request.params)
+        if decision is not HANDSHAKE:
+            if decision.error is not None:
+                await out.send((ErrorResponse(request.id, error_object(decision.error)), request.id))
                 return
-            if modern is not None:
-                await self._dispatch(request, requests, modern)
-                return
+            await self._dispatch(request, requests, decision)
+            return
         try:
             self.state.check_request(request.method)
         except McpError as exc:
@@ -262,21 +238,22 @@ class Connection:
             return
         await self._dispatch(request, requests)
 
-    def _answer_now(self, request: Request, handler: Callable[[Connection, Request], Any]) -> Message:
+    def _initialize(self, request: Request) -> Message:
         try:
-            if self.supervisor.request_limiter is not None:
+            admission = self.supervisor.admission
+            if admission.limiter is not None:
                 # initialize is charged to the caller's bucket like any request: opening
                 # sessions is no way around the rate limit. (Answered at once, it never counts
                 # as running: the concurrency cap does not apply.)
-                self.supervisor.charge(self)
-            return Response(request.id, handler(self, request))
+                admission.charge(self)
+            return Response(request.id, initialize(self, InFlight(request.id, request.method, request.params)))
         except McpError as exc:
             return ErrorResponse(request.id, error_object(exc))
 
-    def _on_notification(self, note: Notification) -> None:
+    def _on_notification(self, note: Notification, requests: trio.Nursery) -> None:
         method = note.method
         if method == "notifications/cancelled":
-            request_id = _handlers.cancelled_request_id(note)
+            request_id = cancelled_request_id(note)
             in_flight = self._running.get(request_id) if request_id is not None else None
             if in_flight is not None:
                 in_flight.cancel(_CANCELLED_BY_CLIENT)
@@ -284,6 +261,10 @@ class Connection:
             self.state.initialized_notified = True
         elif method == "notifications/roots/list_changed":
             logger.debug("client roots changed")
+        elif method in self.supervisor.registry.methods and self._accepting:
+            # A custom method's notification: through the kernel (admission, middleware), no reply.
+            decision = decide_era(method, note.params, in_session=self.state.client is not None)
+            requests.start_soon(_kernel.notify, self, InFlight(None, method, note.params, decision if decision.error is None else None))
         # Other notifications (progress on our requests, unknown ones) need no action.
 
     def _route_reply(self, reply: Response | ErrorResponse) -> None:
@@ -313,7 +294,7 @@ class Connection:
                 for in_flight in list(self._running.values()):
                     in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
 
-    async def _dispatch(self, request: Request, requests: trio.Nursery, modern: _stateless.ModernRequest | None = None) -> None:
+    async def _dispatch(self, request: Request, requests: trio.Nursery, decision: EraDecision | None = None) -> None:
         """Take an in-flight slot, then start the request's task (called by the reader).
 
         Taking the slot is synchronous when one is free (no extra trip through the scheduler
@@ -323,7 +304,7 @@ class Connection:
         if not self._accepting:
             logger.debug("hard stop: request %r read but not started", request.id)
             return
-        in_flight = InFlight(modern)
+        in_flight = InFlight(request.id, request.method, request.params, decision)
         self._running[request.id] = in_flight
         try:
             self._slots.acquire_nowait()
@@ -347,7 +328,7 @@ class Connection:
         started = time.perf_counter()
         try:
             with in_flight.scope:
-                reply = await self._answer(request, in_flight)
+                reply = await _kernel.answer(self, in_flight)
             if in_flight.scope.cancelled_caught or in_flight.reason is not None:
                 if in_flight.reason == _CANCELLED_BY_CLIENT:
                     self._metrics.observe(request.method, "cancelled", time.perf_counter() - started)
@@ -371,28 +352,6 @@ class Connection:
             del self._running[request.id]
             if self._drained is not None and not self._running:
                 self._drained.set()
-
-    async def _answer(self, request: Request, in_flight: InFlight) -> Message:
-        """Run a request's handler and convert its outcome to one reply: the only place."""
-        if in_flight.modern is not None:
-            return await _stateless.answer(self, request, in_flight)
-        handler = _handlers.HANDLERS.get(request.method)
-        try:
-            if handler is None:
-                raise MethodNotFound(f"method not found: {request.method!r}")
-            if not self._admission:  # no policy configured: one flag test on the hot path
-                return Response(request.id, await handler(self, request, in_flight))
-            return Response(request.id, await self.supervisor.admitted(self, handler, request, in_flight))
-        except McpError as exc:
-            return ErrorResponse(request.id, error_object(exc))
-        except Exception:
-            logger.exception("unexpected error in %s", request.method)
-            return ErrorResponse(request.id, error_object(InternalError("internal error")))
-        except BaseException as exc:  # SystemExit and the like, raised by user code outside call_user
-            if not is_failure(exc):
-                raise
-            logger.error("unexpected %s in %s", type(exc).__name__, request.method, exc_info=exc)
-            return ErrorResponse(request.id, error_object(InternalError("internal error")))
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:
@@ -543,7 +502,7 @@ class Connection:
             raise PeerError(f"the connection closed before the client answered {method}")
         if isinstance(reply, ErrorResponse):
             raise PeerError(f"the client refused {method}: {reply.error.message}", reply.error.data, code=reply.error.code)
-        return _handlers.decode_result(reply.result, result_type, method)
+        return decode_result(reply.result, result_type, method)
 
     async def _cancel_client_request(self, request_id: int, reason: str) -> None:
         try:

@@ -67,14 +67,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._containment import describe_raised
-from ._registry import Registry, RegistryKeys
-from ._server import Server
+from .._containment import describe_raised
+from ..offer._registrar import Registrar
+from ..offer._registry import Registry, RegistryKeys
+from ._plugin import Plugin, PluginError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
-
-    from ._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.plugins")
 
@@ -90,55 +89,6 @@ WATCH_STEP_MS = 50
 WATCH_DEBOUNCE_MS = 1600
 #: Milliseconds the watcher thread waits before looking again (bounds a hard stop's delay).
 WATCH_THREAD_TIMEOUT_MS = 1000
-
-
-class PluginError(Exception):
-    """A plugin module that imported but is not a usable plugin (or clashes with another)."""
-
-
-class Plugin(Server):
-    """What one plugin module offers: tools, resources, prompts and completions.
-
-    It has every decorator of ``Server`` (``tool``, ``resource``, ``prompt``, ``completion``)
-    and records what they register, so the plugin's definitions can be replaced or removed as
-    a whole. ``tags`` and ``category`` are applied to each of its tools (tags are added to
-    the tool's own; a tool's own category wins). ``name`` defaults to the module's name.
-    """
-
-    def __init__(
-        self,
-        name: str | None = None,
-        version: str = "0.0.0",
-        *,
-        description: str | None = None,
-        tags: Iterable[str] = (),
-        category: str | None = None,
-    ) -> None:
-        super().__init__(name or "", version)
-        self.description = description
-        self.tags = frozenset((tags,) if isinstance(tags, str) else tags)
-        self.category = category
-        #: The server this plugin is loaded into (set by the loader).
-        self.host: Server | None = None
-
-    def add_tool(self, fn: Callable[..., Any], **options: Any) -> Any:
-        if self.tags:
-            own = options.get("tags", ())
-            options["tags"] = self.tags | frozenset((own,) if isinstance(own, str) else own)
-        if self.category is not None and options.get("category") is None:
-            options["category"] = self.category
-        return super().add_tool(fn, **options)
-
-    def notify_resource_updated(self, uri: str) -> None:
-        """Tell the sessions subscribed to ``uri`` on the host server that it changed."""
-        if self.host is not None:
-            self.host.notify_resource_updated(uri)
-
-    def use_plugins(self, *directories: Any, **options: Any) -> Any:
-        raise TypeError("a Plugin cannot load plugins; call use_plugins on the Server")
-
-    def _attach(self, supervisor: Supervisor) -> Registry:
-        raise TypeError(f"plugin {self.name!r} is not served on its own: load it into a Server (Server.use_plugins)")
 
 
 @dataclass
@@ -260,12 +210,12 @@ class PluginManager:
     """Loads a server's plugins, reloads them on change, and remembers what each registered.
 
     Made by ``Server.use_plugins``; the supervisor runs it (``run``) for as long as the
-    server is served. ``reload()`` may also be called directly (the admin surface does).
+    server is served. ``server``: the registrar the plugins' definitions are swapped into. ``reload()`` may also be called directly (the admin surface does).
     """
 
     def __init__(
         self,
-        server: Server,
+        server: Registrar,
         directories: Iterable[str | os.PathLike[str]] = (),
         *,
         entry_points: bool = False,
@@ -285,9 +235,9 @@ class PluginManager:
         self.watching = False
 
     # -- serving ----------------------------------------------------------------------------
-    async def run(self, supervisor: Supervisor, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load every plugin, report readiness, then watch the directories (the supervisor's task)."""
-        del supervisor  # changes go through the server, which knows its supervisor
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load every plugin, report readiness, then watch the directories (the supervisor's task).
+        Changes go through the server, which knows its supervisor."""
         self._lock = trio.Lock()  # a fresh one per run: a server may be served again later
         if self.entry_points:
             await self.load_entry_points()
@@ -457,7 +407,7 @@ class PluginManager:
             remove = remove.union(self.plugins[name].keys)
             kinds |= self.plugins[name].keys.kinds() | keys.kinds()
             add = add.swap(RegistryKeys(), plugin._registry)
-        self.server._update(lambda current: current.swap(remove, add), kinds)  # type: ignore[arg-type]
+        self.server._update(lambda current: current.swap(remove, add), kinds)
         now = time.time()
         for name, (plugin, digest, keys) in accepted.items():
             state = self.plugins[name]

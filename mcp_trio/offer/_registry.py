@@ -16,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
+
 from ._schema import ArgumentParser, OutputShape
-from .protocol._errors import InvalidParams
-from .protocol._types import Prompt, Resource, ResourceTemplate, Tool
+from ..protocol._errors import InvalidParams
+from ..protocol._types import Prompt, Resource, ResourceTemplate, Tool
 
 Handler = Callable[..., Any]
 
@@ -122,6 +124,26 @@ class CompletionDef:
 CompletionKey = tuple[str, str, str]  # ("ref/prompt" | "ref/resource", prompt name | uri template, argument)
 
 
+@dataclass(frozen=True, slots=True)
+class MethodDef:
+    """A custom JSON-RPC method (``@server.method("vendor/name")``): its params' type, and the
+    function's parameters that receive the params and the ``Context``."""
+
+    name: str
+    fn: Handler
+    params_type: Any
+    params_param: str | None
+    context_param: str | None
+    is_async: bool
+
+    def decode(self, raw: Any) -> Any:
+        """The params as ``params_type``; ``-32602`` when they do not fit."""
+        try:
+            return msgspec.json.decode(b"{}" if raw is None else raw, type=self.params_type)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidParams(f"invalid params for {self.name}: {exc}") from None
+
+
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -135,6 +157,8 @@ class RegistryKeys:
     templates: frozenset[str] = frozenset()
     prompts: frozenset[str] = frozenset()
     completions: frozenset[CompletionKey] = frozenset()
+    methods: frozenset[str] = frozenset()
+    middleware: frozenset[Handler] = frozenset()
 
     def kinds(self) -> frozenset[str]:
         """The lists (``tools``, ``resources``, ``prompts``) that these definitions appear in."""
@@ -149,11 +173,13 @@ class RegistryKeys:
 
     def union(self, other: RegistryKeys) -> RegistryKeys:
         return RegistryKeys(self.tools | other.tools, self.resources | other.resources, self.templates | other.templates,
-                            self.prompts | other.prompts, self.completions | other.completions)
+                            self.prompts | other.prompts, self.completions | other.completions, self.methods | other.methods,
+                            self.middleware | other.middleware)
 
     def minus(self, other: RegistryKeys) -> RegistryKeys:
         return RegistryKeys(self.tools - other.tools, self.resources - other.resources, self.templates - other.templates,
-                            self.prompts - other.prompts, self.completions - other.completions)
+                            self.prompts - other.prompts, self.completions - other.completions, self.methods - other.methods,
+                            self.middleware - other.middleware)
 
     def clashes(self, other: RegistryKeys) -> list[str]:
         """What both define, described (``tool 'x'``), sorted."""
@@ -161,10 +187,12 @@ class RegistryKeys:
         found += [f"resource {uri!r}" for uri in self.resources & other.resources]
         found += [f"resource template {uri!r}" for uri in self.templates & other.templates]
         found += [f"prompt {name!r}" for name in self.prompts & other.prompts]
+        found += [f"method {name!r}" for name in self.methods & other.methods]
         return sorted(found)
 
     def __bool__(self) -> bool:
-        return bool(self.tools or self.resources or self.templates or self.prompts or self.completions)
+        return bool(self.tools or self.resources or self.templates or self.prompts or self.completions or self.methods
+                    or self.middleware)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +204,10 @@ class Registry:
     templates: tuple[TemplateDef, ...] = ()
     prompts: Mapping[str, PromptDef] = field(default_factory=lambda: _frozen({}))
     completions: Mapping[CompletionKey, CompletionDef] = field(default_factory=lambda: _frozen({}))
+    #: Custom JSON-RPC methods by name (``@server.method``).
+    methods: Mapping[str, MethodDef] = field(default_factory=lambda: _frozen({}))
+    #: The middleware chain, outermost first (``@server.middleware``); empty: none runs.
+    middleware: tuple[Handler, ...] = ()
     #: Bumped on every change, so caches of listings know when to rebuild.
     version: int = 0
 
@@ -200,9 +232,16 @@ class Registry:
     def with_completion(self, key: CompletionKey, completion: CompletionDef) -> Registry:
         return replace(self, completions=_frozen({**self.completions, key: completion}), version=self.version + 1)
 
+    def with_method(self, method: MethodDef) -> Registry:
+        return replace(self, methods=_frozen({**self.methods, method.name: method}), version=self.version + 1)
+
+    def with_middleware(self, middleware: Handler) -> Registry:
+        return replace(self, middleware=(*self.middleware, middleware), version=self.version + 1)
+
     def keys(self) -> RegistryKeys:
         return RegistryKeys(frozenset(self.tools), frozenset(self.resources), frozenset(t.uri_template for t in self.templates),
-                            frozenset(self.prompts), frozenset(self.completions))
+                            frozenset(self.prompts), frozenset(self.completions), frozenset(self.methods),
+                            frozenset(self.middleware))
 
     def swap(self, remove: RegistryKeys, add: Registry) -> Registry:
         """One new snapshot: everything named in ``remove`` taken out, everything in ``add`` put
@@ -213,12 +252,16 @@ class Registry:
         completions = {k: v for k, v in self.completions.items() if k not in remove.completions}
         added = {t.uri_template for t in add.templates}
         templates = tuple(t for t in self.templates if t.uri_template not in remove.templates and t.uri_template not in added)
+        methods = {k: v for k, v in self.methods.items() if k not in remove.methods}
+        middleware = tuple(m for m in self.middleware if m not in remove.middleware and m not in add.middleware)
         return Registry(
             tools=_frozen({**tools, **add.tools}),
             resources=_frozen({**resources, **add.resources}),
             templates=(*templates, *add.templates),
             prompts=_frozen({**prompts, **add.prompts}),
             completions=_frozen({**completions, **add.completions}),
+            methods=_frozen({**methods, **add.methods}),
+            middleware=(*middleware, *add.middleware),
             version=self.version + 1,
         )
 

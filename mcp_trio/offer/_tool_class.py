@@ -20,7 +20,7 @@ where the input schema is data, not a signature. ``Tool`` is that class::
     server.add_tool(Forecast())
 
 With ``input_schema`` (JSON Schema data), ``run(self, arguments, ctx)`` gets the arguments as a
-dict, checked against the schema first (``mcp_trio._jsonschema``, errors naming the path).
+dict, checked against the schema first (``mcp_trio.offer._jsonschema``, errors naming the path).
 Without it, ``run``'s own typed parameters are the arguments, exactly as for a decorated
 function (``async def run(self, zip: str, days: int = 3, ctx: Context | None = None)``): the
 schema is derived from the signature by ``_schema.build_parser``. The Context is optional in

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .protocol._types import CONTENT_TYPES, AudioContent, ContentBlock, ImageContent, PromptMessage, TextContent
+from ..protocol._types import CONTENT_TYPES, AudioContent, ContentBlock, ImageContent, PromptMessage, TextContent
 
 
 def _read(data: bytes | str | Path) -> bytes:

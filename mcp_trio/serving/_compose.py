@@ -1,7 +1,7 @@
 """Composition: a tool calling other tools of its server, in process.
 
 ``Context.call_tool(name, arguments)`` runs another tool through the very path a client's
-``tools/call`` takes (``_handlers.run_tool``): the same lookup (an unknown or disabled tool,
+``tools/call`` takes (``_calls.run_tool``): the same lookup (an unknown or disabled tool,
 or one the caller's principal lacks the scopes for, is refused the same way), the same
 argument validation (the arguments are encoded to JSON and checked by the tool's parser;
 arguments that do not fit are an ``isError`` result, as for a client), the tool's own
@@ -31,18 +31,17 @@ nested call are dropped (they would be mixed into the caller's own). Nesting is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
 from msgspec import UNSET
 
-from .protocol._errors import InvalidRequest
-from .protocol._types import CallToolResult, TextContent
-
-if TYPE_CHECKING:
-    from ._context import Context
-    from ._registry import ToolDef
+from ..offer._registry import ToolDef
+from ..protocol._errors import InvalidRequest
+from ..protocol._types import CallToolResult, TextContent
+from ._calls import find_tool, run_tool
+from ._peer import Peer
 
 #: How deeply tools may call tools (a tool calling itself forever stops here).
 MAX_CALL_DEPTH = 8
@@ -79,23 +78,28 @@ def tool_value(result: CallToolResult, tool: ToolDef) -> Any:
     return content
 
 
-async def call_tool(ctx: Context, name: str, arguments: Mapping[str, Any] | None, *, raw: bool) -> Any:
-    from ._context import Context
-    from ._handlers import find_tool, run_tool
+class Caller(Protocol):
+    """What composition needs of the calling tool's ``Context``."""
 
-    if ctx._depth >= MAX_CALL_DEPTH:
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def peer(self) -> Peer: ...
+
+    def child(self) -> Any: ...
+
+
+async def call_tool(ctx: Caller, name: str, arguments: Mapping[str, Any] | None, *, raw: bool) -> Any:
+    if ctx.depth >= MAX_CALL_DEPTH:
         raise InvalidRequest(f"tool calls nested more than {MAX_CALL_DEPTH} deep (calling {name!r})")
-    conn = ctx._connection
-    tool = find_tool(conn, name)
+    peer = ctx.peer
+    tool = find_tool(peer, name)
     try:
         encoded = msgspec.json.encode({} if arguments is None else arguments)
     except TypeError as exc:
         raise TypeError(f"arguments for tool {name!r} are not JSON-serialisable: {exc}") from None
-
-    def child() -> Context:
-        return Context(conn, ctx.request_id, ctx.method, None, ctx.client, ctx.principal, ctx._in_flight, depth=ctx._depth + 1)
-
-    result = await run_tool(conn, tool, encoded, child)
+    result = await run_tool(peer, tool, encoded, ctx.child)
     if raw:
         return result
     if result.is_error:
@@ -103,7 +107,7 @@ async def call_tool(ctx: Context, name: str, arguments: Mapping[str, Any] | None
     return tool_value(result, tool)
 
 
-async def call_tools(ctx: Context, calls: Iterable[tuple[str, Mapping[str, Any] | None]], *, raw: bool) -> list[Any]:
+async def call_tools(ctx: Caller, calls: Iterable[tuple[str, Mapping[str, Any] | None]], *, raw: bool) -> list[Any]:
     """Run several tools at once; their values in the order given. The first to fail
     cancels the others, and its exception is raised (as itself, not in a group)."""
     calls = list(calls)
@@ -125,7 +129,7 @@ async def call_tools(ctx: Context, calls: Iterable[tuple[str, Mapping[str, Any] 
     return results
 
 
-async def chain_tools(ctx: Context, first: tuple[str, Mapping[str, Any] | None], steps: Iterable[tuple[str, Feed]]) -> Any:
+async def chain_tools(ctx: Caller, first: tuple[str, Mapping[str, Any] | None], steps: Iterable[tuple[str, Feed]]) -> Any:
     """Run tools one after another, each step's arguments made from the previous value."""
     name, arguments = first
     value = await call_tool(ctx, name, arguments, raw=False)
