@@ -128,10 +128,9 @@ variable is an error (a misspelt secret must not leave a server open).
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -601,10 +600,25 @@ def _leaves(struct: type, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...],
     return out
 
 
-_LEAVES = _leaves(Config)
-#: ``MCP_TRIO_SERVER_PORT`` -> ("server", "port"), for every key.
-ENV_VARS: dict[str, tuple[str, ...]] = {ENV_PREFIX + "_".join(path).upper(): path for path in _LEAVES}
-assert len(ENV_VARS) == len(_LEAVES), "two settings map to one environment variable"
+@functools.cache
+def _settings() -> tuple[dict[tuple[str, ...], msgspec.inspect.Type], dict[str, tuple[str, ...]]]:
+    """Every settable key by path (``_LEAVES``), and ``MCP_TRIO_SERVER_PORT`` -> ("server",
+    "port") for every key (``ENV_VARS``). Worked out on first use: resolving the annotations
+    of every section costs a stdio child's start-up a third of its own time, and a start with
+    no ``MCP_TRIO_*`` variable and no flag never needs them."""
+    leaves = _leaves(Config)
+    env_vars = {ENV_PREFIX + "_".join(path).upper(): path for path in leaves}
+    assert len(env_vars) == len(leaves), "two settings map to one environment variable"
+    return leaves, env_vars
+
+
+def __getattr__(name: str) -> Any:
+    """``_LEAVES`` and ``ENV_VARS``, as module attributes, computed on first use (``_settings``)."""
+    if name == "_LEAVES":
+        return _settings()[0]
+    if name == "ENV_VARS":
+        return _settings()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _kind(tp: msgspec.inspect.Type) -> str:
@@ -629,6 +643,8 @@ def _env_value(name: str, raw: str, tp: msgspec.inspect.Type) -> Any:
     if kind == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]
     if kind == "json":
+        import json  # only a JSON-valued variable pays for it
+
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -674,7 +690,7 @@ def _subject(problem: Problem, source: str) -> str:
     if source == "environment":
         for end in range(len(problem.parts), 0, -1):
             head = problem.parts[:end]
-            if all(isinstance(p, str) for p in head) and head in _LEAVES:
+            if all(isinstance(p, str) for p in head) and head in _settings()[0]:
                 rest = join_path(problem.parts[end:])
                 variable = ENV_PREFIX + "_".join(head).upper()  # type: ignore[arg-type]
                 return variable + (rest if rest.startswith("[") else f".{rest}" if rest else "")
@@ -714,6 +730,8 @@ def _check(layer: Mapping[str, Any], source: str) -> None:
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML file as a dict, relative key-file paths made relative to its directory."""
+    import tomllib  # only a start with a config file pays for it
+
     file = Path(path)
     try:
         with file.open("rb") as handle:
@@ -742,13 +760,14 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        path = ENV_VARS.get(name)
+        leaves, env_vars = _settings()
+        path = env_vars.get(name)
         if path is None:
             from ._explain import suggest
 
-            unknown.append(name + suggest(name, list(ENV_VARS)))
+            unknown.append(name + suggest(name, list(env_vars)))
             continue
-        flat[path] = _env_value(name, raw, _LEAVES[path])
+        flat[path] = _env_value(name, raw, leaves[path])
     if unknown:
         raise ConfigError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}: "
                           "unset or rename (docs/security.md lists every setting)")
@@ -764,10 +783,10 @@ def from_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if "." in key:
             path = tuple(key.split("."))
-            if path not in _LEAVES:
+            if key not in _FLAG_SETTINGS and path not in _settings()[0]:
                 from ._explain import suggest
 
-                raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _LEAVES])}")
+                raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _settings()[0]])}")
             flat[path] = value
         else:
             nested = _merge(nested, {key: value})
@@ -872,6 +891,10 @@ FLAG_KEYS: dict[str, str] = {
     "watch_plugins": "plugins.watch",
     **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
 }
+
+
+#: The settings flags map to (known to exist: no need to look them up among all settings).
+_FLAG_SETTINGS = frozenset(FLAG_KEYS.values())
 
 
 def overrides_from_args(args: Any) -> dict[str, Any]:

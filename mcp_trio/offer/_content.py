@@ -7,7 +7,6 @@ content blocks (``TextContent``, ``EmbeddedResource``, ...) directly.
 from __future__ import annotations
 
 import base64
-import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,8 @@ def _guess(data: bytes | str | Path, mime_type: str | None, fallback: str) -> st
     if mime_type:
         return mime_type
     if isinstance(data, (str, Path)):
+        import mimetypes  # only a file named without its type pays for it (a stdio child's start does not)
+
         guessed, _ = mimetypes.guess_type(str(data))
         if guessed:
             return guessed
