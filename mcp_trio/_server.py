@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from msgspec import UNSET
 
 from ._request_state import RequestStateCodec
 from .offer._registrar import Registrar
 from .offer._registry import Registry
-from .plugins._manager import PluginManager
 from .protocol._types import Implementation
+
+if TYPE_CHECKING:  # imported by use_plugins: a server without plugins never loads the manager
+    from .plugins._manager import PluginManager
 
 
 class RegistryOwner(Protocol):
@@ -111,6 +113,8 @@ class Server(Registrar):
         """
         if self.plugins is not None:
             raise RuntimeError(f"server {self.name!r} already has plugins configured")
+        from .plugins._manager import PluginManager
+
         self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
         return self.plugins
 

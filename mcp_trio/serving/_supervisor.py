@@ -12,7 +12,7 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable, Collection, Hashable, Iterable
-from dataclasses import replace
+from msgspec.structs import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
