@@ -58,5 +58,10 @@ class NowaitChannel(Protocol):
 
     def send_batch_nowait(self, messages: list[bytes]) -> bool: ...
 
+    # Optional: ``message_ready()`` is True when ``receive`` would return a message without
+    # waiting (one is buffered whole). The connection then keeps batching replies; when it is
+    # False the replies are written before the read (stdio has it; without it they are written
+    # the moment the read waits).
+
     async def flush(self) -> None: ...
 

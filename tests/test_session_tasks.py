@@ -208,3 +208,23 @@ async def test_a_websocket_frame_the_socket_cannot_take_at_once_is_finished_befo
         assert channel.send_batch_nowait([b'{"small":1}']) is True  # nothing kept: written at once
     ours.close()
     theirs.close()
+
+
+async def test_stdio_says_when_a_whole_message_is_buffered() -> None:
+    """The connection writes its replies before a read that would wait (``message_ready``
+    False) and keeps batching while whole lines are buffered (True)."""
+    from mcp_trio.transports.stdio import LineChannel
+
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    out, _ = trio.testing.memory_stream_one_way_pair()
+    channel = LineChannel(receive, out, 1024)
+    assert not channel.message_ready()
+    await send.send_all(b'{"a":1}\n{"b":2}\n{"c"')
+    with trio.fail_after(5):
+        assert await channel.receive() == b'{"a":1}'
+        assert channel.message_ready()
+        assert await channel.receive() == b'{"b":2}'
+        assert not channel.message_ready()  # half a line: the next read would wait
+        await send.send_all(b":3}\n")
+        assert await channel.receive() == b'{"c":3}'
+        assert not channel.message_ready()

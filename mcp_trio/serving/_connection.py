@@ -382,12 +382,23 @@ class Connection:
         """Read and handle messages while ``me`` leads; returns at EOF or once it does not."""
         decode = self.codec.decode
         receive = self.channel.receive
+        # Replies made without waiting are written when no whole message is buffered
+        # (``message_ready``, stdio), else the moment the read waits. Writing each at once
+        # instead was measured worse: stdio 8-pipelined fell from ~42k to ~30k calls/s (A B A B,
+        # loaded 2 cores) with one write per reply; this order took sequential p50 from ~75 to
+        # ~66 us with pipelined unchanged.
+        ready = getattr(self.channel, "message_ready", None)
         out = self._out_send
         while me.leading:
             if self._stop_requested:
                 return
             try:
-                if self._unsent:  # replies to write when the reading would wait
+                if self._unsent and ready is not None and not ready():
+                    # Nothing more to answer before the read would wait: write the replies
+                    # first, so they are not behind a read that finds nothing.
+                    self._flush_unsent()
+                    data = await receive()
+                elif self._unsent:  # replies to write when the reading would wait
                     data = await _run_until_it_waits(receive(), self._flush_unsent)
                 else:
                     data = await receive()

@@ -90,6 +90,10 @@ class LineChannel(trio.abc.Channel[bytes]):
                 self._eof = True
             buffer += chunk
 
+    def message_ready(self) -> bool:
+        """A whole line is buffered already: ``receive`` will return it without waiting."""
+        return self._buffer.find(b"\n", self._scan_from) >= 0
+
     async def _skip_line(self) -> None:
         """Discard the oversized line through its newline, then report it."""
         skipped = len(self._buffer)
