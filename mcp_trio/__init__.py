@@ -13,7 +13,7 @@ from .plugins._plugin import Plugin
 from ._request_state import single_use_state
 from ._server import Server
 from .serving._tasks import task_support
-from .protocol._errors import InvalidParams, McpError, ResourceNotFound
+from .protocol._errors import InvalidParams, McpError, NoSessionError, ResourceNotFound
 from .protocol._types import (
     BlobResourceContents,
     CallToolResult,
@@ -38,6 +38,7 @@ __all__ = [
     "Limits",
     "McpError",
     "Message",
+    "NoSessionError",
     "PathSegment",
     "Plugin",
     "RelativePath",

@@ -18,7 +18,16 @@ from typing import Any
 
 from . import _limits
 from ._app import AppLoadError, load_app
-from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, tls_context, unexpected, warn_if_open
+from ._startup import (
+    RUNTIME,
+    StartupError,
+    bind_failure,
+    lifespan_failure,
+    log_level_of,
+    tls_context,
+    unexpected,
+    warn_if_open,
+)
 from ._usage import UsageParser, parse_size, size_text
 
 __all__ = ["AppLoadError", "build_parser", "load_app", "main"]
@@ -71,6 +80,9 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--max-subscriptions-per-session", "max_subscriptions_per_session", _positive_int, "N",
      "resource subscriptions one session may hold"),
     ("--max-uri-length", "max_uri_length", _positive_int, "CHARS", "longest resource URI subscribed to"),
+    ("--lifespan-timeout", "lifespan_timeout", _non_negative_float, "SECONDS",
+     "the server's lifespan may take this long to start, and again to stop"),
+    ("--max-batch-size", "max_batch_size", _positive_int, "N", "messages in one JSON-RPC batch (revision 2025-03-26)"),
 )
 
 
@@ -285,7 +297,7 @@ class _Run:
         except StartupError:
             raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
-            failure = bind_failure(exc, server.host, server.port)
+            failure = lifespan_failure(exc) or bind_failure(exc, server.host, server.port)
             if failure is not None:
                 raise failure from exc
             if not self.started:

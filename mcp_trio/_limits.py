@@ -21,6 +21,10 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_CLIENT_REQUEST_TIMEOUT = 300.0
 #: Server-to-client requests one connection may have outstanding at once.
 DEFAULT_MAX_CLIENT_REQUESTS = 64
+#: Seconds the server's lifespan (``@server.lifespan``) may take to start, and again to stop.
+DEFAULT_LIFESPAN_TIMEOUT = 30.0
+#: Messages one JSON-RPC batch may hold (batches exist in protocol revision 2025-03-26 only).
+DEFAULT_MAX_BATCH_SIZE = 64
 
 # -- network transports (WebSocket, Streamable HTTP) ------------------------------------------
 #: Concurrent WebSocket connections per server process; more are refused at the handshake (503).
@@ -81,12 +85,14 @@ class Limits:
     max_subscriptions_per_principal: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_PRINCIPAL
     max_subscriptions_per_session: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION
     max_uri_length: int = DEFAULT_MAX_URI_LENGTH
+    lifespan_timeout: float = DEFAULT_LIFESPAN_TIMEOUT
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
                      "max_connections", "max_message_fragments", "max_sessions", "max_sessions_per_principal",
                      "max_tasks_per_principal", "max_listens_per_principal", "max_subscriptions_per_principal",
-                     "max_subscriptions_per_session", "max_uri_length"):
+                     "max_subscriptions_per_session", "max_uri_length", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("grace_period", "send_timeout", "client_request_timeout", "handshake_timeout",
@@ -95,3 +101,5 @@ class Limits:
                 raise ValueError(f"{name} must not be negative")
         if not self.keep_alive_timeout > 0:
             raise ValueError("keep_alive_timeout must be positive (an idle connection must close some time)")
+        if not self.lifespan_timeout > 0:
+            raise ValueError("lifespan_timeout must be positive (a lifespan that awaits anything needs some time)")

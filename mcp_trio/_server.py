@@ -10,9 +10,11 @@ tells live sessions their lists changed.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from msgspec import UNSET
 
@@ -21,6 +23,8 @@ from .offer._registrar import Registrar
 from .offer._registry import Registry
 from .plugins._manager import PluginManager
 from .protocol._types import Implementation
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RegistryOwner(Protocol):
@@ -61,6 +65,9 @@ class Server(Registrar):
         #: an integer, ``"true"`` for a boolean), for tools that do not say otherwise
         #: (``@server.tool(coerce_arguments=...)``). Off by default: the schema is the contract.
         self.coerce_arguments = coerce_arguments
+        #: The lifespan (``@server.lifespan``) as a function of the server returning an async
+        #: context manager; None when the server has none.
+        self.lifespan_factory: Callable[[Server], AbstractAsyncContextManager[Any]] | None = None
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -95,6 +102,31 @@ class Server(Registrar):
         if self._supervisor is not None:
             self._supervisor.resource_updated(uri)
 
+    # -- lifespan ---------------------------------------------------------------------------
+    def lifespan(self, fn: F) -> F:
+        """Run ``fn`` once per process around serving; what it yields is ``ctx.lifespan``.
+
+        ``fn`` is an async generator function that yields once (or a function returning an
+        async context manager), taking the server or nothing::
+
+            @server.lifespan
+            async def lifespan(server: Server) -> AsyncIterator[AppState]:
+                pool = await open_pool()
+                try:
+                    yield AppState(pool)          # tools read it as ctx.lifespan
+                finally:
+                    await pool.close()
+
+        It is entered before the first request is read and left after the last session has
+        ended (``serving._lifespan`` says how: bounded by ``Limits.lifespan_timeout``, left
+        shielded from the shutdown's cancellation). A failure at start stops the server
+        before it serves. One per server; each ``--workers`` process runs its own.
+        """
+        if self.lifespan_factory is not None:
+            raise RuntimeError(f"server {self.name!r} already has a lifespan")
+        self.lifespan_factory = _lifespan_factory(fn)
+        return fn
+
     # -- plugins ----------------------------------------------------------------------------
     def use_plugins(
         self,
@@ -114,3 +146,35 @@ class Server(Registrar):
         self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
         return self.plugins
 
+
+def _lifespan_factory(fn: Callable[..., Any]) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """``fn`` as a function of the server returning an async context manager (checked now, at
+    decoration, so a wrong shape is an error where it is written, not at start)."""
+    if not callable(fn):
+        raise TypeError(f"@server.lifespan needs a function, not {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} is an async function: make it an async "
+                        "generator that yields once (or decorate it with contextlib.asynccontextmanager)")
+    takes_server = _takes_one_argument(fn)
+    made = asynccontextmanager(fn) if inspect.isasyncgenfunction(fn) else fn
+
+    def factory(server: Any) -> AbstractAsyncContextManager[Any]:
+        manager = made(server) if takes_server else made()
+        if not hasattr(manager, "__aenter__") or not hasattr(manager, "__aexit__"):
+            raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} returned {type(manager).__name__}, "
+                            "not an async context manager")
+        return manager  # type: ignore[no-any-return]
+
+    return factory
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters):
+        raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} takes the server or nothing")
+    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in parameters)

@@ -31,7 +31,7 @@ from ._registry import (
     compile_template,
     is_async_callable,
 )
-from ._schema import ContextParameter, SignatureError, build_parser, output_shape
+from ._schema import ContextParameter, SignatureError, build_parser, is_context_annotation, output_shape
 from ..protocol._errors import InvalidParams
 from ..protocol._params import PARAMS
 from ..protocol._types import (
@@ -353,7 +353,7 @@ def _method_def(name: str, fn: Callable[..., Any]) -> MethodDef:
     params_type: Any = Any
     for param in inspect.signature(fn).parameters.values():
         annotation = hints.get(param.name, Any)
-        if isinstance(annotation, type) and issubclass(annotation, ContextParameter):
+        if is_context_annotation(annotation, ContextParameter):
             context_param = param.name
         elif params_param is None:
             params_param, params_type = param.name, annotation

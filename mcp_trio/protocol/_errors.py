@@ -81,6 +81,12 @@ class InternalError(McpError):
     code = INTERNAL_ERROR
 
 
+class NoSessionError(InternalError):
+    """``ctx.session_state`` asked of a request that belongs to no session (protocol revision
+    2026-07-28): the server's code assumed a session. A tool's call answers it as a failure
+    the model reads (``isError``); any other request as ``-32603`` with this message."""
+
+
 class ResourceNotFound(McpError):
     """``resources/read`` (or subscribe) of a URI that no resource or template matches."""
 

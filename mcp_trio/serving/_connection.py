@@ -131,10 +131,18 @@ class Connection:
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](0)
         self._side_nursery: trio.Nursery | None = None
         self._posted: set[tuple[str, str]] = set()
+        self._session_state: dict[str, Any] | None = None
 
     @property
     def client(self) -> ClientProfile | None:
         return self.state.client
+
+    @property
+    def session_state(self) -> dict[str, Any]:
+        """``ctx.session_state``: this session's own mapping, made at first use, gone with it."""
+        if self._session_state is None:
+            self._session_state = {}
+        return self._session_state
 
     @property
     def in_flight(self) -> int:

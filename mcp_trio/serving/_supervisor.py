@@ -28,6 +28,7 @@ from ..protocol._errors import QuotaExceeded
 from ..protocol._params import PARAMS
 from ._admission import Admission, SharedLimiter
 from ._admission import rate_key as _rate_key
+from ._lifespan import running_lifespan
 from ._stateless_side import StatelessSide
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class Supervisor:
         #: Applied to every snapshot published (``ToolDef.enabled``), so they survive reloads.
         self.disabled_tools: set[str] = set()
         self.disabled_tags: set[str] = set()
+        #: What the server's lifespan yielded (``ctx.lifespan``), while ``run`` runs.
+        self.lifespan: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
@@ -114,13 +117,16 @@ class Supervisor:
         self.registry = self._switched(self.server._attach(self))
         self.metrics.clock = trio.lowlevel.current_clock().current_time
         try:
-            async with trio.open_nursery() as nursery:
-                if self.server.plugins is not None:
-                    await nursery.start(self.server.plugins.run)
-                await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
-                task_status.started(self)
-                await self._stop.wait()
-                nursery.cancel_scope.cancel()
+            # The lifespan (``_lifespan``) around everything: entered before readiness, left
+            # after ``close`` (every session has ended), in this one task.
+            async with running_lifespan(self.server, self.limits.lifespan_timeout) as self.lifespan:
+                async with trio.open_nursery() as nursery:
+                    if self.server.plugins is not None:
+                        await nursery.start(self.server.plugins.run)
+                    await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
+                    task_status.started(self)
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self.server._detach(self)
 
