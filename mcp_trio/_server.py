@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -22,9 +23,20 @@ from ._request_state import RequestStateCodec
 from .offer._registrar import Registrar
 from .offer._registry import Registry
 from .plugins._manager import PluginManager
-from .protocol._types import Implementation
+from .offer._icons import icons_of
+from .protocol._types import Icon, Implementation
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class RootsHook:
+    """A function run when the client's roots change, and how to call it."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    parameter: str
 
 
 class RegistryOwner(Protocol):
@@ -48,10 +60,12 @@ class Server(Registrar):
     """
 
     def __init__(self, name: str, version: str = "0.0.0", *, instructions: str | None = None, title: str | None = None,
-                 coerce_arguments: bool = False) -> None:
+                 coerce_arguments: bool = False, icons: Iterable[Icon | Mapping[str, Any]] | None = None) -> None:
         super().__init__(name, version)
         self.instructions = instructions
         self.title = title
+        #: The server's icons (``serverInfo.icons``, revision 2025-11-25), checked as a tool's are.
+        self.icons = icons_of(icons, f"server {name!r}")
         self._supervisor: RegistryOwner | None = None
         #: Where plugins come from (``use_plugins``); None: no plugins.
         self.plugins: PluginManager | None = None
@@ -68,11 +82,14 @@ class Server(Registrar):
         #: The lifespan (``@server.lifespan``) as a function of the server returning an async
         #: context manager; None when the server has none.
         self.lifespan_factory: Callable[[Server], AbstractAsyncContextManager[Any]] | None = None
+        #: What runs when a client says its roots changed (``@server.on_roots_changed``), in order.
+        self.roots_changed_hooks: tuple[RootsHook, ...] = ()
 
     # -- identity ---------------------------------------------------------------------------
     @property
     def info(self) -> Implementation:
-        return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET)
+        return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET,
+                              icons=self.icons)
 
     @property
     def registry(self) -> Registry:
@@ -125,6 +142,33 @@ class Server(Registrar):
         if self.lifespan_factory is not None:
             raise RuntimeError(f"server {self.name!r} already has a lifespan")
         self.lifespan_factory = _lifespan_factory(fn)
+        return fn
+
+    # -- client notifications -----------------------------------------------------------------
+    def on_roots_changed(self, fn: F) -> F:
+        """Call ``fn(ctx)`` when a client says its roots changed
+        (``notifications/roots/list_changed``, handshake era)::
+
+            @server.on_roots_changed
+            async def remember_roots(ctx: Context) -> None:
+                ctx.session_state["roots"] = [root.uri for root in await ctx.list_roots()]
+
+        ``ctx`` is a ``Context`` of the notification (no request id, no progress): it asks the
+        client again with ``ctx.list_roots()``, logs, reads ``ctx.lifespan`` and
+        ``ctx.session_state``. ``fn`` may be async or plain (then it runs in a worker thread).
+        Runs of one session never overlap (changes that arrive meanwhile make one more run);
+        a failure is logged and the session goes on. See ``serving._roots``.
+        """
+        try:
+            parameters = [p for p in inspect.signature(fn).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        except (TypeError, ValueError):
+            parameters = []
+        if len(parameters) != 1:
+            raise TypeError(f"on_roots_changed hook {getattr(fn, '__qualname__', fn)!r} must take one parameter, the Context")
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        hook = RootsHook(getattr(fn, "__qualname__", repr(fn)), fn, is_async, parameters[0].name)
+        self.roots_changed_hooks = (*self.roots_changed_hooks, hook)
         return fn
 
     # -- plugins ----------------------------------------------------------------------------

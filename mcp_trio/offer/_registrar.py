@@ -19,6 +19,7 @@ import msgspec
 from msgspec import UNSET
 
 from . import _tool_class
+from ._icons import icons_of
 from ._middleware import Middleware
 from ._registry import (
     CompletionDef,
@@ -35,6 +36,7 @@ from ._schema import ContextParameter, SignatureError, build_parser, is_context_
 from ..protocol._errors import InvalidParams
 from ..protocol._params import PARAMS
 from ..protocol._types import (
+    Icon,
     Prompt,
     PromptArgument,
     Resource,
@@ -95,7 +97,8 @@ class Registrar:
         (argument objects, checked against the signature now), ``scopes``, ``deprecated``
         (True or a message; shown in the description and ``_meta``),
         ``input_schema``/``output_schema`` (raw overrides), ``meta``, ``coerce_arguments``
-        (accept ``"5"`` for an integer and the like; default: the server's setting, strict).
+        (accept ``"5"`` for an integer and the like; default: the server's setting, strict),
+        ``icons`` (``mcp_trio.Icon``s or dicts: https or base64 data URIs, see ``offer._icons``).
         """
 
         def register(func: F) -> F:
@@ -127,6 +130,7 @@ class Registrar:
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         coerce_arguments: bool | None = None,
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
         parser: Any = None,
     ) -> ToolDef:
         """Register ``fn``, or a ``Tool`` instance (``mcp_trio.offer._tool_class``) with its own
@@ -182,6 +186,7 @@ class Registrar:
             input_schema=input_schema if input_schema is not None else parser.schema,
             output_schema=shape.schema if shape.schema is not None else UNSET,
             annotations=annotations,
+            icons=icons_of(icons, f"tool {tool_name!r}"),
             meta=wire_meta if wire_meta else UNSET,
         )
         if timeout is not None and timeout <= 0:
@@ -212,6 +217,7 @@ class Registrar:
         description: str | None = None,
         mime_type: str | None = None,
         scopes: str | Iterable[str] = (),
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
     ) -> Callable[[F], F]:
         """Register a resource at ``uri``, or a template when ``uri`` has ``{variables}``.
 
@@ -219,8 +225,10 @@ class Registrar:
         contents, or JSON data. A template's variables are passed as keyword arguments,
         converted to their annotated types. ``scopes``: what a caller must hold to see it
         listed, read it or subscribe to it (admin ⊇ write ⊇ read; see ``mcp_trio.auth``).
+        ``icons``: as for tools.
         """
         required = _scope_set(scopes)
+        shown = icons_of(icons, f"resource {uri!r}")
 
         def register(fn: F) -> F:
             res_name = name or fn.__name__
@@ -232,14 +240,16 @@ class Registrar:
                 missing = set(variables) - set(parser.field_names)
                 if missing:
                     raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
-                wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET,
+                                          mime_type=mime_type or UNSET, icons=shown)
                 template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type, required)
                 self._update(lambda r: r.with_template(template), "resources")
             else:
                 parser = build_parser(fn, f"resource {uri!r}")
                 if parser.field_names:
                     raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
-                wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET,
+                                  mime_type=mime_type or UNSET, icons=shown)
                 resource = ResourceDef(uri, fn, parser, wire_r, is_async, mime_type, required)
                 self._update(lambda r: r.with_resource(resource), "resources")
             return fn
@@ -254,7 +264,7 @@ class Registrar:
 
     def prompt(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a prompt; its parameters are the prompt's arguments (``name``, ``title``,
-        ``description``, ``scopes`` options). It returns text, a message, or a list of messages."""
+        ``description``, ``scopes``, ``icons`` options). It returns text, a message, or a list of messages."""
 
         def register(func: F) -> F:
             self.add_prompt(func, **options)
@@ -270,6 +280,7 @@ class Registrar:
         title: str | None = None,
         description: str | None = None,
         scopes: str | Iterable[str] = (),
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
     ) -> PromptDef:
         prompt_name = name or fn.__name__
         parser = build_parser(fn, f"prompt {prompt_name!r}")
@@ -280,7 +291,8 @@ class Registrar:
             for arg in parser.field_names
         ]
         text = description if description is not None else _description(fn)
-        wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET)
+        wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET,
+                      icons=icons_of(icons, f"prompt {prompt_name!r}"))
         definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn), _scope_set(scopes))
         self._update(lambda r: r.with_prompt(definition), "prompts")
         return definition

@@ -60,6 +60,7 @@ from ._handlers import initialize
 from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
 from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
 from ._request import InFlight
+from ._roots import RootsWatch
 from ._supervisor import Supervisor
 
 logger = logging.getLogger("mcp_trio.connection")
@@ -132,6 +133,7 @@ class Connection:
         self._side_nursery: trio.Nursery | None = None
         self._posted: set[tuple[str, str]] = set()
         self._session_state: dict[str, Any] | None = None
+        self._roots: RootsWatch | None = None
 
     @property
     def client(self) -> ClientProfile | None:
@@ -268,7 +270,9 @@ class Connection:
         elif method == "notifications/initialized":
             self.state.initialized_notified = True
         elif method == "notifications/roots/list_changed":
-            logger.debug("client roots changed")
+            if self._roots is None:
+                self._roots = RootsWatch(self)
+            self._roots.changed(requests, note.params)  # @server.on_roots_changed (``_roots``)
         elif method in self.supervisor.registry.methods and self._accepting:
             # A custom method's notification: through the kernel (admission, middleware), no reply.
             decision = decide_era(method, note.params, in_session=self.state.client is not None)
