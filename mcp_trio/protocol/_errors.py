@@ -63,6 +63,11 @@ class InvalidRequest(McpError):
     code = INVALID_REQUEST
 
 
+class BatchRefused(InvalidRequest):
+    """A JSON array where one JSON-RPC object was expected: a batch, which only sessions of
+    protocol revision 2025-03-26 may send (``serving._batch``)."""
+
+
 class MethodNotFound(McpError):
     """The method does not exist, or is not available in the session's current state."""
 

@@ -35,6 +35,7 @@ from .._logging import request_id_var, session_id_var
 from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._era import HANDSHAKE, EraDecision, decide_era
 from ..protocol._errors import (
+    BatchRefused,
     InvalidRequest,
     McpError,
     PeerError,
@@ -42,6 +43,7 @@ from ..protocol._errors import (
     ShuttingDown,
 )
 from ..protocol._jsonrpc import (
+    BatchReply,
     ErrorObject,
     ErrorResponse,
     Malformed,
@@ -56,6 +58,8 @@ from ..protocol._jsonrpc import (
 from ..protocol._params import cancelled_request_id, decode_result
 from ..protocol._session import ClientProfile, SessionState
 from . import _kernel
+from ._batch import BatchReplies, batches_allowed
+from ._batch import refusal as batch_refusal
 from ._handlers import initialize
 from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
 from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
@@ -218,7 +222,10 @@ class Connection:
             elif type(message) is Notification:
                 self._on_notification(message, requests)
             elif type(message) is Malformed:
-                await out.send((message, message.id))
+                if type(message.error) is BatchRefused:  # a JSON-RPC batch (``_batch``)
+                    await self._read_batch(data, requests)
+                else:
+                    await out.send((message, message.id))
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
 
@@ -247,6 +254,39 @@ class Connection:
             await out.send((ErrorResponse(request.id, error_object(exc)), request.id))
             return
         await self._dispatch(request, requests)
+
+    async def _read_batch(self, data: bytes, requests: trio.Nursery) -> None:
+        """A JSON-RPC batch: each message handled as if alone, the replies to its requests sent
+        together (``_batch``); refused whole where the session's revision has no batches."""
+        out = self._out_send
+        if not batches_allowed(self.state):
+            await out.send((batch_refusal(self.state), None))
+            return
+        items = self.codec.split_batch(data, self.limits.max_batch_size)
+        if type(items) is Malformed:
+            await out.send((items, None))
+            return
+        batch = BatchReplies(self.codec)
+        for _, message in items:  # type: ignore[union-attr]
+            kind = type(message)
+            if kind is Request:
+                if message.id in self._running:  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest(  # type: ignore[union-attr]
+                        f"duplicate request id {message.id!r}: a request with this id is still in flight")))  # type: ignore[union-attr]
+                elif message.method == "initialize":  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest("initialize may not be part of a JSON-RPC batch")))  # type: ignore[union-attr]
+                else:
+                    batch.expect()
+                    await self._dispatch(message, requests, batch=batch)  # type: ignore[arg-type]
+            elif kind is Notification:
+                self._on_notification(message, requests)  # type: ignore[arg-type]
+            elif kind is Malformed:
+                batch.answer_now(message)
+            else:
+                self._route_reply(message)  # type: ignore[arg-type]
+        reply = batch.seal()
+        if reply is not None:
+            await out.send((reply, None))  # type: ignore[arg-type]
 
     def _initialize(self, request: Request) -> Message:
         try:
@@ -306,7 +346,8 @@ class Connection:
                 for in_flight in list(self._running.values()):
                     in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
 
-    async def _dispatch(self, request: Request, requests: trio.Nursery, decision: EraDecision | None = None) -> None:
+    async def _dispatch(self, request: Request, requests: trio.Nursery, decision: EraDecision | None = None,
+                        batch: BatchReplies | None = None) -> None:
         """Take an in-flight slot, then start the request's task (called by the reader).
 
         Taking the slot is synchronous when one is free (no extra trip through the scheduler
@@ -317,6 +358,7 @@ class Connection:
             logger.debug("hard stop: request %r read but not started", request.id)
             return
         in_flight = InFlight(request.id, request.method, request.params, decision)
+        in_flight.batch = batch
         self._running[request.id] = in_flight
         try:
             self._slots.acquire_nowait()
@@ -344,11 +386,16 @@ class Connection:
             if in_flight.scope.cancelled_caught or in_flight.reason is not None:
                 if in_flight.reason == _CANCELLED_BY_CLIENT:
                     self._metrics.observe(request.method, "cancelled", time.perf_counter() - started)
+                    if in_flight.batch is not None:  # its batch's other replies still go out
+                        await self._send_batch(in_flight.batch.add(None))
                     return  # the client asked; the spec says not to answer
                 reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
                 self._metrics.observe(request.method, "shutdown", time.perf_counter() - started)
             else:
                 self._metrics.observe(request.method, "ok" if type(reply) is Response else "error", time.perf_counter() - started)
+            if in_flight.batch is not None:  # a batch's request: its reply goes out with the others
+                await self._send_batch(in_flight.batch.add(reply))
+                return
             try:
                 try:
                     # The writer is usually waiting: hand over without a trip through the
@@ -364,6 +411,14 @@ class Connection:
             del self._running[request.id]
             if self._drained is not None and not self._running:
                 self._drained.set()
+
+    async def _send_batch(self, reply: BatchReply | None) -> None:
+        if reply is None:
+            return
+        try:
+            await self._out_send.send((reply, None))  # type: ignore[arg-type]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("peer gone before its batch's answer could be sent")
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:
