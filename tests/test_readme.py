@@ -151,3 +151,9 @@ def test_testing_your_server_runs_as_written(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 passed" in done.stdout, done.stdout
+
+
+def test_the_inspector_line_in_the_readme_is_the_one_dev_prints() -> None:
+    from mcp_trio._dev import inspector_line
+
+    assert f"  MCP Inspector          {inspector_line('http://127.0.0.1:8000/mcp')}\n" in README
