@@ -23,7 +23,6 @@ from ._request_state import RequestStateCodec
 from .offer._registrar import Registrar
 from .offer._registry import Registry
 from .plugins._manager import PluginManager
-from .offer._icons import icons_of
 from .protocol._types import Icon, Implementation
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,7 +64,7 @@ class Server(Registrar):
         self.instructions = instructions
         self.title = title
         #: The server's icons (``serverInfo.icons``, revision 2025-11-25), checked as a tool's are.
-        self.icons = icons_of(icons, f"server {name!r}")
+        self.icons = _icons(icons, f"server {name!r}")
         self._supervisor: RegistryOwner | None = None
         #: Where plugins come from (``use_plugins``); None: no plugins.
         self.plugins: PluginManager | None = None
@@ -189,6 +188,15 @@ class Server(Registrar):
             raise RuntimeError(f"server {self.name!r} already has plugins configured")
         self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
         return self.plugins
+
+
+def _icons(icons: Iterable[Icon | Mapping[str, Any]] | None, owner: str) -> Any:
+    """``icons`` checked (``offer._icons``, imported only when a server has some)."""
+    if icons is None:
+        return UNSET
+    from .offer._icons import icons_of
+
+    return icons_of(icons, owner)
 
 
 def _lifespan_factory(fn: Callable[..., Any]) -> Callable[[Any], AbstractAsyncContextManager[Any]]:

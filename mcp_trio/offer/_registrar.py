@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from . import _tool_class
-from ._icons import icons_of
 from ._middleware import Middleware
 from ._registry import (
     CompletionDef,
@@ -51,6 +50,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _description(fn: Callable[..., Any]) -> str | None:
     doc = inspect.getdoc(fn)
     return doc.strip() if doc else None
+
+
+def _icons(icons: Iterable[Icon | Mapping[str, Any]] | None, owner: str) -> list[Icon] | UnsetType:
+    """``icons`` checked (``_icons``, imported only when a definition has some)."""
+    if icons is None:
+        return UNSET
+    from ._icons import icons_of
+
+    return icons_of(icons, owner)
 
 
 def _scope_set(scopes: str | Iterable[str]) -> frozenset[str]:
@@ -186,7 +194,7 @@ class Registrar:
             input_schema=input_schema if input_schema is not None else parser.schema,
             output_schema=shape.schema if shape.schema is not None else UNSET,
             annotations=annotations,
-            icons=icons_of(icons, f"tool {tool_name!r}"),
+            icons=_icons(icons, f"tool {tool_name!r}"),
             meta=wire_meta if wire_meta else UNSET,
         )
         if timeout is not None and timeout <= 0:
@@ -228,7 +236,7 @@ class Registrar:
         ``icons``: as for tools.
         """
         required = _scope_set(scopes)
-        shown = icons_of(icons, f"resource {uri!r}")
+        shown = _icons(icons, f"resource {uri!r}")
 
         def register(fn: F) -> F:
             res_name = name or fn.__name__
@@ -292,7 +300,7 @@ class Registrar:
         ]
         text = description if description is not None else _description(fn)
         wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET,
-                      icons=icons_of(icons, f"prompt {prompt_name!r}"))
+                      icons=_icons(icons, f"prompt {prompt_name!r}"))
         definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn), _scope_set(scopes))
         self._update(lambda r: r.with_prompt(definition), "prompts")
         return definition

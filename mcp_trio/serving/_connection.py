@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -58,14 +58,15 @@ from ..protocol._jsonrpc import (
 from ..protocol._params import cancelled_request_id, decode_result
 from ..protocol._session import ClientProfile, SessionState
 from . import _kernel
-from ._batch import BatchReplies, batches_allowed
-from ._batch import refusal as batch_refusal
 from ._handlers import initialize
 from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
 from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
 from ._request import InFlight
-from ._roots import RootsWatch
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._batch import BatchReplies
+    from ._roots import RootsWatch
 
 logger = logging.getLogger("mcp_trio.connection")
 #: Messages the writer encodes and writes together at most.
@@ -258,6 +259,9 @@ class Connection:
     async def _read_batch(self, data: bytes, requests: trio.Nursery) -> None:
         """A JSON-RPC batch: each message handled as if alone, the replies to its requests sent
         together (``_batch``); refused whole where the session's revision has no batches."""
+        from ._batch import BatchReplies, batches_allowed
+        from ._batch import refusal as batch_refusal
+
         out = self._out_send
         if not batches_allowed(self.state):
             await out.send((batch_refusal(self.state), None))
@@ -311,6 +315,8 @@ class Connection:
             self.state.initialized_notified = True
         elif method == "notifications/roots/list_changed":
             if self._roots is None:
+                from ._roots import RootsWatch  # only sessions whose client changes its roots pay for it
+
                 self._roots = RootsWatch(self)
             self._roots.changed(requests, note.params)  # @server.on_roots_changed (``_roots``)
         elif method in self.supervisor.registry.methods and self._accepting:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable, Collection, Hashable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +29,6 @@ from ..protocol._errors import QuotaExceeded
 from ..protocol._params import PARAMS
 from ._admission import Admission, SharedLimiter
 from ._admission import rate_key as _rate_key
-from ._lifespan import running_lifespan
 from ._stateless_side import StatelessSide
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class Supervisor:
         try:
             # The lifespan (``_lifespan``) around everything: entered before readiness, left
             # after ``close`` (every session has ended), in this one task.
-            async with running_lifespan(self.server, self.limits.lifespan_timeout) as self.lifespan:
+            async with self._lifespan() as self.lifespan:
                 async with trio.open_nursery() as nursery:
                     if self.server.plugins is not None:
                         await nursery.start(self.server.plugins.run)
@@ -129,6 +129,14 @@ class Supervisor:
                     nursery.cancel_scope.cancel()
         finally:
             self.server._detach(self)
+
+    def _lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """The server's lifespan around serving (``_lifespan``, imported only when it has one)."""
+        if self.server.lifespan_factory is None:
+            return nullcontext()
+        from ._lifespan import running_lifespan
+
+        return running_lifespan(self.server, self.limits.lifespan_timeout)
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: every connection stops reading and drains."""

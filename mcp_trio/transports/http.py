@@ -72,7 +72,6 @@ from ._asgi import (
     watch_disconnect,
     ws_reject,
 )
-from ._http_batch import post_batch
 from ._gate import HostPolicy, auth_refusal, check_head, continue_refusal, is_loopback_address, is_loopback_name, route_path
 from ._http_session import SSE_RETRY_MS, HttpSession, _Stream
 from ._sessions import SessionGate, SessionRefused
@@ -360,6 +359,8 @@ class McpHttpApp:
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             if type(error) is BatchRefused and b"mcp-session-id" in headers:  # revision 2025-03-26 (``_http_batch``)
+                from ._http_batch import post_batch
+
                 self._check_version(headers)
                 await post_batch(self._session(headers, principal), body, self.limits.max_batch_size,
                                  self.supervisor.shutting_down.is_set(), receive, send)
