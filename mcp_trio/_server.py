@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -28,14 +27,17 @@ from .protocol._types import Icon, Implementation
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
 class RootsHook:
-    """A function run when the client's roots change, and how to call it."""
+    """A function run when the client's roots change, and how to call it. (A plain class: a
+    dataclass here would cost every server's start-up the compiling of its methods.)"""
 
-    name: str
-    fn: Callable[..., Any]
-    is_async: bool
-    parameter: str
+    __slots__ = ("name", "fn", "is_async", "parameter")
+
+    def __init__(self, name: str, fn: Callable[..., Any], is_async: bool, parameter: str) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_async = is_async
+        self.parameter = parameter
 
 
 class RegistryOwner(Protocol):
