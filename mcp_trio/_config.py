@@ -29,7 +29,8 @@ every limit spelt out, is in docs/security.md)::
     max_message_size = 4194304
     max_in_flight = 64
     grace_period = 10.0
-    # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
+    # page_size, send_timeout, client_request_timeout, max_client_requests, tool_timeout,
+    # max_abandoned_threads, max_abandoned_threads_per_tool, max_connections,
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
