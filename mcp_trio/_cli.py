@@ -330,7 +330,8 @@ class _Run:
                 app, config.to_limits(), host=server.host, port=server.port,
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
-                reuse_port=self.args.reuse_port, task_status=task_status))
+                reuse_port=self.args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, task_status=task_status))
             self.started = True
             scheme = "wss" if tls is not None else "ws"
             print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -349,7 +350,8 @@ class _Run:
                 certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
-                reuse_port=args.reuse_port, task_status=task_status))
+                reuse_port=args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"

@@ -24,6 +24,10 @@ every limit spelt out, is in docs/security.md)::
     log_format = "text"              # text | json
     metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
                                      #   (default: scope:admin with auth configured, else public)
+    trusted_proxies = ["10.0.0.0/8"] # proxies in front (addresses, networks; default: none):
+                                     #   only theirs are forwarding headers believed
+    proxy_headers = "x-forwarded"    # what they write: x-forwarded (X-Forwarded-For/-Proto)
+                                     #   | forwarded (RFC 7239)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
@@ -129,6 +133,7 @@ variable is an error (a misspelt secret must not leave a server open).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -189,6 +194,12 @@ class ServerConfig(_Section):
     #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
     #: when authentication is configured, else "public".
     metrics: str | None = None
+    #: Addresses or networks of the proxies in front (``10.0.0.0/8``): only from them are
+    #: forwarding headers believed, naming the client (its address, its scheme). Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Which forwarding headers those proxies write: "x-forwarded" (X-Forwarded-For and
+    #: X-Forwarded-Proto) or "forwarded" (RFC 7239); the other family is never read.
+    proxy_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
@@ -200,6 +211,12 @@ class ServerConfig(_Section):
             if _ORIGIN.fullmatch(origin) is None:
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
                                  "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} must be an IP address or network like 10.0.0.0/8, 192.0.2.7 "
+                                 "or 2001:db8::/32 (no names; comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES)") from None
         for host in self.allowed_hosts:
             if host != "*" and _HOST.fullmatch(host) is None:
                 raise ValueError(f"allowed host {host!r} must look like mcp.example.com, mcp.example.com:8443 or [::1] "
@@ -845,6 +862,9 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     if _given(merged, "server", "allowed_origins") and not config.server.allowed_origins:
         raise ConfigError("server.allowed_origins is set but names no origin: give origins like "
                           "https://app.example.com (comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS), or unset it")
+    if _given(merged, "server", "trusted_proxies") and not config.server.trusted_proxies:
+        raise ConfigError("server.trusted_proxies is set but names no proxy: give addresses or networks like 10.0.0.0/8 "
+                          "(comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES), or unset it")
     if _given(merged, "server", "allowed_hosts") and not config.server.allowed_hosts:
         raise ConfigError("server.allowed_hosts is set but names no host: give hosts like mcp.example.com "
                           "(comma-separated in MCP_TRIO_SERVER_ALLOWED_HOSTS), or unset it")
@@ -864,6 +884,8 @@ FLAG_KEYS: dict[str, str] = {
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "metrics": "server.metrics",
+    "trusted_proxies": "server.trusted_proxies",
+    "proxy_headers": "server.proxy_headers",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",
@@ -896,6 +918,11 @@ def add_config_arguments(parser: Any) -> None:
     parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=None, metavar="HOST",
                         help="a Host header value to accept: name or name:port (repeatable; default: loopback "
                              "names on a loopback address, any elsewhere)")
+    parser.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", default=None, metavar="CIDR",
+                        help="an address or network of a proxy in front (repeatable): only from these are "
+                             "X-Forwarded-For/-Proto (or Forwarded) believed (default: none)")
+    parser.add_argument("--proxy-headers", choices=["x-forwarded", "forwarded"], default=None,
+                        help="which forwarding headers the trusted proxies write (default: x-forwarded)")
     parser.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND",
                         help="requests per second per principal (default: no limit)")
     parser.add_argument("--burst", type=int, default=None, metavar="N",
