@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
+    serve.add_argument("--tracing", action="store_true", default=None,
+                       help="OpenTelemetry spans for every request, exported over OTLP ([tracing] in the config file "
+                            "for the rest; needs pip install 'mcp-trio[otel]')")
     limits = serve.add_argument_group("limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         default = getattr(_limits.Limits(), field)
@@ -213,6 +216,8 @@ class _Run:
         self.debug = log_level_of(args.log_level) == "debug"
         #: Set once the transport reports it is serving: failures after it are not start-up's.
         self.started = False
+        #: The OpenTelemetry provider ``[tracing]`` made, flushed at exit; None: no tracing.
+        self.provider: Any = None
 
     def serve(self) -> int:
         from ._config import ConfigError, load_config, overrides_from_args
@@ -261,6 +266,8 @@ class _Run:
                 app.request_state = config.request_state_codec()  # else the app's own (default: random)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+        if config.tracing.enabled:
+            app.tracing = self._tracing(app, config.tracing)
         plugins = config.plugins
         if plugins.directories or plugins.entry_points:
             try:
@@ -271,7 +278,25 @@ class _Run:
                 raise StartupError(str(exc)) from exc
         return self._run(app, config, tls, authenticator)
 
+    def _tracing(self, app: Any, settings: Any) -> Any:
+        """The app's ``Tracing`` from ``[tracing]``, or a one-line reason it cannot be had."""
+        from ._tracing import Tracing, TracingUnavailable, tracing_provider
+
+        service = settings.service_name or os.environ.get("OTEL_SERVICE_NAME") or app.name
+        try:
+            self.provider = tracing_provider(service, settings.exporter, settings.endpoint)
+        except TracingUnavailable as exc:
+            raise StartupError(f"{exc}, or turn tracing off ([tracing] enabled, --tracing)") from exc
+        return Tracing(self.provider)
+
     def _run(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
+        try:
+            return self._serve_transport(app, config, tls, authenticator)
+        finally:
+            if self.provider is not None:
+                self.provider.shutdown()  # the spans still batched are exported now
+
+    def _serve_transport(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
         import trio
 
         server = config.server

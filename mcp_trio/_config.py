@@ -120,6 +120,13 @@ every limit spelt out, is in docs/security.md)::
     entry_points = false             # also load installed packages' "mcp_trio.plugins"
     watch = true                     # reload a directory plugin when its file changes
 
+    [tracing]                        # OpenTelemetry (pip install 'mcp-trio[otel]'; docs/tracing.md)
+    enabled = false                  # a span per request and its children
+    exporter = "otlp"                # otlp (OTLP/HTTP) | console (stderr) | none (recorded, dropped)
+    endpoint = "http://collector:4318"   # OTLP base URL (default: OTEL_EXPORTER_OTLP_ENDPOINT,
+                                     #   else http://localhost:4318)
+    service_name = "weather"         # default: OTEL_SERVICE_NAME, else the app's name
+
 Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
 ``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET=...``,
@@ -366,6 +373,23 @@ class PluginsConfig(_Section):
     watch: bool = True
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry tracing (``[tracing]``; ``pip install 'mcp-trio[otel]'``, docs/tracing.md)."""
+
+    enabled: bool = False
+    #: "otlp" (OTLP over HTTP/protobuf), "console" (stderr), "none" (recorded, then dropped).
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    #: The OTLP collector's base URL (``http://collector:4318``); None: ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    #: else ``http://localhost:4318``.
+    endpoint: str | None = None
+    #: ``service.name`` of the spans; None: ``OTEL_SERVICE_NAME``, else the served app's name.
+    service_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint is not None and not self.endpoint.startswith(("https://", "http://")):
+            raise ValueError("endpoint must be an http(s) URL, the collector's base (http://collector:4318)")
+
+
 class Config(_Section):
     """Everything ``main`` needs to build and serve: pass it down, never store it globally."""
 
@@ -375,6 +399,7 @@ class Config(_Section):
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     request_state: RequestStateConfig = field(default_factory=RequestStateConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     # -- the objects the rest of the server takes --------------------------------------------
     def to_limits(self) -> Limits:
@@ -893,6 +918,7 @@ FLAG_KEYS: dict[str, str] = {
     "plugins": "plugins.directories",
     "plugin_packages": "plugins.entry_points",
     "watch_plugins": "plugins.watch",
+    "tracing": "tracing.enabled",
     **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
 }
 

@@ -120,6 +120,9 @@ async def _run_tool(peer: Peer, tool: ToolDef, arguments: Any, context: Callable
     timed_out = False
     try:
         call = call_user(tool.fn, True, kwargs) if threads is None else threads.run(tool.name, tool.fn, kwargs)
+        tracing = peer.supervisor.tracing
+        if tracing is not None:  # the tool's own span: its code, its thread, see it as current
+            call = tracing.tool_call(tool.name, call)
         if timeout is None:
             value = await call
         else:

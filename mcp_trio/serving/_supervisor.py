@@ -91,6 +91,8 @@ class Supervisor:
         self.registry = Registry()
         #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
         self.quotas = Quotas(self.limits)
+        #: OpenTelemetry tracing (``mcp_trio._tracing.Tracing``), the server's; None: off.
+        self.tracing = server.tracing
         #: Sync tools' worker threads: the abandoned ones counted and capped (``_tool_threads``).
         self.threads = ToolThreads(self.limits, self.metrics)
         self.connections: set[Session] = set()

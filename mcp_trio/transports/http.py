@@ -370,6 +370,9 @@ class McpHttpApp:
         body = await self._read_body(receive, headers, deadline)
         message = self._codec.decode(body)
         kind = type(message)
+        tracing = self.supervisor.tracing
+        if tracing is not None:  # the POST's own trace context (traceparent), for its request's span
+            tracing.from_http(headers)
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
@@ -395,6 +398,8 @@ class McpHttpApp:
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
+            if tracing is not None:  # answered in the session's task: handed over
+                tracing.carry(session.connection, message.id)  # type: ignore[union-attr]
             await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
             return
         # A notification or a response (to our sampling/elicitation/roots request): 202.
