@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from .protocol._params import params_type
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -122,6 +124,8 @@ class Tracing:
 
         self._trace, self._context, self._Link = trace, context, Link
         self._SpanKind, self._Status, self._ERROR = SpanKind, Status, StatusCode.ERROR
+        self._SERVER, self._INTERNAL = SpanKind.SERVER, SpanKind.INTERNAL
+        self._empty = context.Context()
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.provider = provider
         self._tracer = provider.get_tracer("mcp_trio")
@@ -138,17 +142,17 @@ class Tracing:
         http = self._carried.pop((id(peer), call.id), None) if self._carried else None
         if http is None:
             http = _http_carrier.get()
-        links = []
+        links = None
         if meta:
             parent = self._propagator.extract(meta)
             if http:
                 linked = self._trace.get_current_span(self._propagator.extract(http)).get_span_context()
                 if linked.is_valid:
-                    links.append(self._Link(linked, {"mcp_trio.link": "http"}))
+                    links = [self._Link(linked, {"mcp_trio.link": "http"})]
         elif http:
             parent = self._propagator.extract(http)
         else:
-            parent = self._context.Context()  # a trace of its own, whatever the task inherited
+            parent = self._empty  # a trace of its own, whatever the task inherited
         method = call.method
         attributes: dict[str, Any] = {"mcp.method.name": method}
         if call.id is not None:
@@ -165,41 +169,33 @@ class Tracing:
         principal = peer.principal
         if principal is not None:
             attributes["enduser.id"] = principal.subject
-        with self._tracer.start_as_current_span(method, context=parent, kind=self._SpanKind.SERVER, attributes=attributes,
-                                                links=links, record_exception=False, set_status_on_exception=False) as span:
-            token = _answering.set(call)
-            try:
-                reply = await inner(peer, call)
-            except BaseException:
-                span.set_attribute("mcp_trio.outcome", "cancelled")
-                raise
-            finally:
-                _answering.reset(token)
-            self._name(span, method, call.params)
+        name = _target(method, _params_of(call), attributes)
+        span = self._tracer.start_span(name, context=parent, kind=self._SERVER, attributes=attributes, links=links,
+                                       record_exception=False, set_status_on_exception=False)
+        token = self._context.attach(self._trace.set_span_in_context(span, parent))
+        answering = _answering.set(call)
+        try:
+            reply = await inner(peer, call)
+        except BaseException:
+            span.set_attribute("mcp_trio.outcome", "cancelled")
+            raise
+        else:
+            if name == method and call.params is not None:  # params decoded by the kernel only now
+                target = _target(method, call.params, updates := {})
+                if updates:
+                    span.update_name(target)
+                    span.set_attributes(updates)
             self._outcome(span, call, reply)
             return reply
+        finally:
+            _answering.reset(answering)
+            self._context.detach(token)
+            span.end()
 
     @staticmethod
     def answering(call: Any) -> bool:
         """Whether this task is inside ``call``'s span already (the kernel's second pass)."""
         return _answering.get() is call
-
-    @staticmethod
-    def _name(span: Any, method: str, params: Any) -> None:
-        """The span's target, once the kernel has decoded the params (``tools/call add``)."""
-        if params is None:
-            return
-        name = getattr(params, "name", None)
-        if method == "tools/call" and isinstance(name, str):
-            span.update_name(f"{method} {name}")
-            span.set_attributes({"gen_ai.tool.name": name, "gen_ai.operation.name": "execute_tool"})
-        elif method == "prompts/get" and isinstance(name, str):
-            span.update_name(f"{method} {name}")
-            span.set_attribute("gen_ai.prompt.name", name)
-        elif method.startswith("resources/"):
-            uri = getattr(params, "uri", None)
-            if isinstance(uri, str):
-                span.set_attribute("mcp.resource.uri", uri)
 
     def _outcome(self, span: Any, call: Any, reply: Any) -> None:
         if call.reason is not None:  # cancelled by the client, or by shutdown
@@ -239,30 +235,49 @@ class Tracing:
         self._carried[(id(peer), request_id)] = carrier
 
     # -- child spans ---------------------------------------------------------------------------
+    def _fail(self, span: Any, exc: BaseException) -> None:
+        """Mark ``span`` ERROR for ``exc``: ``error.type`` the JSON-RPC code of an ``McpError``,
+        ``cancelled``, else the exception's type (recorded on the span)."""
+        if isinstance(exc, trio.Cancelled):
+            span.set_attribute("error.type", "cancelled")
+            span.set_status(self._Status(self._ERROR, "cancelled"))
+            return
+        code = getattr(exc, "code", None)
+        span.set_attribute("error.type", str(code) if isinstance(code, int) else type(exc).__qualname__)
+        span.record_exception(exc)
+        span.set_status(self._Status(self._ERROR, str(exc) or type(exc).__name__))
+
     @contextmanager
     def span(self, name: str, attributes: Mapping[str, Any] | None = None, *, kind: str = "INTERNAL") -> Iterator[Any]:
-        """A child span of the current one around a block; an exception marks it ERROR
-        (``error.type``: the JSON-RPC code of an ``McpError``, else the exception's type)."""
-        with self._tracer.start_as_current_span(name, kind=getattr(self._SpanKind, kind), attributes=attributes,
-                                                record_exception=False, set_status_on_exception=False) as span:
-            try:
-                yield span
-            except trio.Cancelled:
-                span.set_attribute("error.type", "cancelled")
-                span.set_status(self._Status(self._ERROR, "cancelled"))
-                raise
-            except BaseException as exc:
-                code = getattr(exc, "code", None)
-                span.set_attribute("error.type", str(code) if isinstance(code, int) else type(exc).__qualname__)
-                span.record_exception(exc)
-                span.set_status(self._Status(self._ERROR, str(exc) or type(exc).__name__))
-                raise
+        """A child span of the current one around a block, current inside it; an exception
+        marks it ERROR (``_fail``)."""
+        span = self._tracer.start_span(name, kind=getattr(self._SpanKind, kind), attributes=attributes,
+                                       record_exception=False, set_status_on_exception=False)
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        try:
+            yield span
+        except BaseException as exc:
+            self._fail(span, exc)
+            raise
+        finally:
+            self._context.detach(token)
+            span.end()
 
     async def tool_call(self, name: str, call: Awaitable[Any]) -> Any:
         """Run a tool's function (``call``) inside its span: its own code, its thread and
         whatever it calls see that span as the current context."""
-        with self.span(f"execute_tool {name}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}):
+        span = self._tracer.start_span(f"execute_tool {name}", kind=self._INTERNAL,
+                                       attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name},
+                                       record_exception=False, set_status_on_exception=False)
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        try:
             return await call
+        except BaseException as exc:
+            self._fail(span, exc)
+            raise
+        finally:
+            self._context.detach(token)
+            span.end()
 
     async def admit(self, admission: Any, peer: Any, method: str, tool: str | None) -> None:
         """Admission (cap, rate limits; a shared limiter's round trip) inside its span."""
@@ -321,6 +336,37 @@ class Tracing:
 
             self._client = OtelRequestTracer(self.provider, propagator=self._propagator)
         return self._client
+
+
+def _params_of(call: Any) -> Any:
+    """The request's params, decoded now when the kernel would decode them anyway (a method
+    of the protocol's; never a custom method's, whose own type the kernel decodes): so the
+    span is named for its tool or prompt from the start. None if they do not decode (the
+    kernel answers that)."""
+    if call.params is None and params_type(call.method, False) is not None:
+        try:
+            call.decode()
+        except Exception:  # the kernel decodes again and answers -32602
+            return None
+    return call.params
+
+
+def _target(method: str, params: Any, attributes: dict[str, Any]) -> str:
+    """The span's name, ``{method} {tool or prompt}``; the target's attributes added."""
+    if params is None:
+        return method
+    name = getattr(params, "name", None)
+    if method == "tools/call" and isinstance(name, str):
+        attributes["gen_ai.tool.name"] = name
+        attributes["gen_ai.operation.name"] = "execute_tool"
+        return f"{method} {name}"
+    if method == "prompts/get" and isinstance(name, str):
+        attributes["gen_ai.prompt.name"] = name
+        return f"{method} {name}"
+    uri = getattr(params, "uri", None) if method.startswith("resources/") else None
+    if isinstance(uri, str):
+        attributes["mcp.resource.uri"] = uri
+    return method
 
 
 def _is_tool_error(result: Any) -> bool:
