@@ -279,8 +279,19 @@ class Tracing:
             self._context.detach(token)
             span.end()
 
+    def _in_request(self) -> bool:
+        """Whether a request's span is current (a custom notification has none: its
+        admission and middleware get no orphan spans of their own)."""
+        return bool(self._trace.get_current_span().get_span_context().is_valid)
+
     async def admit(self, admission: Any, peer: Any, method: str, tool: str | None) -> None:
         """Admission (cap, rate limits; a shared limiter's round trip) inside its span."""
+        if not self._in_request():
+            if admission.shared is None:
+                admission.enter(peer, method, tool)
+            else:
+                await admission.admit(peer, method, tool)
+            return
         with self.span("admission", {"mcp.method.name": method, **({"gen_ai.tool.name": tool} if tool else {})}):
             if admission.shared is None:
                 admission.enter(peer, method, tool)
@@ -303,6 +314,8 @@ class Tracing:
 
         @functools.wraps(middleware)
         async def traced(request: Any, call_next: Any) -> Any:
+            if not self._in_request():
+                return await middleware(request, call_next)
             with self.span(name, {"mcp.method.name": request.method}):
                 return await middleware(request, call_next)
 

@@ -171,6 +171,8 @@ async def test_http_believes_only_trusted_peers(nursery: trio.Nursery, engine: s
         overview = (await request_from("127.0.0.2", port, "GET", "/admin/overview")).json()
         peers = {row["peer"] for row in overview["sessions"]["listed"]}
         assert peers == {"198.51.100.1", "198.51.100.2", "127.0.0.3"}
+        transport = overview["settings"]["transport"]
+        assert (transport["trusted_proxies"], transport["proxy_headers"]) == (["127.0.0.1/32"], "x-forwarded")
         # /ws on the HTTP port: the same client, the same bucket.
         async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=[(XFF, b"198.51.100.9")]) as ws:
             await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT_PARAMS}))
