@@ -13,8 +13,8 @@ modes and the report are ``stdio_echo.py``'s):
 * ``on`` -- this checkout, ``MCP_TRIO_TRACING_ENABLED=true`` with the ``none`` exporter: every
   request's span and its tool's span created, recorded and ended (the SDK's batch processor,
   spans dropped instead of sent): the instrumentation's own cost, without a network;
-* ``base`` -- with ``--baseline DIR``: the same server from another checkout (``main`` before
-  tracing existed), so ``off/base`` shows the cost of the hook when off.
+* ``base`` (or NAME) -- with ``--baseline [NAME=]DIR`` (repeatable): the same server from another
+  checkout (``main`` before tracing existed), so ``off/base`` shows the cost of the hook when off.
 
 The calls are split into ``--rounds`` rounds in which the targets take turns (A B A B), so a
 burst of load from elsewhere on a shared machine lands on all of them; medians per mode.
@@ -36,14 +36,15 @@ sys.path.insert(0, str(BENCH))
 import stdio_echo  # noqa: E402  (the driver's machinery, shared)
 
 
-def targets(env: dict[str, str], baseline: Path | None) -> list[stdio_echo.Target]:
+def targets(env: dict[str, str], baselines: list[str]) -> list[stdio_echo.Target]:
     py = sys.executable
     serve = [py, "-m", "mcp_trio", "serve"]
     traced = {**env, "MCP_TRIO_TRACING_ENABLED": "true", "MCP_TRIO_TRACING_EXPORTER": "none"}
     chosen = [stdio_echo.Target("off", "tracing off", serve, env), stdio_echo.Target("on", "tracing on (spans recorded)", serve, traced)]
-    if baseline is not None:
-        code = f"import sys; sys.path.insert(0, {str(baseline)!r}); from mcp_trio._cli import main; sys.exit(main(['serve']))"
-        chosen.append(stdio_echo.Target("base", f"baseline {baseline}", [py, "-c", code], env))
+    for entry in baselines:
+        name, _, where = entry.rpartition("=")
+        code = f"import sys; sys.path.insert(0, {where!r}); from mcp_trio._cli import main; sys.exit(main(['serve']))"
+        chosen.append(stdio_echo.Target(name or "base", f"baseline {where}", [py, "-c", code], env))
     return chosen
 
 
@@ -66,8 +67,9 @@ def report(results: dict[str, stdio_echo.TargetResult]) -> None:
         for mode in stdio_echo.MODES:
             phase = getattr(result, mode)
             print(f"{result.name:<6} {mode:<11} {phase.calls_per_s:>9.0f} {phase.p50_us:>8.1f} {phase.p99_us:>8.1f}  {phase.errors}")
+    pairs = [("on", "off")] + [("off", name) for name in results if name not in ("on", "off")]
     for mode in stdio_echo.MODES:
-        for a, b in (("on", "off"), ("off", "base")):
+        for a, b in pairs:
             ra, rb = results.get(a), results.get(b)
             if ra is None or rb is None or ra.failure or rb.failure:
                 continue
@@ -81,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=stdio_echo.DEFAULT_WARMUP, help="unmeasured calls first, per mode")
     parser.add_argument("--depth", type=int, default=stdio_echo.DEFAULT_DEPTH, help="requests in flight when pipelined")
     parser.add_argument("--rounds", type=int, default=10, help="rounds the targets take turns in (default 10)")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
-                        help="another checkout of mcp-trio to measure beside (its mcp_trio/ is imported)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="[NAME=]DIR",
+                        help="another checkout of mcp-trio to measure beside (its mcp_trio/ is imported; repeatable)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write every number here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tracing-cost-pycache-") as pycache:
