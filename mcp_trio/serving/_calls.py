@@ -9,6 +9,7 @@ the tool (SEP-1303): the model sent them and can correct them.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -112,8 +113,10 @@ async def _run_tool(peer: Peer, tool: ToolDef, arguments: Any, context: Callable
             return invalid_arguments_result(exc)
     if tool.parser.context_param is not None:
         kwargs[tool.parser.context_param] = context()
-    # The tool's own timeout, else the server's default (``Limits.tool_timeout``; 0: none).
+    # The tool's own timeout (``math.inf``: none), else the server's (``Limits.tool_timeout``; 0: none).
     timeout = tool.timeout if tool.timeout is not None else peer.limits.tool_timeout or None
+    if timeout == math.inf:
+        timeout = None
     threads = None if tool.is_async else peer.supervisor.threads
     if threads is not None:
         threads.check(tool.name)  # too many of its threads hung: refused before it starts
