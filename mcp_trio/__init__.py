@@ -12,6 +12,7 @@ from ._paths import PathSegment, RelativePath
 from .plugins._plugin import Plugin
 from ._request_state import single_use_state
 from ._server import Server
+from ._tracing import Tracing, tracing_provider
 from .serving._tasks import task_support
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
 from .protocol._types import (
@@ -47,8 +48,10 @@ __all__ = [
     "TextContent",
     "TextResourceContents",
     "ToolCallError",
+    "Tracing",
     "UserMessage",
     "single_use_state",
     "task_support",
+    "tracing_provider",
 ]
 __version__ = "0.1.0"

@@ -24,12 +24,17 @@ every limit spelt out, is in docs/security.md)::
     log_format = "text"              # text | json
     metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
                                      #   (default: scope:admin with auth configured, else public)
+    trusted_proxies = ["10.0.0.0/8"] # proxies in front (addresses, networks; default: none):
+                                     #   only theirs are forwarding headers believed
+    proxy_headers = "x-forwarded"    # what they write: x-forwarded (X-Forwarded-For/-Proto)
+                                     #   | forwarded (RFC 7239)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
     max_in_flight = 64
     grace_period = 10.0
-    # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
+    # page_size, send_timeout, client_request_timeout, max_client_requests, tool_timeout,
+    # max_abandoned_threads, max_abandoned_threads_per_tool, max_connections,
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
@@ -115,6 +120,13 @@ every limit spelt out, is in docs/security.md)::
     entry_points = false             # also load installed packages' "mcp_trio.plugins"
     watch = true                     # reload a directory plugin when its file changes
 
+    [tracing]                        # OpenTelemetry (pip install 'mcp-trio[otel]'; docs/tracing.md)
+    enabled = false                  # a span per request and its children
+    exporter = "otlp"                # otlp (OTLP/HTTP) | console (stderr) | none (recorded, dropped)
+    endpoint = "http://collector:4318"   # OTLP base URL (default: OTEL_EXPORTER_OTLP_ENDPOINT,
+                                     #   else http://localhost:4318)
+    service_name = "weather"         # default: OTEL_SERVICE_NAME, else the app's name
+
 Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
 ``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET=...``,
@@ -128,6 +140,7 @@ variable is an error (a misspelt secret must not leave a server open).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -188,6 +201,12 @@ class ServerConfig(_Section):
     #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
     #: when authentication is configured, else "public".
     metrics: str | None = None
+    #: Addresses or networks of the proxies in front (``10.0.0.0/8``): only from them are
+    #: forwarding headers believed, naming the client (its address, its scheme). Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Which forwarding headers those proxies write: "x-forwarded" (X-Forwarded-For and
+    #: X-Forwarded-Proto) or "forwarded" (RFC 7239); the other family is never read.
+    proxy_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
@@ -199,6 +218,12 @@ class ServerConfig(_Section):
             if _ORIGIN.fullmatch(origin) is None:
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
                                  "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} must be an IP address or network like 10.0.0.0/8, 192.0.2.7 "
+                                 "or 2001:db8::/32 (no names; comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES)") from None
         for host in self.allowed_hosts:
             if host != "*" and _HOST.fullmatch(host) is None:
                 raise ValueError(f"allowed host {host!r} must look like mcp.example.com, mcp.example.com:8443 or [::1] "
@@ -348,6 +373,23 @@ class PluginsConfig(_Section):
     watch: bool = True
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry tracing (``[tracing]``; ``pip install 'mcp-trio[otel]'``, docs/tracing.md)."""
+
+    enabled: bool = False
+    #: "otlp" (OTLP over HTTP/protobuf), "console" (stderr), "none" (recorded, then dropped).
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    #: The OTLP collector's base URL (``http://collector:4318``); None: ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    #: else ``http://localhost:4318``.
+    endpoint: str | None = None
+    #: ``service.name`` of the spans; None: ``OTEL_SERVICE_NAME``, else the served app's name.
+    service_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint is not None and not self.endpoint.startswith(("https://", "http://")):
+            raise ValueError("endpoint must be an http(s) URL, the collector's base (http://collector:4318)")
+
+
 class Config(_Section):
     """Everything ``main`` needs to build and serve: pass it down, never store it globally."""
 
@@ -357,6 +399,7 @@ class Config(_Section):
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     request_state: RequestStateConfig = field(default_factory=RequestStateConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     # -- the objects the rest of the server takes --------------------------------------------
     def to_limits(self) -> Limits:
@@ -844,6 +887,9 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     if _given(merged, "server", "allowed_origins") and not config.server.allowed_origins:
         raise ConfigError("server.allowed_origins is set but names no origin: give origins like "
                           "https://app.example.com (comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS), or unset it")
+    if _given(merged, "server", "trusted_proxies") and not config.server.trusted_proxies:
+        raise ConfigError("server.trusted_proxies is set but names no proxy: give addresses or networks like 10.0.0.0/8 "
+                          "(comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES), or unset it")
     if _given(merged, "server", "allowed_hosts") and not config.server.allowed_hosts:
         raise ConfigError("server.allowed_hosts is set but names no host: give hosts like mcp.example.com "
                           "(comma-separated in MCP_TRIO_SERVER_ALLOWED_HOSTS), or unset it")
@@ -863,6 +909,8 @@ FLAG_KEYS: dict[str, str] = {
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "metrics": "server.metrics",
+    "trusted_proxies": "server.trusted_proxies",
+    "proxy_headers": "server.proxy_headers",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",
@@ -870,6 +918,7 @@ FLAG_KEYS: dict[str, str] = {
     "plugins": "plugins.directories",
     "plugin_packages": "plugins.entry_points",
     "watch_plugins": "plugins.watch",
+    "tracing": "tracing.enabled",
     **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
 }
 
@@ -895,6 +944,11 @@ def add_config_arguments(parser: Any) -> None:
     parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=None, metavar="HOST",
                         help="a Host header value to accept: name or name:port (repeatable; default: loopback "
                              "names on a loopback address, any elsewhere)")
+    parser.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", default=None, metavar="CIDR",
+                        help="an address or network of a proxy in front (repeatable): only from these are "
+                             "X-Forwarded-For/-Proto (or Forwarded) believed (default: none)")
+    parser.add_argument("--proxy-headers", choices=["x-forwarded", "forwarded"], default=None,
+                        help="which forwarding headers the trusted proxies write (default: x-forwarded)")
     parser.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND",
                         help="requests per second per principal (default: no limit)")
     parser.add_argument("--burst", type=int, default=None, metavar="N",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from msgspec import UNSET
 
@@ -61,6 +61,9 @@ class Server(Registrar):
         #: an integer, ``"true"`` for a boolean), for tools that do not say otherwise
         #: (``@server.tool(coerce_arguments=...)``). Off by default: the schema is the contract.
         self.coerce_arguments = coerce_arguments
+        #: OpenTelemetry tracing (``mcp_trio.Tracing``, ``pip install 'mcp-trio[otel]'``): a
+        #: span per request and its children. None (the default): off, nothing imported.
+        self.tracing: Any = None
 
     # -- identity ---------------------------------------------------------------------------
     @property

@@ -50,6 +50,7 @@ from ._types import (
     Root,
     Tool,
 )
+from ._tracing import RequestTracer
 from ._wire import CLOSE_TIMEOUT, Incoming, OutNotification, OutRequest, OutResponse, decoder, encoder
 
 logger = logging.getLogger("mcp_trio.client")
@@ -152,8 +153,11 @@ class Client:
         client_info: Mapping[str, Any] | None = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         log_level: str | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self._transport = transport
+        #: Around each request, and the trace context to send with it (``_tracing``); None: none.
+        self._tracer = tracer
         self._nursery = nursery
         self._inline = transport.inline_answers
         self._http = hasattr(transport, "send_dedicated")
@@ -477,8 +481,11 @@ class Client:
                         headers += [(k.encode(), v.encode()) for k, v in param_header_values(declared, arguments)]
         return headers
 
-    async def _roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool = False) -> Any:
+    async def _roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool = False,
+                         traced: bool = False) -> Any:
         """Send one request and park until its reply (or the connection's end)."""
+        if self._tracer is not None and not traced:
+            return await self._traced_roundtrip(method, params, headers, pending, dedicated)
         if self._lost is not None:
             raise ConnectionLost(self._lost)
         self._next_id += 1
@@ -517,6 +524,19 @@ class Client:
         if message.result is msgspec.UNSET:
             raise ProtocolError(f"reply to {method} has neither result nor error")
         return message.result
+
+    async def _traced_roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool) -> Any:
+        """``_roundtrip`` inside the tracer's span, its trace context in ``params._meta`` (and
+        the POST's headers over HTTP)."""
+        assert self._tracer is not None
+        if isinstance(params, msgspec.Raw):
+            params = msgspec.json.decode(params)
+        with self._tracer.request(method, params) as carrier:
+            if carrier:
+                params = _with_meta(params, carrier)
+                if self._http:
+                    headers = [*(headers or ()), *((name.encode(), value.encode("latin-1")) for name, value in carrier.items())]
+            return await self._roundtrip(method, params, headers, pending, dedicated, traced=True)
 
     def _forward_cancel(self, rid: int, method: str) -> None:
         """A request given up (cancelled, timed out): tell the server, from a task of our own

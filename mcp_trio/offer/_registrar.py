@@ -90,7 +90,8 @@ class Registrar:
         ``name``, ``title``, ``description`` (default: the docstring), ``read_only``,
         ``destructive`` (or its alias ``dangerous``), ``idempotent``, ``open_world`` (MCP tool
         annotations: ``readOnlyHint``, ``destructiveHint``...), ``timeout`` (seconds; a call
-        past it is cancelled and answered with a timeout error), ``tags`` and ``category``
+        past it is cancelled and answered with a timeout error; default: the server's
+        ``Limits.tool_timeout``, ``math.inf`` for none), ``tags`` and ``category``
         (for listing, and for switching tools on and off by tag), ``version``, ``examples``
         (argument objects, checked against the signature now), ``scopes``, ``deprecated``
         (True or a message; shown in the description and ``_meta``),

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import trio
 from msgspec import UNSET
 
+from .._tracing import incoming
 from ..offer._schema import ContextParameter, object_schema
 from ..protocol._errors import MissingClientCapability
 from ..protocol._jsonrpc import RequestId
@@ -248,6 +249,21 @@ class Context(ContextParameter):
             await ctx.chain_tools(("geocode", {"q": "Paris"}), ("forecast", lambda p: {"lat": p["lat"], "lon": p["lon"]}))
         """
         return await _compose.chain_tools(self, first, steps)
+
+    # -- tracing ----------------------------------------------------------------------------
+    def trace_headers(self) -> dict[str, str]:
+        """W3C trace context headers (``traceparent``, ``tracestate``, ``baggage``) to put on
+        this function's own outgoing calls (HTTP, queues), so they join the request's trace.
+
+        With tracing on (``server.tracing``): the current span's context, the tool's own span
+        (an OpenTelemetry-instrumented HTTP client finds it as the current context anyway).
+        Off: the context the caller sent in ``params._meta``, passed through unchanged
+        (SEP-414), so downstream services still join the caller's trace; empty if it sent none.
+        """
+        tracing = self._peer.supervisor.tracing
+        if tracing is not None:
+            return tracing.headers()  # type: ignore[no-any-return]
+        return incoming(self._call.raw)
 
     # -- transport --------------------------------------------------------------------------
     def close_stream(self, retry: float | None = None) -> bool:

@@ -29,6 +29,7 @@ from ..protocol._params import PARAMS
 from ._admission import Admission, SharedLimiter
 from ._admission import rate_key as _rate_key
 from ._stateless_side import StatelessSide
+from ._tool_threads import ToolThreads
 
 if TYPE_CHECKING:
     from .._server import Server
@@ -90,6 +91,10 @@ class Supervisor:
         self.registry = Registry()
         #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
         self.quotas = Quotas(self.limits)
+        #: OpenTelemetry tracing (``mcp_trio._tracing.Tracing``), the server's; None: off.
+        self.tracing = server.tracing
+        #: Sync tools' worker threads: the abandoned ones counted and capped (``_tool_threads``).
+        self.threads = ToolThreads(self.limits, self.metrics)
         self.connections: set[Session] = set()
         #: The stateless revision's side (2026-07-28): result stamps, requestState keys, listen streams.
         self.stateless = StatelessSide(server)
