@@ -6,6 +6,7 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 
 from .serving._compose import ToolCallError
 from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
+from .offer._tool_class import Tool, ToolDefinitionError
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
 from ._paths import PathSegment, RelativePath
@@ -46,7 +47,9 @@ __all__ = [
     "Server",
     "TextContent",
     "TextResourceContents",
+    "Tool",
     "ToolCallError",
+    "ToolDefinitionError",
     "UserMessage",
     "single_use_state",
     "task_support",

@@ -141,6 +141,13 @@ class Registrar:
         tool_name = name or fn.__name__
         if parser is None:
             parser = build_parser(fn, f"tool {tool_name!r}")
+        elif not hasattr(parser, "parse_lenient"):
+            # A schema given as data is the contract as written (often by someone else: an
+            # OpenAPI document, an upstream server): values are never converted to fit it.
+            if coerce_arguments:
+                raise ValueError(f"tool {tool_name!r}: coerce_arguments is for tools whose schema comes from their "
+                                 "signature; a schema-defined tool takes its arguments exactly as its schema says")
+            coerce_arguments = False
         shape = output_shape(fn)
         if output_schema is not None:
             shape = type(shape)(output_schema, shape.wrap)
