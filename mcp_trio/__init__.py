@@ -9,6 +9,7 @@ from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
 from .offer._tool_class import Tool, ToolDefinitionError
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
+from ._logging import current_principal, current_request_id
 from ._paths import PathSegment, RelativePath
 from .plugins._plugin import Plugin
 from ._request_state import single_use_state
@@ -51,6 +52,8 @@ __all__ = [
     "ToolCallError",
     "ToolDefinitionError",
     "UserMessage",
+    "current_principal",
+    "current_request_id",
     "single_use_state",
     "task_support",
 ]
