@@ -122,6 +122,9 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 if self.server.plugins is not None:
                     await nursery.start(self.server.plugins.run)
+                for mounted in self.server._mounted_servers():  # their plugins change them, and so us
+                    if mounted.plugins is not None and mounted._supervisor is None:
+                        await nursery.start(mounted.plugins.run)
                 await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                 task_status.started(self)
                 await self._stop.wait()

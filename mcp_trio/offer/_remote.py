@@ -1,0 +1,97 @@
+"""``Remote``: a remote MCP server to mount (``Server.mount(Remote(...), prefix=...)``).
+
+A description, nothing more: where the upstream is, how to authenticate to it, and its limits,
+each with a named default. The serving layer's gateway (``serving._gateway.Upstream``) connects
+to it while the host is served, lists what it offers into the host's registry under the
+mount's prefix, and forwards calls over ``mcp_trio.client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Seconds to open a connection (TCP, TLS, WebSocket handshake) or start a stdio command,
+#: and again to open the session (``initialize`` or ``server/discover``).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds one forwarded request may take, waiting for a free slot included.
+DEFAULT_REQUEST_TIMEOUT = 60.0
+#: Requests forwarded to one upstream at once; more wait for a slot (within the request timeout).
+DEFAULT_MAX_CONCURRENCY = 32
+#: Keep-alive HTTP connections to one upstream (the client's bounded pool).
+DEFAULT_MAX_CONNECTIONS = 8
+#: Seconds between attempts to reach an upstream that is down: doubling from the first to the last.
+RETRY_FIRST = 0.5
+RETRY_LAST = 30.0
+
+TokenProvider = Callable[[bool], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A remote MCP server: ``"https://host/mcp"``, ``"ws://host/ws"``, or ``"stdio:command
+    args"`` (a list of arguments also names a command).
+
+    ``auth``: a bearer token (``str``), or an async ``(refresh: bool) -> token`` provider asked
+    again after a 401; ``headers``: sent with every HTTP request and the WebSocket handshake
+    (``X-API-Key``...). ``era``: ``"auto"`` (``server/discover``, else ``initialize``),
+    ``"handshake"`` or ``"stateless"``. Limits: ``connect_timeout``, ``request_timeout``,
+    ``max_concurrency``, ``max_connections`` (named defaults above). ``env``/``cwd``: for a
+    stdio command. ``name``: how logs and errors call it (default: the target).
+    """
+
+    target: str | Sequence[str]
+    auth: str | TokenProvider | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    era: str = "auto"
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+    cwd: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            raise ValueError("Remote: give a target: https://host/mcp, ws://host/ws or stdio:command")
+        if self.era not in ("auto", "handshake", "stateless"):
+            raise ValueError(f"Remote {self.label}: era must be auto, handshake or stateless, not {self.era!r}")
+        for limit in ("connect_timeout", "request_timeout"):
+            if not getattr(self, limit) > 0:
+                raise ValueError(f"Remote {self.label}: {limit} must be positive")
+        for limit in ("max_concurrency", "max_connections"):
+            if not (isinstance(getattr(self, limit), int) and getattr(self, limit) >= 1):
+                raise ValueError(f"Remote {self.label}: {limit} must be at least 1")
+        if self.auth is not None and not isinstance(self.auth, str) and not callable(self.auth):
+            raise ValueError(f"Remote {self.label}: auth is a bearer token or an async token provider")
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name it: ``name``, else the target without its credentials."""
+        if self.name:
+            return self.name
+        if isinstance(self.target, str):
+            text = self.target
+            scheme, sep, rest = text.partition("://")
+            if sep and "@" in rest.split("/", 1)[0]:  # user:password@host: never in a log line
+                rest = rest.split("@", 1)[1]
+                text = f"{scheme}://{rest}"
+            return text
+        return "stdio:" + " ".join(self.target)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``mcp_trio.client.connect``."""
+        headers = dict(self.headers)
+        token_provider = None
+        if isinstance(self.auth, str):
+            headers["Authorization"] = f"Bearer {self.auth}"
+        elif self.auth is not None:
+            token_provider = self.auth
+        return {
+            "era": self.era, "headers": headers, "token_provider": token_provider,
+            "connect_timeout": self.connect_timeout, "handshake_timeout": self.connect_timeout,
+            "request_timeout": self.request_timeout, "max_connections": self.max_connections,
+            "env": self.env, "cwd": self.cwd,
+        }
