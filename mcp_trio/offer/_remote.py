@@ -25,6 +25,10 @@ DEFAULT_MAX_CONNECTIONS = 8
 RETRY_FIRST = 0.5
 RETRY_LAST = 30.0
 
+#: The least severe of the upstream's log messages asked for (and relayed to the caller of the
+#: call they belong to, as its own ``logging/setLevel`` allows); None: ask for none.
+DEFAULT_LOG_LEVEL = "info"
+
 TokenProvider = Callable[[bool], Awaitable[str]]
 
 
@@ -38,7 +42,8 @@ class Remote:
     (``X-API-Key``...). ``era``: ``"auto"`` (``server/discover``, else ``initialize``),
     ``"handshake"`` or ``"stateless"``. Limits: ``connect_timeout``, ``request_timeout``,
     ``max_concurrency``, ``max_connections`` (named defaults above). ``env``/``cwd``: for a
-    stdio command. ``name``: how logs and errors call it (default: the target).
+    stdio command. ``name``: how logs and errors call it (default: the target). ``log_level``:
+    the upstream's log messages asked for (``DEFAULT_LOG_LEVEL``; None for none).
     """
 
     target: str | Sequence[str]
@@ -52,6 +57,7 @@ class Remote:
     env: Mapping[str, str] | None = field(default=None, repr=False)
     cwd: str | None = None
     name: str | None = None
+    log_level: str | None = DEFAULT_LOG_LEVEL
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -93,5 +99,5 @@ class Remote:
             "era": self.era, "headers": headers, "token_provider": token_provider,
             "connect_timeout": self.connect_timeout, "handshake_timeout": self.connect_timeout,
             "request_timeout": self.request_timeout, "max_connections": self.max_connections,
-            "env": self.env, "cwd": self.cwd,
+            "env": self.env, "cwd": self.cwd, "log_level": self.log_level,
         }

@@ -24,6 +24,7 @@ from .._metrics import Metrics
 from .._quotas import Quotas, quota_key
 from ..offer._on_asyncio import asyncio_functions
 from ..offer._registry import Registry
+from ..offer._remote import Remote
 from ..protocol._envelope import STATELESS_METHODS
 from ..protocol._errors import QuotaExceeded
 from ..protocol._params import PARAMS
@@ -107,6 +108,9 @@ class Supervisor:
         #: The asyncio loop (on a thread) of ``runtime="asyncio"`` functions, made when a
         #: published registry first holds one, started at their first call, closed at shutdown.
         self.asyncio: AsyncioRuntime | None = None
+        #: The remote servers mounted (``Server.mount(Remote(...))``), one ``_gateway.Upstream``
+        #: each, held while this supervisor runs.
+        self.upstreams: list[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
@@ -125,6 +129,7 @@ class Supervisor:
                 for mounted in self.server._mounted_servers():  # their plugins change them, and so us
                     if mounted.plugins is not None and mounted._supervisor is None:
                         await nursery.start(mounted.plugins.run)
+                await self._start_upstreams(nursery)
                 await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                 task_status.started(self)
                 await self._stop.wait()
@@ -134,6 +139,19 @@ class Supervisor:
             if self.asyncio is not None:
                 with trio.CancelScope(shield=True):  # bounded by its close_timeout
                     await self.asyncio.aclose()
+
+    async def _start_upstreams(self, nursery: trio.Nursery) -> None:
+        """Open every remote mount's session at once; each reports ready after its first
+        attempt (listed, or found down), bounded by its connect timeout."""
+        if not any(isinstance(mount.source, Remote) for owner in (self.server, *self.server._mounted_servers())
+                   for mount in owner.mounts):
+            return  # no remote mount: the client is not even imported
+        from ._gateway import upstreams_of
+
+        self.upstreams = upstreams_of(self.server)
+        async with trio.open_nursery() as starting:
+            for upstream in self.upstreams:
+                starting.start_soon(nursery.start, upstream.run)
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: every connection stops reading and drains."""
