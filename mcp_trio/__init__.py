@@ -6,6 +6,8 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 
 from .serving._compose import ToolCallError
 from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
+from .offer._mount import MountError
+from .offer._remote import Remote
 from .offer._tool_class import Tool, ToolDefinitionError
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
@@ -42,7 +44,9 @@ __all__ = [
     "Message",
     "PathSegment",
     "Plugin",
+    "MountError",
     "RelativePath",
+    "Remote",
     "ResourceLink",
     "ResourceNotFound",
     "Server",

@@ -120,8 +120,16 @@ class Server(Registrar):
         scopes apply, and so does its middleware, around calls of its definitions. ``scopes``
         and ``tags`` are added to every mounted definition. A name this server already has,
         or one over 128 characters, is refused now (``MountError``), naming it.
+
+        ``other`` may be a ``Remote`` (``mcp_trio.Remote("https://host/mcp")``): a remote MCP
+        server whose definitions the gateway (``serving._gateway``) lists and forwards to
+        while this server is served (mount it before serving; docs/gateway.md).
         """
         if isinstance(other, Remote):
+            if self._supervisor is not None:
+                raise RuntimeError(f"server {self.name!r} is being served: mount remote servers before serving it")
+            if any(isinstance(m.source, Remote) and m.prefix == prefix for m in self.mounts):
+                raise MountError(f"a remote server is already mounted under prefix {prefix!r}")
             mount = Mount(other, prefix, separator=separator, scopes=scopes, tags=tags)
             self.mounts.append(mount)
             return mount

@@ -278,3 +278,28 @@ async def test_plugin_files_register_their_tool_instances_and_classes(tmp_path: 
             assert app.plugins.owner_of_tool("zip") == "lookups"  # type: ignore[union-attr]
             (empty,) = [p for p in app.plugins.status()["plugins"] if p["name"] == "empty"]  # type: ignore[union-attr]
             assert "neither `plugin = Plugin(...)`, `register(plugin)` nor a Tool" in empty["error"]
+
+
+async def test_the_readme_shop_example_runs_as_written() -> None:
+    """README, "Tools as classes, and from a JSON Schema": the ``shop.py`` block, served."""
+    import re
+    import types as pytypes
+    from pathlib import Path
+
+    from tests.helpers import serve_in_memory
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (source,) = re.findall(r"```python\n(# shop\.py\n.*?)```", readme, re.S)
+    module = pytypes.ModuleType("shop")
+    exec(compile(source, "README.md:shop.py", "exec"), module.__dict__)
+    with trio.fail_after(10):
+        async with serve_in_memory(module.server) as (client, _, _):
+            await client.initialize()
+            reply = await client.request("tools/call", {"name": "stock", "arguments": {"sku": "x"}})
+            assert reply["result"]["isError"] and reply["result"]["content"][0]["text"] == (
+                "invalid arguments for tool 'stock': sku must match pattern '^[A-Z]{3}-[0-9]{4}$' (got \"x\")")
+            assert reply["result"]["content"][0]["text"] in readme
+            reply = await client.request("tools/call", {"name": "stock", "arguments": {"sku": "ABC-1234"}})
+            assert reply["result"]["structuredContent"] == {"sku": "ABC-1234", "units": 12}
+            reply = await client.request("tools/call", {"name": "price", "arguments": {"sku": "ABC-1234"}})
+            assert reply["result"]["content"][0]["text"] == "ABC-1234: 9.90 EUR"
