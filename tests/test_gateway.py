@@ -213,6 +213,22 @@ async def test_an_upstream_unreachable_at_start_does_not_hold_the_server_up() ->
             assert not stats["up"] and stats["down"]
 
 
+async def test_an_upstream_that_never_answers_the_handshake_crosses_the_connect_timeout() -> None:
+    """A port that accepts and then says nothing: the server is up after connect_timeout,
+    the upstream down with the reason, and calls are answered at once, never held."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, lambda stream: trio.sleep_forever(), 0)
+        port = listeners[0].socket.getsockname()[1]
+        app, _ = gateway(f"http://127.0.0.1:{port}/mcp", connect_timeout=0.3)
+        with trio.fail_after(10):
+            async with serving(app) as served:
+                (upstream,) = served.supervisor.upstreams
+                assert upstream.down is not None and "0.3 s" in upstream.down, upstream.down
+                async with connect(f"{served.base}/mcp") as client:
+                    assert {t.name for t in await client.list_tools()} == {"local_echo"}
+        nursery.cancel_scope.cancel()
+
+
 # -- limits and policy, with our own server as the upstream (over WebSocket) -----------------------
 def slow_upstream() -> tuple[Server, dict[str, Any]]:
     state: dict[str, Any] = {"running": 0, "most": 0, "release": trio.Event()}
