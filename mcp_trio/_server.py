@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from msgspec import UNSET
 
@@ -20,9 +20,12 @@ from ._request_state import RequestStateCodec
 from .offer._mount import Mount, MountError
 from .offer._registrar import Registrar
 from .offer._registry import Registry, RegistryKeys
-from .offer._remote import Remote
 from .plugins._manager import PluginManager
 from .protocol._types import Implementation
+
+
+if TYPE_CHECKING:
+    from .offer._remote import Remote
 
 
 class RegistryOwner(Protocol):
@@ -110,7 +113,7 @@ class Server(Registrar):
             host.notify_resource_updated(mount.uri(uri))
 
     # -- mounting ---------------------------------------------------------------------------
-    def mount(self, other: Server, prefix: str | None = None, *, separator: str = "_", scopes: str | Iterable[str] = (),
+    def mount(self, other: Server | Remote, prefix: str | None = None, *, separator: str = "_", scopes: str | Iterable[str] = (),
               tags: str | Iterable[str] = ()) -> Mount:
         """Offer ``other``'s tools, resources, templates, prompts and completions here, under
         ``prefix``: tools and prompts as ``{prefix}_{name}``, resources and templates as
@@ -125,12 +128,14 @@ class Server(Registrar):
         server whose definitions the gateway (``serving._gateway``) lists and forwards to
         while this server is served (mount it before serving; docs/gateway.md).
         """
+        from .offer._remote import Remote  # here: a server that mounts nothing remote never loads it
+
         if isinstance(other, Remote):
             if self._supervisor is not None:
                 raise RuntimeError(f"server {self.name!r} is being served: mount remote servers before serving it")
-            if any(isinstance(m.source, Remote) and m.prefix == prefix for m in self.mounts):
+            if any(m.remote and m.prefix == prefix for m in self.mounts):
                 raise MountError(f"a remote server is already mounted under prefix {prefix!r}")
-            mount = Mount(other, prefix, separator=separator, scopes=scopes, tags=tags)
+            mount = Mount(other, prefix, separator=separator, scopes=scopes, tags=tags, remote=True)
             self.mounts.append(mount)
             return mount
         if not isinstance(other, Server):

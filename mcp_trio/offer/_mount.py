@@ -73,9 +73,11 @@ class Mount:
     """
 
     def __init__(self, source: Any, prefix: str | None, *, separator: str = "_", scopes: Iterable[str] = (),
-                 tags: Iterable[str] = ()) -> None:
+                 tags: Iterable[str] = (), remote: bool = False) -> None:
         check_prefix(prefix, separator)
         self.source = source
+        #: True for a remote server (``Remote``): the gateway lists and forwards it.
+        self.remote = remote
         self.prefix = prefix
         self.separator = separator
         self.scopes = frozenset((scopes,) if isinstance(scopes, str) else scopes)

@@ -9,7 +9,6 @@ mount's prefix, and forwards calls over ``mcp_trio.client``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 #: Seconds to open a connection (TCP, TLS, WebSocket handshake) or start a stdio command,
@@ -32,7 +31,6 @@ DEFAULT_LOG_LEVEL = "info"
 TokenProvider = Callable[[bool], Awaitable[str]]
 
 
-@dataclass(frozen=True)
 class Remote:
     """A remote MCP server: ``"https://host/mcp"``, ``"ws://host/ws"``, or ``"stdio:command
     args"`` (a list of arguments also names a command).
@@ -44,22 +42,35 @@ class Remote:
     ``max_concurrency``, ``max_connections`` (named defaults above). ``env``/``cwd``: for a
     stdio command. ``name``: how logs and errors call it (default: the target). ``log_level``:
     the upstream's log messages asked for (``DEFAULT_LOG_LEVEL``; None for none).
+
+    A plain class rather than a dataclass: it is imported by every server (``mcp_trio``
+    exports it), and a dataclass costs a millisecond of start-up to build.
     """
 
-    target: str | Sequence[str]
-    auth: str | TokenProvider | None = field(default=None, repr=False)
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    era: str = "auto"
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    env: Mapping[str, str] | None = field(default=None, repr=False)
-    cwd: str | None = None
-    name: str | None = None
-    log_level: str | None = DEFAULT_LOG_LEVEL
+    __slots__ = ("target", "auth", "headers", "era", "connect_timeout", "request_timeout", "max_concurrency",
+                 "max_connections", "env", "cwd", "name", "log_level")
 
-    def __post_init__(self) -> None:
+    def __init__(self, target: str | Sequence[str], *, auth: str | TokenProvider | None = None,
+                 headers: Mapping[str, str] | None = None, era: str = "auto",
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 env: Mapping[str, str] | None = None, cwd: str | None = None, name: str | None = None,
+                 log_level: str | None = DEFAULT_LOG_LEVEL) -> None:
+        self.target = target if isinstance(target, str) else tuple(target)
+        self.auth = auth
+        self.headers = dict(headers or {})
+        self.era = era
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.max_concurrency = max_concurrency
+        self.max_connections = max_connections
+        self.env = env
+        self.cwd = cwd
+        self.name = name
+        self.log_level = log_level
+        self._check()
+
+    def _check(self) -> None:
         if not self.target:
             raise ValueError("Remote: give a target: https://host/mcp, ws://host/ws or stdio:command")
         if self.era not in ("auto", "handshake", "stateless"):
@@ -73,13 +84,16 @@ class Remote:
         if self.auth is not None and not isinstance(self.auth, str) and not callable(self.auth):
             raise ValueError(f"Remote {self.label}: auth is a bearer token or an async token provider")
 
+    def __repr__(self) -> str:  # never the token or the headers' values
+        return f"Remote({self.label!r})"
+
     @property
     def label(self) -> str:
         """How logs and errors name it: ``name``, else the target without its credentials."""
         if self.name:
             return self.name
         if isinstance(self.target, str):
-            text = self.target
+            text: str = self.target
             scheme, sep, rest = text.partition("://")
             if sep and "@" in rest.split("/", 1)[0]:  # user:password@host: never in a log line
                 rest = rest.split("@", 1)[1]

@@ -261,10 +261,11 @@ class Upstream:
                         task_status.started()
                         started = True
                     reason = await self._serve(client)
-            except ClientError as exc:
+            except (ClientError, OSError) as exc:  # OSError: a stdio command that cannot start, say
                 reason = _one_line(exc)
-            except OSError as exc:  # a stdio command that cannot start, say
-                reason = _one_line(exc)
+            except Exception as exc:  # boundary: a bug here costs this upstream a reconnect, not the server
+                logger.exception("upstream %s: unexpected error; reconnecting", self.label)
+                reason = f"unexpected error: {_one_line(exc)}"
             finally:
                 self.client = None
             self._set_down(reason)
@@ -639,6 +640,6 @@ def upstreams_of(server: Any) -> list[Upstream]:
     found = []
     for owner in (server, *server._mounted_servers()):
         for mount in owner.mounts:
-            if isinstance(mount.source, Remote):
+            if mount.remote:
                 found.append(Upstream(mount.source, mount, owner))
     return found

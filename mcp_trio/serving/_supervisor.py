@@ -24,7 +24,6 @@ from .._metrics import Metrics
 from .._quotas import Quotas, quota_key
 from ..offer._on_asyncio import asyncio_functions
 from ..offer._registry import Registry
-from ..offer._remote import Remote
 from ..protocol._envelope import STATELESS_METHODS
 from ..protocol._errors import QuotaExceeded
 from ..protocol._params import PARAMS
@@ -143,8 +142,7 @@ class Supervisor:
     async def _start_upstreams(self, nursery: trio.Nursery) -> None:
         """Open every remote mount's session at once; each reports ready after its first
         attempt (listed, or found down), bounded by its connect timeout."""
-        if not any(isinstance(mount.source, Remote) for owner in (self.server, *self.server._mounted_servers())
-                   for mount in owner.mounts):
+        if not any(mount.remote for owner in (self.server, *self.server._mounted_servers()) for mount in owner.mounts):
             return  # no remote mount: the client is not even imported
         from ._gateway import upstreams_of
 
