@@ -381,3 +381,35 @@ async def test_mount_flag_mistakes_are_one_line() -> None:
         done = await trio.run_process(stdio_command("--mount", flag), capture_stdout=True, capture_stderr=True, check=False)
         lines = done.stderr.decode().strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and says in lines[0], lines
+
+
+def test_mount_tables_read_tokens_from_files_relative_to_the_config(tmp_path: Path) -> None:
+    from mcp_trio._config import ConfigError, load_config, with_mount_flags
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "weather.token").write_text("t0k\n")
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text('''
+[[mount]]
+prefix = "weather"
+url = "https://weather.example/mcp"
+bearer_token_file = "secrets/weather.token"
+headers = { X-Tenant = "acme" }
+headers_env = { X-Api-Key = "WEATHER_KEY" }
+command = []
+''')
+    with pytest.raises(ConfigError, match="give url .* or command .*, not both"):
+        load_config(config_file, {"WEATHER_KEY": "k"})
+    config_file.write_text(config_file.read_text().replace("command = []\n", ""))
+    config = with_mount_flags(load_config(config_file, {"WEATHER_KEY": "k"}), ["tools=stdio:python -m tools"])
+    weather, tools = config.mount
+    remote = weather.remote({"WEATHER_KEY": "k"})
+    assert remote.connect_options()["headers"] == {"X-Tenant": "acme", "X-Api-Key": "k", "Authorization": "Bearer t0k"}
+    assert tools.target() == ["python", "-m", "tools"] and "t0k" not in repr(remote)
+    with pytest.raises(ConfigError, match="headers_env X-Api-Key names WEATHER_KEY, which is not set"):
+        load_config(config_file, {})
+    (tmp_path / "secrets" / "weather.token").write_text("")
+    with pytest.raises(ConfigError, match=r"bearer_token_file .*weather.token is empty"):
+        load_config(config_file, {"WEATHER_KEY": "k"})
+    with pytest.raises(ConfigError, match="prefix 'weather' is used twice"):
+        with_mount_flags(config, ["weather=https://other.example/mcp"])
