@@ -6,8 +6,12 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 
 from .serving._compose import ToolCallError
 from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
+from .offer._mount import MountError
+from .offer._remote import Remote
+from .offer._tool_class import Tool, ToolDefinitionError
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
+from ._logging import current_principal, current_request_id
 from ._paths import PathSegment, RelativePath
 from .plugins._plugin import Plugin
 from ._request_state import single_use_state
@@ -41,15 +45,21 @@ __all__ = [
     "Message",
     "PathSegment",
     "Plugin",
+    "MountError",
     "RelativePath",
+    "Remote",
     "ResourceLink",
     "ResourceNotFound",
     "Server",
     "TextContent",
     "TextResourceContents",
+    "Tool",
     "ToolCallError",
     "Tracing",
+    "ToolDefinitionError",
     "UserMessage",
+    "current_principal",
+    "current_request_id",
     "single_use_state",
     "task_support",
     "tracing_provider",

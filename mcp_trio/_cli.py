@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also load the plugins installed packages declare (entry points: mcp_trio.plugins)")
     serve.add_argument("--no-watch", dest="watch_plugins", action="store_false", default=None,
                        help="load plugins once; do not reload them when their files change")
+    serve.add_argument("--mount", action="append", default=None, metavar="PREFIX=TARGET",
+                       help="serve a remote MCP server's tools, resources and prompts under PREFIX (the gateway): "
+                            "TARGET is https://host/mcp, ws://host/ws or stdio:COMMAND ARGS (repeatable; "
+                            "[[mount]] in the config file adds credentials and limits)")
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
@@ -220,14 +224,14 @@ class _Run:
         self.provider: Any = None
 
     def serve(self) -> int:
-        from ._config import ConfigError, load_config, overrides_from_args
+        from ._config import ConfigError, load_config, overrides_from_args, with_mount_flags
         from ._logging import configure_logging
 
         args = self.args
         if args.transport is not None:
             args.transport = TRANSPORTS[args.transport]
         try:
-            config = load_config(args.config, os.environ, overrides_from_args(args))
+            config = with_mount_flags(load_config(args.config, os.environ, overrides_from_args(args)), args.mount)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
         self.debug = config.server.log_level == "debug"
@@ -268,6 +272,11 @@ class _Run:
             raise StartupError(str(exc)) from exc
         if config.tracing.enabled:
             app.tracing = self._tracing(app, config.tracing)
+        for mount in config.mount:
+            try:
+                app.mount(mount.remote(os.environ), prefix=mount.prefix, scopes=mount.scopes, tags=mount.tags)
+            except (ConfigError, ValueError) as exc:
+                raise StartupError(f"[[mount]] {mount.prefix!r}: {exc}") from exc
         plugins = config.plugins
         if plugins.directories or plugins.entry_points:
             try:

@@ -284,6 +284,40 @@ async def test_trace_context_over_http_through_a_gateway_to_an_upstream(nursery:
     assert listed[0].links == ()
 
 
+async def test_the_gateway_carries_the_trace_to_its_upstream(nursery: trio.Nursery) -> None:
+    """``server.mount(Remote(...))`` with tracing on: each proxied call is a CLIENT span under
+    the tool call's SERVER span, and the upstream's spans continue that trace."""
+    from mcp_trio import Remote
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    upstream = Server("upstream")
+    upstream.tracing = Tracing(provider)
+
+    @upstream.tool
+    async def echo(text: str) -> str:
+        return text
+
+    upstream_port = await nursery.start(partial(serve_http, upstream, Limits(), port=0))
+    gateway = Server("gateway")
+    gateway.tracing = Tracing(provider)
+    gateway.mount(Remote(f"http://127.0.0.1:{upstream_port}/mcp"), prefix="up")
+    port = await nursery.start(partial(serve_http, gateway, Limits(), port=0))
+    with trio.fail_after(20):
+        async with connect(f"http://127.0.0.1:{port}/mcp", era="handshake") as client:
+            assert (await client.call_tool("up_echo", {"text": "hi"})).content[0].text == "hi"  # type: ignore[union-attr]
+
+    spans = exporter.get_finished_spans()
+    served = [span for span in spans if span.name == "tools/call up_echo" and span.kind is SpanKind.SERVER]
+    assert len(served) == 1, [(span.name, span.kind) for span in spans]
+    trace_id = served[0].context.trace_id
+    proxied = [span for span in spans if span.kind is SpanKind.CLIENT and span.name == "tools/call echo"]
+    assert len(proxied) == 1 and proxied[0].context.trace_id == trace_id
+    upstream_served = [span for span in spans if span.kind is SpanKind.SERVER and span.name == "tools/call echo"]
+    assert len(upstream_served) == 1 and parent_of(upstream_served[0]) == proxied[0].context.span_id
+
+
 # -- nothing when off ----------------------------------------------------------------------------
 def test_no_opentelemetry_module_is_imported_while_tracing_is_off() -> None:
     script = textwrap.dedent("""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import trio
 from msgspec import UNSET
 
@@ -38,6 +39,13 @@ from ._peer import Peer
 from ._request import InFlight
 
 T = TypeVar("T")
+
+
+class _MetaOnly(msgspec.Struct):
+    meta: Any = msgspec.field(default=None, name="_meta")
+
+
+_META_ONLY = msgspec.json.Decoder(_MetaOnly)
 
 #: The client did not declare the capability a server->client request needs (one error for one
 #: fact, either era: ``-32601`` in the handshake era, ``-32021`` in the stateless one).
@@ -87,6 +95,21 @@ class Context(ContextParameter):
     @property
     def session_id(self) -> str:
         return self._peer.session_id
+
+    @property
+    def request_meta(self) -> dict[str, Any]:
+        """The request's ``params._meta`` as the client sent it (a new dict each time; ``{}``
+        when there is none): trace context, vendor keys, the progress token, and in the
+        2026-07-28 era its envelope. Read from the raw params: the decoded ones keep only
+        the keys this server uses."""
+        raw = self._call.raw
+        if raw is None:
+            return {}
+        try:
+            meta = _META_ONLY.decode(raw).meta
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     # -- composition's view (``_compose.Caller``) --------------------------------------------
     @property
