@@ -3,7 +3,7 @@
 
 The in-memory client is ``mcp_trio.client``'s own over a memory transport, the server side the
 ``Connection`` every transport runs: both eras, the three server-to-client asks answered by
-callbacks, progress and logs recorded, nothing waiting on real time (a tool that sleeps an hour
+callbacks, progress and logs recorded, nothing waiting on real time (a tool that sleeps two minutes
 of a ``MockClock`` returns at once), a principal for scope checks, and joining a server that
 is already being served. The fixtures (``mcp_client``, ``mcp_connect``) are used here as a
 user's conftest would use them (``tests/conftest.py`` enables the plugin).
@@ -47,9 +47,9 @@ async def interview(ctx: Context) -> str:
 
 @server.tool
 async def nap(ctx: Context) -> float:
-    """Sleeps an hour of the clock trio runs on."""
+    """Sleeps two minutes of the clock trio runs on."""
     started = trio.current_time()
-    await trio.sleep(3600)
+    await trio.sleep(120)
     return trio.current_time() - started
 
 
@@ -93,7 +93,7 @@ async def test_nothing_waits_on_real_time(autojump_clock: trio.testing.MockClock
     wall = time.perf_counter()
     async with connect(server) as client:
         slept = await client.call_tool("nap")
-    assert slept.structured_content == {"result": 3600.0}  # an hour of the mock clock...
+    assert slept.structured_content == {"result": 120.0}  # two minutes of the mock clock...
     assert time.perf_counter() - wall < 5  # ...in no time at all
 
 
