@@ -12,9 +12,9 @@ they started with, new calls get the new code. Plugin directories (``--plugins``
 they always do, beside it.
 
 What a reload does not change: the lifespan (it is entered once per process), the plugins a
-module configures with ``use_plugins``, the server's name, the port and every other setting,
-and modules APP imports (only APP's file is executed again): restart ``mcp-trio dev`` for
-those. A file that fails to load (a syntax error, an exception, no ``Server`` where APP says,
+module configures with ``use_plugins`` and the servers it mounts (their definitions stay as
+they are), the server's name, the port and every other setting, and modules APP imports (only
+APP's file is executed again): restart ``mcp-trio dev`` for those. A file that fails to load (a syntax error, an exception, no ``Server`` where APP says,
 a tool a plugin already defines) is logged in one line and the last good version keeps
 serving.
 """
@@ -38,7 +38,7 @@ import trio
 from ._appspec import DEFAULT_ATTR, split_app
 from ._containment import describe_raised
 from ._server import Server
-from .offer._registry import RegistryKeys
+from .offer._registry import Registry, RegistryKeys
 
 logger = logging.getLogger("mcp_trio.dev")
 
@@ -215,22 +215,31 @@ class AppReloader:
         return value
 
     def _swap_in(self, fresh: Server) -> Reload:
-        """One registry update: the app's old definitions out, ``fresh``'s in."""
+        """One registry update: the app's own old definitions out, ``fresh``'s own in (what
+        plugins and mounted servers put in the registry is theirs, and stays)."""
         server = self.server
-        plugin_owned = RegistryKeys()
-        if server.plugins is not None:
-            for state in server.plugins.plugins.values():
-                plugin_owned = plugin_owned.union(state.keys)
-        new = fresh._registry
-        clashes = new.keys().clashes(plugin_owned)
+        elsewhere = _owned_elsewhere(server)
+        new = fresh._registry.swap(_owned_elsewhere(fresh), Registry())
+        clashes = new.keys().clashes(elsewhere)
         if clashes:
-            raise _ReloadError(f"a plugin already defines {', '.join(clashes)}")
-        old = server.registry.keys().minus(plugin_owned)
+            raise _ReloadError(f"a plugin or a mounted server already defines {', '.join(clashes)}")
+        old = server.registry.keys().minus(elsewhere)
         kinds = set(old.kinds() | new.keys().kinds()) or {"tools"}
         server._update(lambda current: current.swap(old, new), kinds)
         for name in ("version", "instructions", "title", "icons", "coerce_arguments", "roots_changed_hooks"):
             setattr(server, name, getattr(fresh, name))
         return Reload(True, tools=len(new.tools))
+
+
+def _owned_elsewhere(server: Server) -> RegistryKeys:
+    """What ``server``'s plugins and mounted servers have put in its registry."""
+    keys = RegistryKeys()
+    if server.plugins is not None:
+        for state in server.plugins.plugins.values():
+            keys = keys.union(state.keys)
+    for mount in getattr(server, "mounts", ()):
+        keys = keys.union(mount.keys)
+    return keys
 
 
 class _ReloadError(Exception):

@@ -154,3 +154,32 @@ def test_dev_is_one_process_over_http(tmp_path: Path) -> None:
     done = run_dev("devapp.py", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "mcp-trio: dev serves one process over HTTP: --workers is for serve"
+
+
+async def test_mounted_definitions_stay_and_the_app_own_are_swapped(tmp_path: Path) -> None:
+    path = tmp_path / "host.py"
+    source = '''
+        from mcp_trio import Server
+
+        weather = Server("weather")
+
+        @weather.tool
+        async def forecast() -> str:
+            return "sunny"
+
+        server = Server("host")
+        server.mount(weather, "weather")
+
+        @server.tool
+        async def hello() -> str:
+            return "hello, version {n}"
+    '''
+    save(path, source.replace("{n}", "1"))
+    spec = f"{path}:server"
+    app = load_app(spec)
+    reloader = AppReloader(app, spec)
+    assert sorted(app.registry.tools) == ["hello", "weather_forecast"]
+    save(path, source.replace("{n}", "2"))
+    assert (await reloader.reload()).ok
+    assert sorted(app.registry.tools) == ["hello", "weather_forecast"]  # the mounted tool was kept, not clashed with
+    assert await app.registry.tools["hello"].fn() == "hello, version 2"  # the app's own: the new code
