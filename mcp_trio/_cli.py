@@ -18,7 +18,16 @@ from typing import Any
 
 from . import _limits
 from ._app import AppLoadError, load_app
-from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, tls_context, unexpected, warn_if_open
+from ._startup import (
+    RUNTIME,
+    StartupError,
+    bind_failure,
+    lifespan_failure,
+    log_level_of,
+    tls_context,
+    unexpected,
+    warn_if_open,
+)
 from ._usage import UsageParser, parse_size, size_text
 
 __all__ = ["AppLoadError", "build_parser", "load_app", "main"]
@@ -53,6 +62,12 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--send-timeout", "send_timeout", _non_negative_float, "SECONDS", "a write to a peer that stopped reading"),
     ("--client-request-timeout", "client_request_timeout", _non_negative_float, "SECONDS",
      "wait for sampling/elicitation/roots answers"),
+    ("--tool-timeout", "tool_timeout", _non_negative_float, "SECONDS",
+     "a tool call's time when the tool sets no timeout= of its own (0: none)"),
+    ("--max-abandoned-threads", "max_abandoned_threads", _positive_int, "N",
+     "threads of sync tools given up (timed out) and still running, server-wide, before sync tools are refused"),
+    ("--max-abandoned-threads-per-tool", "max_abandoned_threads_per_tool", _positive_int, "N",
+     "the same per tool, before that tool is refused"),
     ("--max-connections", "max_connections", _positive_int, "N", "WebSocket connections per process"),
     ("--handshake-timeout", "handshake_timeout", _non_negative_float, "SECONDS", "WebSocket opening handshake"),
     ("--idle-timeout", "idle_timeout", _non_negative_float, "SECONDS", "close a connection or session idle this long"),
@@ -71,6 +86,9 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--max-subscriptions-per-session", "max_subscriptions_per_session", _positive_int, "N",
      "resource subscriptions one session may hold"),
     ("--max-uri-length", "max_uri_length", _positive_int, "CHARS", "longest resource URI subscribed to"),
+    ("--lifespan-timeout", "lifespan_timeout", _non_negative_float, "SECONDS",
+     "the server's lifespan may take this long to start, and again to stop"),
+    ("--max-batch-size", "max_batch_size", _positive_int, "N", "messages in one JSON-RPC batch (revision 2025-03-26)"),
 )
 
 
@@ -84,7 +102,7 @@ def _default_text(metavar: str, default: float) -> str:
 
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = ("serve", "token", "admin", "install", "bench")
+COMMANDS = ("serve", "token", "admin", "dev", "install", "bench")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -136,9 +154,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="also load the plugins installed packages declare (entry points: mcp_trio.plugins)")
     serve.add_argument("--no-watch", dest="watch_plugins", action="store_false", default=None,
                        help="load plugins once; do not reload them when their files change")
+    serve.add_argument("--mount", action="append", default=None, metavar="PREFIX=TARGET",
+                       help="serve a remote MCP server's tools, resources and prompts under PREFIX (the gateway): "
+                            "TARGET is https://host/mcp, ws://host/ws or stdio:COMMAND ARGS (repeatable; "
+                            "[[mount]] in the config file adds credentials and limits)")
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
+    serve.add_argument("--tracing", action="store_true", default=None,
+                       help="OpenTelemetry spans for every request, exported over OTLP ([tracing] in the config file "
+                            "for the rest; needs pip install 'mcp-trio[otel]')")
     limits = serve.add_argument_group("limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         default = getattr(_limits.Limits(), field)
@@ -149,6 +174,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         _add_token(commands)
     if wanted("admin"):
         _add_admin(commands)
+    if wanted("dev"):
+        _add_dev(commands)
     if wanted("install"):
         _add_install(commands)
     if wanted("bench"):
@@ -172,6 +199,19 @@ def _add_admin(commands: Any) -> None:
     from ._admin_cli import add_admin_arguments
 
     add_admin_arguments(admin)
+
+
+
+def _add_dev(commands: Any) -> None:
+    dev = commands.add_parser("dev", help="serve an app over HTTP while you work on it: reload on change, the MCP Inspector",
+                              description="Serve APP over Streamable HTTP (as serve --transport http), execute APP's file "
+                                          "again whenever it changes (its tools, resources and prompts are swapped in; "
+                                          "sessions stay open), and print the MCP Inspector command that connects to it.")
+    dev.add_argument("app", metavar="APP", help="MODULE:ATTR or path/to/file.py:ATTR naming a Server, as for serve")
+    dev.add_argument("--inspector", action="store_true", help="also start the MCP Inspector (needs npx, from Node.js)")
+    dev.add_argument("--no-reload", action="store_true", help="do not reload APP when its file changes")
+    dev.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
+                     help="any option of serve but --transport, --workers and --stdio-io (--port, --plugins, --config, ...)")
 
 
 def _add_install(commands: Any) -> None:
@@ -211,12 +251,58 @@ def main(argv: list[str] | None = None) -> int:
         from ._admin_cli import run_admin
 
         return run_admin(args)
+    if args.command == "dev":
+        return _dev(args)
     return _serve(args, argv)
 
 
-def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _dev(args: argparse.Namespace) -> int:
+    """``mcp-trio dev``: ``serve --transport http`` with APP reloaded on change and the
+    Inspector's command printed (or run, ``--inspector``); see ``mcp_trio._dev``."""
+    from . import _dev as dev
+
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--inspector", action="store_true")
+    flags.add_argument("--no-reload", action="store_true")
+    own, rest = flags.parse_known_args(args.options)
+    for refused in ("--transport", "--workers", "--stdio-io"):
+        if any(option == refused or option.startswith(refused + "=") for option in rest):
+            print(f"mcp-trio: dev serves one process over HTTP: {refused} is for serve", file=sys.stderr, flush=True)
+            return 2
+    inspector = args.inspector or own.inspector
+    if inspector:
+        problem = dev.missing_npx()
+        if problem is not None:
+            print(f"mcp-trio: {problem}", file=sys.stderr, flush=True)
+            return 2
+    serve_args = build_parser().parse_args(["serve", args.app, *rest, "--transport", "http"])
+
+    reload = not (args.no_reload or own.no_reload)
+
+    async def develop(app: Any, url: str) -> None:
+        import trio
+
+        url = dev.loopback_url(url)
+        print(f"  MCP Inspector          {dev.inspector_line(url)}", file=sys.stderr, flush=True)
+        async with trio.open_nursery() as nursery:
+            if reload:
+                try:
+                    reloader = dev.AppReloader(app, args.app, serve_args.app_dir)
+                except ValueError as exc:
+                    print(f"mcp-trio: {exc}", file=sys.stderr, flush=True)
+                else:
+                    await nursery.start(reloader.run)
+            if inspector:
+                nursery.start_soon(dev.run_inspector, url)
+
+    hooks = [develop]
+    return _serve(serve_args, None, after_start=hooks)
+
+
+def _serve(args: argparse.Namespace, argv: list[str] | None, *, after_start: Any = ()) -> int:
     """Serve, or say in one line why not (the traceback too with ``--log-level debug``)."""
     run = _Run(args, argv)
+    run.after_start = list(after_start)
     try:
         return run.serve()
     except StartupError as exc:
@@ -235,16 +321,20 @@ class _Run:
         self.debug = log_level_of(args.log_level) == "debug"
         #: Set once the transport reports it is serving: failures after it are not start-up's.
         self.started = False
+        #: ``async fn(app, mcp_url)`` run beside the HTTP server once it serves (``mcp-trio dev``).
+        self.after_start: list[Any] = []
+        #: The OpenTelemetry provider ``[tracing]`` made, flushed at exit; None: no tracing.
+        self.provider: Any = None
 
     def serve(self) -> int:
-        from ._config import ConfigError, load_config, overrides_from_args
+        from ._config import ConfigError, load_config, overrides_from_args, with_mount_flags
         from ._logging import configure_logging
 
         args = self.args
         if args.transport is not None:
             args.transport = TRANSPORTS[args.transport]
         try:
-            config = load_config(args.config, os.environ, overrides_from_args(args))
+            config = with_mount_flags(load_config(args.config, os.environ, overrides_from_args(args)), args.mount)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
         self.debug = config.server.log_level == "debug"
@@ -283,6 +373,13 @@ class _Run:
                 app.request_state = config.request_state_codec()  # else the app's own (default: random)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+        if config.tracing.enabled:
+            app.tracing = self._tracing(app, config.tracing)
+        for mount in config.mount:
+            try:
+                app.mount(mount.remote(os.environ), prefix=mount.prefix, scopes=mount.scopes, tags=mount.tags)
+            except (ConfigError, ValueError) as exc:
+                raise StartupError(f"[[mount]] {mount.prefix!r}: {exc}") from exc
         plugins = config.plugins
         if plugins.directories or plugins.entry_points:
             try:
@@ -293,7 +390,25 @@ class _Run:
                 raise StartupError(str(exc)) from exc
         return self._run(app, config, tls, authenticator)
 
+    def _tracing(self, app: Any, settings: Any) -> Any:
+        """The app's ``Tracing`` from ``[tracing]``, or a one-line reason it cannot be had."""
+        from ._tracing import Tracing, TracingUnavailable, tracing_provider
+
+        service = settings.service_name or os.environ.get("OTEL_SERVICE_NAME") or app.name
+        try:
+            self.provider = tracing_provider(service, settings.exporter, settings.endpoint)
+        except TracingUnavailable as exc:
+            raise StartupError(f"{exc}, or turn tracing off ([tracing] enabled, --tracing)") from exc
+        return Tracing(self.provider)
+
     def _run(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
+        try:
+            return self._serve_transport(app, config, tls, authenticator)
+        finally:
+            if self.provider is not None:
+                self.provider.shutdown()  # the spans still batched are exported now
+
+    def _serve_transport(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
         import trio
 
         server = config.server
@@ -313,7 +428,7 @@ class _Run:
         except StartupError:
             raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
-            failure = bind_failure(exc, server.host, server.port)
+            failure = lifespan_failure(exc) or bind_failure(exc, server.host, server.port)
             if failure is not None:
                 raise failure from exc
             if not self.started:
@@ -352,7 +467,8 @@ class _Run:
                 app, config.to_limits(), host=server.host, port=server.port,
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
-                reuse_port=self.args.reuse_port, task_status=task_status))
+                reuse_port=self.args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, task_status=task_status))
             self.started = True
             scheme = "wss" if tls is not None else "ws"
             print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -371,13 +487,28 @@ class _Run:
                 certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
-                reuse_port=args.reuse_port, task_status=task_status))
+                reuse_port=args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"
             ws = base.replace("http", "ws", 1)
             print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
                   f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
+            if self.after_start:
+                beside = await nursery.start(_beside_serving, app)
+                for hook in self.after_start:
+                    beside.start_soon(hook, app, f"{base}/mcp")
+
+
+async def _beside_serving(app: Any, *, task_status: Any) -> None:
+    """A nursery for what runs beside a server (``mcp-trio dev``), until it starts shutting down."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await app._supervisor.shutting_down.wait()
+        nursery.cancel_scope.cancel()
 
 
 def _run_workers(workers: int, argv: list[str]) -> int:

@@ -39,7 +39,7 @@ from ._client import (
     Client,
     Era,
 )
-from ._connect import connect, parse_target
+from ._connect import Transport, connect, open_client, parse_target
 from ._errors import (
     ClientError,
     ConnectError,
@@ -53,6 +53,7 @@ from ._errors import (
     TargetError,
 )
 from ._http import DEFAULT_MAX_CONNECTIONS, POOL_IDLE_TIMEOUT, TokenProvider
+from ._tracing import OtelRequestTracer, RequestTracer
 from ._types import *  # noqa: F403 - the typed results are part of this package's API
 from ._types import __all__ as _types_all
 from ._wire import CLOSE_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
@@ -78,13 +79,17 @@ __all__ = [
     "MAX_INPUT_ROUNDS",
     "MAX_QUEUED_NOTIFICATIONS",
     "McpError",
+    "OtelRequestTracer",
     "POOL_IDLE_TIMEOUT",
     "ProtocolError",
     "RPCError",
     "RequestTimeout",
+    "RequestTracer",
     "TargetError",
     "TokenProvider",
+    "Transport",
     "connect",
+    "open_client",
     "parse_target",
     *_types_all,
 ]

@@ -28,6 +28,25 @@ from ..protocol._types import Prompt, Resource, ResourceTemplate, Tool
 Handler = Callable[..., Any]
 
 
+class MountedFrom(msgspec.Struct, frozen=True):
+    """A definition another server offers, mounted here (``Server.mount``): its name (or URI,
+    or URI template) in that server, the prefix it is mounted under, and that server's own
+    middleware chain, which runs around calls of it (after this server's own, seeing the
+    request as that server names it). ``inner``: the same one level further down, when that
+    server had mounted it from a third."""
+
+    prefix: str | None
+    name: str
+    middleware: tuple[Handler, ...] = ()
+    inner: MountedFrom | None = None
+    #: True when this level or one below has middleware (else a call needs nothing more).
+    middleware_below: bool = False
+
+    @classmethod
+    def of(cls, prefix: str | None, name: str, middleware: tuple[Handler, ...], inner: MountedFrom | None) -> MountedFrom:
+        return cls(prefix, name, middleware, inner, bool(middleware) or (inner is not None and inner.middleware_below))
+
+
 class ToolDef(msgspec.Struct, frozen=True):
     """One tool: the function, how its arguments are parsed, and how it is listed."""
 
@@ -52,6 +71,9 @@ class ToolDef(msgspec.Struct, frozen=True):
     #: Accept ``"5"`` for an integer and the like (``ArgumentParser.parse_lenient``); None:
     #: as the serving ``Server``'s ``coerce_arguments`` says (default: strict).
     coerce_arguments: bool | None = None
+    #: Where a mounted definition comes from (``Server.mount``): its own name there and that
+    #: server's middleware; None for the server's own definitions.
+    mount: MountedFrom | None = None
 
 
 class ResourceDef(msgspec.Struct, frozen=True):
@@ -64,6 +86,7 @@ class ResourceDef(msgspec.Struct, frozen=True):
     is_async: bool
     mime_type: str | None
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
 
 _TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,6 +120,7 @@ class TemplateDef(msgspec.Struct, frozen=True):
     is_async: bool
     mime_type: str | None
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
     def match(self, uri: str) -> dict[str, str] | None:
         found = self.pattern.match(uri)
@@ -110,6 +134,7 @@ class PromptDef(msgspec.Struct, frozen=True):
     wire: Prompt
     is_async: bool
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
 
 class CompletionDef(msgspec.Struct, frozen=True):

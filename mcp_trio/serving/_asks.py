@@ -14,12 +14,12 @@ that means depends on the request's era, decided once when the request arrived:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from typing import Any, TypeVar
 
 import trio
 
-from ..protocol._errors import METHOD_NOT_FOUND, InternalError, MissingClientCapability
+from ..protocol._errors import METHOD_NOT_FOUND, InternalError, MissingClientCapability, NoSessionError
 from ..protocol._session import ClientProfile
 from ._peer import Peer
 from ._replay import InputRequired, ProtocolEscape, decode_answer, gather
@@ -70,6 +70,10 @@ class SessionAsks:
             raise MissingClientCapability(f"the client did not declare the {capability!r} capability", code=METHOD_NOT_FOUND)
 
     async def ask(self, key: str | None, kind: str, method: str, params: Any, result_type: type[T]) -> T:
+        tracing = self._peer.supervisor.tracing
+        if tracing is not None:  # a CLIENT span around the round trip, its context in params._meta
+            return await tracing.client_request(method, params, lambda sent: self._peer.request(
+                method, sent, result_type, in_flight=self._call))  # type: ignore[no-any-return]
         return await self._peer.request(method, params, result_type, in_flight=self._call)
 
     async def gather(self, *asks: Awaitable[Any]) -> list[Any]:
@@ -77,6 +81,9 @@ class SessionAsks:
 
     def run_as_task(self) -> bool:
         return False
+
+    def session_state(self) -> MutableMapping[str, Any]:
+        return self._peer.session_state
 
 
 class ReplayAsks:
@@ -130,3 +137,9 @@ class ReplayAsks:
 
     def run_as_task(self) -> bool:
         return self._peer.supervisor.stateless.tasks.escalate(self._call, self._peer)
+
+    def session_state(self) -> MutableMapping[str, Any]:
+        """There is no session in protocol revision 2026-07-28: nothing to keep state in."""
+        raise NoSessionError(
+            f"ctx.session_state: this {self._call.method} request is protocol revision 2026-07-28, which has no "
+            "session to keep state in; keep it in a store of your own (ctx.lifespan) keyed by what the client sends")

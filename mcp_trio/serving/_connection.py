@@ -34,17 +34,18 @@ import math
 import time
 import types
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 from outcome import Value
 
 from .._channel import MessageTooLarge
-from .._logging import request_id_var, session_id_var
+from .._logging import principal_var, request_id_var, session_id_var
 from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._era import HANDSHAKE, EraDecision, decide_era
 from ..protocol._errors import (
+    BatchRefused,
     InvalidRequest,
     McpError,
     PeerError,
@@ -52,6 +53,7 @@ from ..protocol._errors import (
     ShuttingDown,
 )
 from ..protocol._jsonrpc import (
+    BatchReply,
     ErrorObject,
     ErrorResponse,
     Malformed,
@@ -71,6 +73,10 @@ from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
 from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
 from ._request import InFlight
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._batch import BatchReplies
+    from ._roots import RootsWatch
 
 logger = logging.getLogger("mcp_trio.connection")
 #: Messages the writer encodes and writes together at most.
@@ -215,7 +221,7 @@ class Connection:
         self._pending: dict[RequestId, _Pending] = {}
         self._next_request_id = 0
         self._slots = trio.Semaphore(self.limits.max_in_flight)
-        self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
+        self._client_request_slots: trio.Semaphore | None = None  # made on the first request to the client
         self._input_done = trio.Event()
         self._accepting = True
         self._drained: trio.Event | None = None
@@ -239,10 +245,19 @@ class Connection:
         self._writer_idle = False  # parked in receive() with nothing queued (see _flush_unsent)
         self._writer_gone = False
         self._send_nowait = getattr(channel, "send_batch_nowait", None)
+        self._session_state: dict[str, Any] | None = None
+        self._roots: RootsWatch | None = None
 
     @property
     def client(self) -> ClientProfile | None:
         return self.state.client
+
+    @property
+    def session_state(self) -> dict[str, Any]:
+        """``ctx.session_state``: this session's own mapping, made at first use, gone with it."""
+        if self._session_state is None:
+            self._session_state = {}
+        return self._session_state
 
     @property
     def in_flight(self) -> int:
@@ -253,6 +268,7 @@ class Connection:
     async def run(self) -> None:
         """Serve the session until the peer leaves or the server shuts down."""
         session_id_var.set(self.session_id)
+        principal_var.set(self.principal)
         self.supervisor.attach(self)
         try:
             async with trio.open_nursery() as nursery:
@@ -415,7 +431,10 @@ class Connection:
             elif type(message) is Notification:
                 self._on_notification(message)
             elif type(message) is Malformed:
-                await out.send((message, message.id))
+                if type(message.error) is BatchRefused:  # a JSON-RPC batch (``_batch``)
+                    await self._read_batch(data)
+                else:
+                    await out.send((message, message.id))
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
 
@@ -445,6 +464,72 @@ class Connection:
             return
         await self._run(InFlight(request.id, request.method, request.params), me)
 
+    async def _read_batch(self, data: bytes) -> None:
+        """A JSON-RPC batch: each message handled as if alone, the replies to its requests sent
+        together (``_batch``); refused whole where the session's revision has no batches.
+
+        Its requests each get a task of their own (``_run_batched``): the reading goes on in
+        this task while they run (batches are a 2025-03-26 rarity, not the hot path)."""
+        from ._batch import BatchReplies, batches_allowed
+        from ._batch import refusal as batch_refusal
+
+        out = self._out_send
+        if not batches_allowed(self.state):
+            await out.send((batch_refusal(self.state), None))
+            return
+        items = self.codec.split_batch(data, self.limits.max_batch_size)
+        if type(items) is Malformed:
+            await out.send((items, None))
+            return
+        batch = BatchReplies(self.codec)
+        for _, message in items:  # type: ignore[union-attr]
+            kind = type(message)
+            if kind is Request:
+                if message.id in self._running:  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest(  # type: ignore[union-attr]
+                        f"duplicate request id {message.id!r}: a request with this id is still in flight")))  # type: ignore[union-attr]
+                elif message.method == "initialize":  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest("initialize may not be part of a JSON-RPC batch")))  # type: ignore[union-attr]
+                else:
+                    batch.expect()
+                    await self._start_batched(message, batch)  # type: ignore[arg-type]
+            elif kind is Notification:
+                self._on_notification(message)  # type: ignore[arg-type]
+            elif kind is Malformed:
+                batch.answer_now(message)
+            else:
+                self._route_reply(message)  # type: ignore[arg-type]
+        reply = batch.seal()
+        if reply is not None:
+            await out.send((reply, None))  # type: ignore[arg-type]
+
+    async def _start_batched(self, request: Request, batch: BatchReplies) -> None:
+        """Take a slot for a batch's request and start its task."""
+        if not self._accepting or self._requests is None:
+            logger.debug("hard stop: request %r read but not started", request.id)
+            return
+        in_flight = InFlight(request.id, request.method, request.params)
+        in_flight.batch = batch
+        self._running[request.id] = in_flight
+        if not await self._take_slot(in_flight):
+            return
+        self._requests.start_soon(self._run_batched, in_flight)
+
+    async def _run_batched(self, in_flight: InFlight) -> None:
+        request_id_var.set(in_flight.id)
+        started = time.perf_counter()
+        scope = in_flight.scope = trio.CancelScope()
+        if in_flight.reason is not None:
+            scope.cancel()
+        try:
+            with scope:
+                reply: Message | None = await _kernel.answer(self, in_flight)
+            if scope.cancelled_caught:
+                reply = None
+            await self._settle(in_flight, reply, started)
+        finally:
+            self._done(in_flight)
+
     def _initialize(self, request: Request) -> Message:
         try:
             admission = self.supervisor.admission
@@ -467,7 +552,12 @@ class Connection:
         elif method == "notifications/initialized":
             self.state.initialized_notified = True
         elif method == "notifications/roots/list_changed":
-            logger.debug("client roots changed")
+            if self._roots is None:
+                from ._roots import RootsWatch  # only sessions whose client changes its roots pay for it
+
+                self._roots = RootsWatch(self)
+            if self._requests is not None:
+                self._roots.changed(self._requests, note.params)  # @server.on_roots_changed (``_roots``)
         elif method in self.supervisor.registry.methods and self._accepting and self._requests is not None:
             # A custom method's notification: through the kernel (admission, middleware), no reply.
             decision = decide_era(method, note.params, in_session=self.state.client is not None)
@@ -516,20 +606,8 @@ class Connection:
         """
         request_id = in_flight.id
         self._running[request_id] = in_flight
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            self._flush_unsent()  # what was answered already must not wait for a slot too
-            try:
-                await self._slots.acquire()
-            except trio.Cancelled:
-                # Shutdown stopped the reading while this request waited: it was read, so it
-                # is still answered (with the shutdown error) rather than silently dropped.
-                del self._running[request_id]
-                in_flight.reason = _CANCELLED_BY_SHUTDOWN
-                await self._settle(in_flight, None, time.perf_counter(), shield=True)
-                raise
-        in_flight.holds_slot = True
+        if not await self._take_slot(in_flight):
+            return
         in_flight.scope = me.scope
         context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
@@ -549,12 +627,35 @@ class Connection:
             await self._settle(in_flight, reply, started, inline=me.leading)
         finally:
             me.busy = False
-            in_flight.scope = None  # done: a late cancellation of it must not reach the next one
-            if in_flight.holds_slot:
-                self._slots.release()
-            del self._running[request_id]
-            if self._drained is not None and not self._running:
-                self._drained.set()
+            self._done(in_flight)
+
+    async def _take_slot(self, in_flight: InFlight) -> bool:
+        """Take an in-flight slot for ``in_flight`` (registered in ``_running``): at once when
+        one is free; else the reading waits here, so a flooding client stalls only its own
+        reading. False when there will be none (a hard stop): it is then gone from ``_running``."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            self._flush_unsent()  # what was answered already must not wait for a slot too
+            try:
+                await self._slots.acquire()
+            except trio.Cancelled:
+                # Shutdown stopped the reading while this request waited: it was read, so it
+                # is still answered (with the shutdown error) rather than silently dropped.
+                del self._running[in_flight.id]
+                in_flight.reason = _CANCELLED_BY_SHUTDOWN
+                await self._settle(in_flight, None, time.perf_counter(), shield=True)
+                raise
+        in_flight.holds_slot = True
+        return True
+
+    def _done(self, in_flight: InFlight) -> None:
+        in_flight.scope = None  # done: a late cancellation of it must not reach the next one
+        if in_flight.holds_slot:
+            self._slots.release()
+        del self._running[in_flight.id]
+        if self._drained is not None and not self._running:
+            self._drained.set()
 
     async def _settle(self, in_flight: InFlight, reply: Message | None, started: float, *, shield: bool = False,
                       inline: bool = False) -> None:
@@ -565,11 +666,16 @@ class Connection:
         if reason is not None:
             if reason == _CANCELLED_BY_CLIENT:
                 self._metrics.observe(in_flight.method, "cancelled", time.perf_counter() - started)
+                if in_flight.batch is not None:  # its batch's other replies still go out
+                    await self._send_batch(in_flight.batch.add(None), shield)
                 return  # the client asked; the spec says not to answer
             reply = ErrorResponse(in_flight.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
             self._metrics.observe(in_flight.method, "shutdown", time.perf_counter() - started)
         else:
             self._metrics.observe(in_flight.method, "ok" if type(reply) is Response else "error", time.perf_counter() - started)
+        if in_flight.batch is not None:  # a batch's request: its reply goes out with the others
+            await self._send_batch(in_flight.batch.add(reply), shield)
+            return
         item = (reply, in_flight.id)
         if inline:
             unsent = self._unsent
@@ -588,6 +694,15 @@ class Connection:
                     await self._out_send.send(item)  # type: ignore[arg-type]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             logger.debug("peer gone before its answer could be sent")
+
+    async def _send_batch(self, reply: BatchReply | None, shield: bool) -> None:
+        if reply is None:
+            return
+        try:
+            with trio.CancelScope(shield=shield):
+                await self._out_send.send((reply, None))  # type: ignore[arg-type]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("peer gone before its batch's answer could be sent")
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:
@@ -659,6 +774,9 @@ class Connection:
                             await self.channel.send(frame)
                     writing.deadline = math.inf
                     writing.shield = False
+                    # An idle session keeps nothing of what it last wrote while it waits.
+                    batch = frames = []  # type: ignore[assignment]
+                    message = frame = None  # type: ignore[assignment]
             if writing.cancelled_caught:
                 logger.warning("peer did not read for %.1f s; closing the connection", timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -740,6 +858,8 @@ class Connection:
         client, and the client's answer must not queue behind a reader stalled on a full
         dispatcher.
         """
+        if self._client_request_slots is None:
+            self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
         async with self._client_request_slots:
             self._next_request_id += 1
             request_id = self._next_request_id
