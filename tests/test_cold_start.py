@@ -26,8 +26,11 @@ HEAVY = (
     "mcp_trio.transports.http", "mcp_trio.transports.websocket", "mcp_trio.transports.h1",
     # optional features (extras)
     "watchfiles", "joserfc", "cryptography", "coredis", "redis", "mcp_trio.auth", "mcp_trio.cluster",
+    # plugins (loaded by use_plugins), JSON Schema validation of schema-typed tools and the
+    # error explainer it uses, OpenTelemetry
+    "mcp_trio.plugins._manager", "mcp_trio.offer._jsonschema", "mcp_trio._explain", "opentelemetry",
     # the other subcommands
-    "mcp_trio.bench", "mcp_trio._install", "mcp_trio._token", "mcp_trio._admin_cli", "mcp_trio._hosts",
+    "mcp_trio.bench", "mcp_trio._install", "mcp_trio._token", "mcp_trio._admin_cli", "mcp_trio._hosts", "mcp_trio._dev",
 )
 
 #: Runs ``mcp-trio serve`` (stdio, the demo app) and writes ``sys.modules`` when it exits.
