@@ -24,6 +24,10 @@ every limit spelt out, is in docs/security.md)::
     log_format = "text"              # text | json
     metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
                                      #   (default: scope:admin with auth configured, else public)
+    http2 = false                    # http: serve through hypercorn (HTTP/2 and HTTP/1.1)
+                                     #   instead of the lean HTTP/1.1 engine
+    legacy_sse = false               # http: also serve the 2024-11-05 HTTP+SSE transport
+                                     #   (GET /sse, POST /messages?session_id=...)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
@@ -33,7 +37,8 @@ every limit spelt out, is in docs/security.md)::
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
-    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length
+    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length,
+    # max_head_size, max_headers, max_http_connections
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401
@@ -188,6 +193,10 @@ class ServerConfig(_Section):
     #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
     #: when authentication is configured, else "public".
     metrics: str | None = None
+    #: Serve HTTP through hypercorn (HTTP/2 as well as HTTP/1.1) instead of the h1 engine.
+    http2: bool = False
+    #: Also serve the 2024-11-05 HTTP+SSE transport (``GET /sse``, ``POST /messages``).
+    legacy_sse: bool = False
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
@@ -863,6 +872,8 @@ FLAG_KEYS: dict[str, str] = {
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "metrics": "server.metrics",
+    "http2": "server.http2",
+    "legacy_sse": "server.legacy_sse",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",

@@ -2,7 +2,7 @@
 
 ``WebSocketChannel`` is the session's ``trio.abc.Channel[bytes]`` for a WebSocket whatever
 accepted it: the WebSocket server (``websocket.py``, its own handshake) and ``/ws`` on the
-HTTP port when the h1 engine serves it (``h1/_asgi.py``). The session's reader *is* the
+HTTP port (``http.py``, the h1 engine's upgrade hand-off). The session's reader *is* the
 WebSocket reader: ``receive`` reads the socket and turns wsproto frames into whole messages
 (no reader task of its own, no channel hop), bounding what a partial message costs (one
 ``bytearray`` of its size). ``SocketIO`` is a TCP socket with one trip through the scheduler
@@ -135,12 +135,13 @@ def _close_now(stream: trio.abc.Stream) -> bool:
     """Close ``stream``'s socket at once, without awaiting; False if it has none."""
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
-    if isinstance(stream, SocketIO):
-        stream.close_now()
-    elif isinstance(stream, trio.SocketStream):
+    if isinstance(stream, trio.SocketStream):
         stream.socket.close()
-    else:
+        return True
+    close_now = getattr(stream, "close_now", None)  # SocketIO, or the h1 engine's SocketStream
+    if close_now is None:
         return False
+    close_now()
     return True
 
 

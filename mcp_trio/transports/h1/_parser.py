@@ -46,6 +46,14 @@ _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE = (
     b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade")
 _SPECIAL = frozenset({_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE})
 _OWS = (0x20, 0x09)
+#: llhttp's words for the request-smuggling shapes, in the gate's (``_gate.check_head``) words.
+_FRAMING_REASONS = {
+    "Duplicate Content-Length": "bad request: more than one content-length header (ambiguous framing)",
+    "Transfer-Encoding can't be present with Content-Length":
+        "bad request: both Transfer-Encoding and Content-Length (ambiguous framing)",
+    "Content-Length can't be present with Transfer-Encoding":
+        "bad request: both Transfer-Encoding and Content-Length (ambiguous framing)",
+}
 
 
 class Request:
@@ -198,7 +206,8 @@ class RequestParser:
                 return
             raise  # a bug of ours in a callback: not the client's fault
         except httptools.HttpParserError as exc:
-            self._refuse(Refusal(400, f"malformed request: {exc}"))
+            reason = str(exc)
+            self._refuse(Refusal(400, _FRAMING_REASONS.get(reason) or f"malformed request: {reason}"))
             return
         if self._in_head:
             self._unread += len(data)

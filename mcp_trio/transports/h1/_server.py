@@ -226,6 +226,10 @@ class HttpConnection:
                     await self.end()
                 finally:
                     self._request = None
+            elif self.disconnected:
+                # The client left and the app gave up on its answer (it was watching for that).
+                logger.debug("client %s gone before %s %r was answered", self.client, request.method, request.target)
+                self._close = True
             else:
                 logger.error("HTTP handler returned without answering %s %r", request.method, request.target)
                 await self._respond_error(500, "internal server error: no response")
