@@ -362,7 +362,6 @@ class McpHttpApp:
             session.terminated = True
             if self.sessions.get(session.token) is session:
                 del self.sessions[session.token]
-            session.ended.set()
 
     async def _post_request(self, session: HttpSession, request: Request, body: bytes, responder: Responder, *,
                             created: bool) -> None:
@@ -518,6 +517,7 @@ class McpHttpApp:
                 self.supervisor.metrics.connections_refused += 1
             await _refuse_upgrade(stream, refused.status, refused.code, refused.message, refused.headers)
             return
+        del request  # a WebSocket session may last for hours: it holds nothing of its upgrade request
         try:
             await stream.send_all(accept_head(key, subprotocol))
         except BaseException:
