@@ -54,7 +54,7 @@ from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS
 from ..serving._connection import Connection
 from ..serving._supervisor import Supervisor
 from . import _stateless_http
-from ._gate import HostPolicy, auth_refusal, check_head, fold_head, is_loopback_address
+from ._gate import HostPolicy, TrustedProxies, auth_refusal, check_head, fold_head, is_loopback_address
 from ._http_common import (
     ADMISSION_CODES,
     CLIENT_GONE,
@@ -122,11 +122,15 @@ class McpHttpApp:
         metrics: str | None = None,
         settings: ServedSettings | None = None,
         legacy_sse: bool = False,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         """``nursery`` runs the sessions (each ends alone: ``run_session``); ``settings``:
         what the server was started with, for the operator page (built from these arguments
-        when None); ``legacy_sse``: serve ``GET /sse`` and ``POST /messages`` too."""
+        when None); ``legacy_sse``: serve ``GET /sse`` and ``POST /messages`` too;
+        ``trusted_proxies``: the peers whose forwarding headers name the client
+        (``_gate.TrustedProxies``); None: the peer is the client."""
         self.supervisor = supervisor
+        self.proxies = trusted_proxies or None
         #: Who may read ``/metrics`` (``metrics_access``): "public", "loopback" or "scope:NAME".
         self.metrics_access = metrics_access(metrics, authenticator)
         self.limits = supervisor.limits
@@ -184,6 +188,8 @@ class McpHttpApp:
             raise RuntimeError(f"the exchange raised {describe_raised(exc)}") from exc
 
     async def _route(self, request: HttpRequest, responder: Responder) -> None:
+        if self.proxies is not None:  # behind trusted proxies: the client they name, from here on
+            _behind(self.proxies, request)
         headers, refusal = fold_head(request.headers)
         if refusal is not None:
             await refuse_head(responder, refusal)
@@ -283,6 +289,9 @@ class McpHttpApp:
         body = request.body
         message = self._codec.decode(body)
         kind = type(message)
+        tracing = self.supervisor.tracing
+        if tracing is not None:  # the POST's own trace context (traceparent), for its request's span
+            tracing.from_http(headers)
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
@@ -309,6 +318,8 @@ class McpHttpApp:
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
+            if tracing is not None:  # answered in the session's task: handed over
+                tracing.carry(session.connection, message.id)  # type: ignore[union-attr]
             await self._post_request(session, message, body, responder, created=False)  # type: ignore[arg-type]
             return
         # A notification or a response (to our sampling/elicitation/roots request): 202.
@@ -499,6 +510,8 @@ class McpHttpApp:
         and the bytes read behind its head: the session runs in this connection's task, on
         the WebSocket transport's own session code. Refusals are HTTP answers (JSON-RPC error
         bodies, as on every route), then the engine closes the connection."""
+        if self.proxies is not None:
+            _behind(self.proxies, request)
         peer = _host_of(request)
         try:
             refusal = check_head(request.headers)
@@ -540,6 +553,8 @@ class McpHttpApp:
             return
         client = scope.get("client")
         peer = client[0] if client else None
+        if self.proxies is not None:  # behind trusted proxies: the client they name
+            peer = self.proxies.client(peer, headers).address
         try:
             principal, quota = await self.session_gate.admit(headers, peer, self.websockets)
         except SessionRefused as refused:
@@ -649,6 +664,15 @@ def metrics_access(value: str | None, authenticator: Authenticator | None) -> st
     if authenticator is None:
         raise ValueError(f"metrics access {value!r} needs authentication configured (no credential can be checked)")
     return value
+
+
+def _behind(proxies: TrustedProxies, request: HttpRequest) -> None:
+    """``request.client`` (and ``scheme``) as the trusted proxies name them."""
+    client = request.client
+    named = proxies.client(client[0] if client else None, request.headers)
+    request.client = (named.address, 0) if named.address is not None else None
+    if named.scheme is not None:
+        request.scheme = named.scheme
 
 
 def _host_of(request: HttpRequest) -> str | None:

@@ -34,7 +34,7 @@ from .._limits import Limits
 from .._server import Server
 from ..auth import Authenticator
 from ..serving._supervisor import Supervisor
-from ._gate import is_loopback_name
+from ._gate import TrustedProxies, is_loopback_name
 from ._http_app import MCP_PATH, WS_PATH, McpHttpApp, metrics_access
 from ._http_common import engine_error_body
 from .admin_page import ServedSettings
@@ -122,6 +122,8 @@ async def serve_http(
     legacy_sse: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     watch_signals: bool | None = None,
+    trusted_proxies: Iterable[str] | None = None,
+    proxy_headers: str = "x-forwarded",
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
 
@@ -144,6 +146,10 @@ async def serve_http(
     "scope:admin" with an ``authenticator``, else "public"). ``http2``: serve through
     hypercorn (HTTP/2 and HTTP/1.1) instead of the lean HTTP/1.1 engine. ``legacy_sse``:
     also serve the 2024-11-05 HTTP+SSE transport (``GET /sse``, ``POST /messages``).
+    ``trusted_proxies``: addresses or networks (``10.0.0.0/8``) of the proxies in front,
+    whose ``proxy_headers`` (``"x-forwarded"``: X-Forwarded-For/-Proto; ``"forwarded"``:
+    RFC 7239) name the client: its address keys rate limits and quotas, decides ``/admin``'s
+    loopback rule and is the session's peer. From any other peer those headers are ignored.
     """
     if watch_signals is not None:
         warnings.warn("serve_http(watch_signals=...) is now handle_signals=..., as for serve_websocket", DeprecationWarning,
@@ -151,6 +157,7 @@ async def serve_http(
         handle_signals = handle_signals or watch_signals
     limits = limits or Limits()
     metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
+    proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
     if allowed_hosts is None and not is_loopback_name(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
@@ -161,10 +168,11 @@ async def serve_http(
             settings = ServedSettings(limits, rate_limits=rate_limits, authenticator=authenticator, bind_host=host,
                                       allowed_hosts=ServedSettings.listed(allowed_hosts),
                                       allowed_origins=ServedSettings.listed(allowed_origins), tls=certfile is not None,
-                                      json_response=json_response, reuse_port=reuse_port)
+                                      json_response=json_response, reuse_port=reuse_port,
+                                      trusted_proxies=tuple(trusted_proxies or ()), proxy_headers=proxy_headers)
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=settings.allowed_hosts,
                              allowed_origins=settings.allowed_origins, json_response=json_response, authenticator=authenticator,
-                             metrics=metrics, settings=settings, legacy_sse=legacy_sse)
+                             metrics=metrics, settings=settings, legacy_sse=legacy_sse, trusted_proxies=proxies)
             background = trio.CancelScope()
             sessions.start_soon(_in_scope, background, app.run_background)
             if http2:
@@ -300,6 +308,8 @@ def asgi_app(
     rate_limits: RateLimits | None = None,
     metrics: str | None = None,
     legacy_sse: bool = False,
+    trusted_proxies: Iterable[str] | None = None,
+    proxy_headers: str = "x-forwarded",
 ) -> McpAsgiApp:
     """``server`` as an ASGI 3 application: the routes of ``serve_http`` (``/mcp``, ``/ws``,
     ``/healthz``, ``/metrics``, ``/admin``...) to mount in an ASGI stack of your own, run by
@@ -309,6 +319,7 @@ def asgi_app(
     for the default Host and Origin policy (pass ``allowed_hosts`` when it is not loopback).
     The other keywords are ``serve_http``'s."""
     metrics = metrics_access(metrics, authenticator)
+    proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
     options = dict(bind_host=bind_host, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, json_response=json_response,
-                   authenticator=authenticator, metrics=metrics, legacy_sse=legacy_sse)
+                   authenticator=authenticator, metrics=metrics, legacy_sse=legacy_sse, trusted_proxies=proxies)
     return McpAsgiApp(server, limits, options, rate_limits)
