@@ -21,6 +21,7 @@ import hypercorn.trio
 import trio
 import trio_websocket
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 import mcp_trio
@@ -118,12 +119,14 @@ async def hypercorn_serving(app: Any) -> AsyncIterator[str]:
 
 @sdk
 async def test_asgi_app_beside_another_route() -> None:
-    mcp = mcp_trio.asgi_app(demo.server)
+    mcp = mcp_trio.asgi_app(demo.server, legacy_sse=True)
     with trio.fail_after(20):
         async with hypercorn_serving(router(mcp, "/tools")) as base:
             assert mcp.supervisor is not None  # the lifespan started it
             async with Client(streamable_http_client(f"{base}/tools/mcp"), mode="legacy") as client:
                 assert text_of(await client.call_tool("echo", {"text": "mounted"})) == "mounted"
+            async with Client(sse_client(f"{base}/tools/sse")) as client:  # its endpoint is under the mount too
+                assert text_of(await client.call_tool("echo", {"text": "mounted, 2024"})) == "mounted, 2024"
             async with httpx2.AsyncClient(timeout=10) as http:
                 hello = await http.get(f"{base}/hello")
                 assert hello.status_code == 200 and hello.text == "hello from the other app"
@@ -139,7 +142,7 @@ async def test_asgi_app_without_lifespan_says_so() -> None:
 
     async def no_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return

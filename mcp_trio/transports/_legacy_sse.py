@@ -168,8 +168,8 @@ class LegacySse:
             connection = session.connection = Connection(app.supervisor, session, principal=principal, peer=peer)
             self.sessions[token] = session
             try:
-                await responder.start(200, SSE_HEADERS, b"event: endpoint\ndata: %b?%b=%b\n\n" % (
-                    MESSAGES_PATH, SESSION_PARAMETER, token.encode()))
+                await responder.start(200, SSE_HEADERS, b"event: endpoint\ndata: %b%b?%b=%b\n\n" % (
+                    request.root_path, MESSAGES_PATH, SESSION_PARAMETER, token.encode()))
                 ended = False
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch, responder, session, nursery.cancel_scope)

@@ -217,6 +217,7 @@ class AsgiHost:
 def _request(scope: Scope, method: str, body: bytes) -> Request:
     raw = scope.get("raw_path") or scope["path"].encode("utf-8")
     root = scope.get("root_path")
+    prefix = b""
     if root:
         prefix = root.encode("utf-8")
         if raw.startswith(prefix) and raw[len(prefix):len(prefix) + 1] in (b"", b"/"):
@@ -224,6 +225,7 @@ def _request(scope: Scope, method: str, body: bytes) -> Request:
     query = scope.get("query_string", b"")
     request = Request(method, raw + b"?" + query if query else raw, [(name, value) for name, value in scope["headers"]], body,
                       scope.get("http_version", "1.1"), True)
+    request.root_path = prefix
     client = scope.get("client")
     request.client = (str(client[0]), int(client[1])) if client else None
     request.scheme = scope.get("scheme", "http")

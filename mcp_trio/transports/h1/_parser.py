@@ -64,7 +64,7 @@ class Request:
     """
 
     __slots__ = ("body", "client", "headers", "http_version", "keep_alive", "method", "path", "query",
-                 "scheme", "target", "upgrade")
+                 "root_path", "scheme", "target", "upgrade")
 
     def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
                  http_version: str, keep_alive: bool, upgrade: bool = False) -> None:
@@ -83,6 +83,8 @@ class Request:
         self.upgrade = upgrade
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        #: The prefix an ASGI router mounted the app at, taken off ``path`` (``h1.AsgiHost``).
+        self.root_path = b""
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""
