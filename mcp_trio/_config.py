@@ -43,7 +43,7 @@ every limit spelt out, is in docs/security.md)::
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
     # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length,
-    # max_head_size, max_headers, max_http_connections
+    # max_head_size, max_headers, max_http_connections, lifespan_timeout, max_batch_size
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401

@@ -12,6 +12,7 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable, Collection, Hashable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,6 +110,8 @@ class Supervisor:
         #: Applied to every snapshot published (``ToolDef.enabled``), so they survive reloads.
         self.disabled_tools: set[str] = set()
         self.disabled_tags: set[str] = set()
+        #: What the server's lifespan yielded (``ctx.lifespan``), while ``run`` runs.
+        self.lifespan: Any = None
         #: The asyncio loop (on a thread) of ``runtime="asyncio"`` functions, made when a
         #: published registry first holds one, started at their first call, closed at shutdown.
         self.asyncio: AsyncioRuntime | None = None
@@ -127,17 +130,20 @@ class Supervisor:
         self.registry = self._published(self.server._attach(self))
         self.metrics.clock = trio.lowlevel.current_clock().current_time
         try:
-            async with trio.open_nursery() as nursery:
-                if self.server.plugins is not None:
-                    await nursery.start(self.server.plugins.run)
-                for mounted in self.server._mounted_servers():  # their plugins change them, and so us
-                    if mounted.plugins is not None and mounted._supervisor is None:
-                        await nursery.start(mounted.plugins.run)
-                await self._start_upstreams(nursery)
-                await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
-                task_status.started(self)
-                await self._stop.wait()
-                nursery.cancel_scope.cancel()
+            # The lifespan (``_lifespan``) around everything: entered before readiness, left
+            # after ``close`` (every session has ended), in this one task.
+            async with self._lifespan() as self.lifespan:
+                async with trio.open_nursery() as nursery:
+                    if self.server.plugins is not None:
+                        await nursery.start(self.server.plugins.run)
+                    for mounted in self.server._mounted_servers():  # their plugins change them, and so us
+                        if mounted.plugins is not None and mounted._supervisor is None:
+                            await nursery.start(mounted.plugins.run)
+                    await self._start_upstreams(nursery)
+                    await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
+                    task_status.started(self)
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self.server._detach(self)
             if self.asyncio is not None:
@@ -155,6 +161,14 @@ class Supervisor:
         async with trio.open_nursery() as starting:
             for upstream in self.upstreams:
                 starting.start_soon(nursery.start, upstream.run)
+
+    def _lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """The server's lifespan around serving (``_lifespan``, imported only when it has one)."""
+        if self.server.lifespan_factory is None:
+            return nullcontext()
+        from ._lifespan import running_lifespan
+
+        return running_lifespan(self.server, self.limits.lifespan_timeout)
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: every connection stops reading and drains."""
