@@ -228,3 +228,18 @@ async def test_stdio_says_when_a_whole_message_is_buffered() -> None:
         await send.send_all(b":3}\n")
         assert await channel.receive() == b'{"c":3}'
         assert not channel.message_ready()
+
+
+def test_websocket_sessions_on_both_ports_write_replies_without_waiting() -> None:
+    """``--transport ws`` and ``/ws`` of the HTTP port (the h1 engine's socket) both offer
+    ``send_batch_nowait``: a reply made without waiting needs no trip through the writer."""
+    from mcp_trio.transports.h1._io import SocketStream
+
+    for make in (SocketIO, SocketStream):
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            channel = WebSocketChannel(make(ours), Limits(), trio.Event())
+            assert channel.send_batch_nowait is not None, make
+            assert channel.send_batch_nowait([b'{"x":1}'])
+            theirs.setblocking(False)
+            assert theirs.recv(100) == b'\x81\x07{"x":1}'

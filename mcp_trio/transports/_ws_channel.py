@@ -189,6 +189,7 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         "_got_close",
         "_kept",
         "_kept_started",
+        "_write_nowait",
         "_listener",
         "_listener_done",
         "_max_fragments",
@@ -266,7 +267,9 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         # Writing without waiting (``_channel.NowaitChannel``), on a plain socket only.
         self._kept: bytes | None = None  # what send_batch_nowait could not write yet
         self._kept_started = False  # part of it is on the wire: it holds the turn to write
-        self.send_batch_nowait = self._send_batch_nowait if isinstance(stream, SocketIO) else None
+        # A plain socket (ours, or the h1 engine's on /ws of the HTTP port): not TLS.
+        self._write_nowait: Any = getattr(stream, "write_nowait", None)
+        self.send_batch_nowait = self._send_batch_nowait if self._write_nowait is not None else None
 
     # -- receiving --------------------------------------------------------------------------
     async def receive(self) -> bytes:
@@ -440,8 +443,7 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         if self._writing or self._torn or self._sent_close:
             self._kept = frame  # flush waits its turn, or raises what _write would
             return False
-        assert isinstance(self._stream, SocketIO)
-        sent = self._stream.write_nowait(frame)
+        sent = self._write_nowait(frame)
         if sent == len(frame):
             self.activity += 1
             return True
