@@ -13,6 +13,7 @@ less, and a stdio child defines these on every start.
 from __future__ import annotations
 
 import base64
+import dis
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -74,6 +75,9 @@ class ToolDef(msgspec.Struct, frozen=True):
     #: Where a mounted definition comes from (``Server.mount``): its own name there and that
     #: server's middleware; None for the server's own definitions.
     mount: MountedFrom | None = None
+    #: An ``async def`` with no ``await`` of its own (``never_waits``): a deadline can never
+    #: cancel it, so a call runs it with no timeout scope.
+    never_waits: bool = False
 
 
 class ResourceDef(msgspec.Struct, frozen=True):
@@ -327,3 +331,19 @@ def paginate(items: list[Any], cursor: str | None, page_size: int) -> tuple[list
 
 def is_async_callable(fn: Handler) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+
+
+def never_waits(fn: Handler) -> bool:
+    """True when ``fn`` is an ``async def`` (or a method of one) whose own code has no
+    ``await``, ``async with`` or ``async for``: its coroutine cannot suspend (a coroutine only
+    suspends by yielding from its own frame), so it runs to its end when first stepped, and no
+    deadline can cancel it. Any other callable (an object with ``__call__``, a partial, a
+    ``def``) is assumed to wait. Read once, when the tool is registered."""
+    function = getattr(fn, "__func__", fn)
+    if not inspect.iscoroutinefunction(function):
+        return False
+    code = getattr(function, "__code__", None)
+    return code is not None and all(op.opcode != _YIELD_VALUE for op in dis.get_instructions(code))
