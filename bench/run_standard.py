@@ -48,6 +48,7 @@ import os
 import platform
 import select
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -412,10 +413,11 @@ INITIALIZE = msgspec.json.encode({"jsonrpc": "2.0", "id": 0, "method": "initiali
     "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcp-trio-bench", "version": "1"}}}) + b"\n"
 
 
-def cold_start_once(argv: list[str], timeout: float) -> float:
+def cold_start_once(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> float:
     """Milliseconds from spawning ``argv`` to its answer to ``initialize`` (its first line)."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=env)
     assert process.stdin is not None and process.stdout is not None
     try:
         process.stdin.write(INITIALIZE)
@@ -449,6 +451,21 @@ def run_cold_scenario(scenario: Scenario, table: dict[str, dict[str, Row]], serv
     """``--spawns`` cold starts per stdio server, the servers taking turns (one spawn each
     first, not counted: it fills the caches a host's second start finds warm too)."""
     rows = table[scenario.name]
+    # Every Python child compiles into one private bytecode cache, filled by the uncounted
+    # first spawn, whatever the caller's environment says (PYTHONDONTWRITEBYTECODE would make
+    # every start of a source checkout compile it again, and the floor, one small file over
+    # installed packages, would not pay that).
+    pycache = tempfile.mkdtemp(prefix="bench-cold-pycache-")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    try:
+        _cold_spawns(scenario, rows, server_list, args, env)
+    finally:
+        shutil.rmtree(pycache, ignore_errors=True)
+
+
+def _cold_spawns(scenario: Scenario, rows: dict[str, Row], server_list: list[Server], args: argparse.Namespace,
+                 env: dict[str, str]) -> None:
     for server in server_list:
         row = rows[server.name] = Row(server, command=shlex.join(server.argv))
         try:
@@ -461,7 +478,7 @@ def run_cold_scenario(scenario: Scenario, table: dict[str, dict[str, Row]], serv
             if row.error is not None:
                 continue
             try:
-                elapsed = cold_start_once(list(server.argv), args.timeout)
+                elapsed = cold_start_once(list(server.argv), args.timeout, env)
             except (StartFailed, OSError) as exc:
                 row.error = f"cold start failed: {exc}"
                 continue
