@@ -159,7 +159,6 @@ variable is an error (a misspelt secret must not leave a server open).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import re
@@ -257,7 +256,7 @@ class ServerConfig(_Section):
 def _limits_struct() -> type[Struct]:
     """``LimitsConfig``: the fields of ``Limits``, same names, types and defaults."""
     hints = typing.get_type_hints(Limits)
-    fields = [(f.name, hints[f.name], f.default) for f in dataclasses.fields(Limits)]
+    fields = [(f.name, hints[f.name], f.default) for f in msgspec.structs.fields(Limits)]
     return msgspec.defstruct("LimitsConfig", fields, bases=(_Section,), module=__name__)
 
 
@@ -1087,7 +1086,7 @@ FLAG_KEYS: dict[str, str] = {
     "plugin_packages": "plugins.entry_points",
     "watch_plugins": "plugins.watch",
     "tracing": "tracing.enabled",
-    **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
+    **{name: f"limits.{name}" for name in (f.name for f in msgspec.structs.fields(Limits))},
 }
 
 

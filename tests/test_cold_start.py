@@ -21,6 +21,8 @@ from .helpers import INIT_PARAMS, child_env
 HEAVY = (
     # a config file's parser, suggestions for typos, JSON and MIME tables of the stdlib
     "tomllib", "difflib", "json", "mimetypes",
+    # dataclasses: a frozen dataclass compiles its methods at definition; ours are msgspec Structs
+    "dataclasses",
     # the other transports and what they run on
     "hypercorn", "h11", "h2", "httptools", "wsproto", "trio_websocket",
     "mcp_trio.transports.http", "mcp_trio.transports.websocket", "mcp_trio.transports.h1",
