@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _limits
 from ._app import AppLoadError, load_app
-from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, tls_context, unexpected, warn_if_open
+from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, redis_failure, tls_context, unexpected, warn_if_open
 from ._usage import UsageParser, parse_size, size_text
 
 __all__ = ["AppLoadError", "build_parser", "load_app", "main"]
@@ -104,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "/healthz, /metrics on one port)")
     add_config_arguments(serve)
     serve.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                       help="ws/http: serve from N processes on one port (SO_REUSEPORT); each has its own "
-                            "supervisor, registry, limits and sessions (default: 1)")
+                       help="ws/http: serve from N processes on one port (SO_REUSEPORT); alone each has its own "
+                            "supervisor, registry, limits and sessions; with --redis they serve as one (default: 1)")
+    serve.add_argument("--redis", default=None, metavar="URL",
+                       help="ws/http: cluster mode: share sessions, rate limits, switches, plugin reloads and tasks "
+                            "with every process using this Redis (redis://, rediss://, redis+sentinel://, "
+                            "redis+cluster://; docs/cluster.md)")
     # Given to the processes --workers starts: bind with SO_REUSEPORT. Not for people.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--certfile", default=None, help="ws/http: serve wss:// / https:// with this certificate (PEM)")
@@ -222,8 +226,12 @@ class _Run:
         self.debug = config.server.log_level == "debug"
         configure_logging(config.server.log_level, config.server.log_format)
         transport = config.server.transport
+        if config.cluster.redis_url:
+            # The Redis client's own INFO lines carry tracebacks: ours say what happened, once.
+            logging.getLogger("coredis").setLevel(logging.DEBUG if self.debug else logging.WARNING)
         if transport == "stdio":
-            for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1)):
+            for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1),
+                                ("--redis (cluster.redis_url)", bool(config.cluster.redis_url))):
                 if value:
                     raise StartupError(f"{flag} needs a network transport: pass --transport http or ws")
             if not config.auth.trust_stdio:
@@ -285,7 +293,7 @@ class _Run:
         except StartupError:
             raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
-            failure = bind_failure(exc, server.host, server.port)
+            failure = bind_failure(exc, server.host, server.port) or redis_failure(exc)
             if failure is not None:
                 raise failure from exc
             if not self.started:
@@ -324,7 +332,7 @@ class _Run:
                 app, config.to_limits(), host=server.host, port=server.port,
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
-                reuse_port=self.args.reuse_port, task_status=task_status))
+                reuse_port=self.args.reuse_port, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "wss" if tls is not None else "ws"
             print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -343,7 +351,7 @@ class _Run:
                 certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
-                reuse_port=args.reuse_port, task_status=task_status))
+                reuse_port=args.reuse_port, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"

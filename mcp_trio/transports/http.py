@@ -32,7 +32,7 @@ import secrets
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -45,7 +45,7 @@ from .._limits import Limits
 from .._server import Server
 from ..auth import AuthError, Authenticator, Principal, insufficient_scope
 from ..protocol._era import decide_era, stateless_version_header
-from ..protocol._errors import FORBIDDEN, INVALID_REQUEST, SERVER_OVERLOADED, SHUTTING_DOWN, QuotaExceeded
+from ..protocol._errors import FORBIDDEN, INVALID_REQUEST, SERVER_OVERLOADED, SHUTTING_DOWN, QuotaExceeded, ServerOverloaded
 from ..protocol._headers import fold_headers
 from ..protocol._jsonrpc import ErrorObject, Malformed, MessageCodec, Notification, Request
 from ..protocol._params import cancelled_request_id
@@ -73,10 +73,13 @@ from ._asgi import (
     ws_reject,
 )
 from ._gate import HostPolicy, auth_refusal, check_head, continue_refusal, is_loopback_address, is_loopback_name, route_path
-from ._http_session import SSE_RETRY_MS, HttpSession, _Stream
+from ._http_session import SPILL_WAIT, SSE_RETRY_MS, HttpSession, SharedSessionTable, _Stream
 from ._sessions import SessionGate, SessionRefused
 from .admin import ADMIN_PATH, AdminApi
 from .admin_page import AdminPage, ServedSettings
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSettings
 
 logger = logging.getLogger("mcp_trio.http")
 
@@ -146,8 +149,13 @@ class McpHttpApp:
         self._json_response = self.json_response = json_response
         self._codec = MessageCodec()
         self._accept_memo: dict[bytes, tuple[bool, bool]] = {}
-        #: Live Streamable HTTP sessions by Mcp-Session-Id.
+        #: Live Streamable HTTP sessions by Mcp-Session-Id (cluster mode: those served here).
         self.sessions: dict[str, HttpSession] = {}
+        #: Cluster mode: the sessions are the cluster's, served by any process.
+        self.shared_sessions: SharedSessionTable | None = None
+        if supervisor.cluster is not None:
+            self.shared_sessions = SharedSessionTable(supervisor.cluster.http_sessions, self.sessions, self._replica,
+                                                      nursery.start_soon)
         #: Open WebSocket connections.
         self.websockets = 0
         #: Everything under /admin: the operator page, its files, then the JSON API.
@@ -207,9 +215,9 @@ class McpHttpApp:
                 if method == "POST":
                     await self._post(receive, send, headers, principal, peer_host, scope["headers"])
                 elif method == "GET":
-                    await self._get(receive, send, headers, principal)
+                    await self._get(receive, send, headers, principal, peer_host)
                 else:
-                    await self._delete(send, headers, principal)
+                    await self._delete(send, headers, principal, peer_host)
             elif path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
                 peer = scope.get("client")
                 # Routed on the raw path; the admin API reads its names from the decoded one.
@@ -223,7 +231,10 @@ class McpHttpApp:
                 if path == METRICS_PATH:
                     client = scope.get("client")
                     await self._check_metrics_access(scope["headers"], client[0] if client else None)
-                    await respond(send, 200, self._metrics_text().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+                    text = self._metrics_text()
+                    if self.supervisor.cluster is not None:  # and the cluster's figures
+                        text += await self.supervisor.cluster.metrics_text()
+                    await respond(send, 200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
                 else:
                     status, body = self._health()
                     await respond(send, status, body)
@@ -277,10 +288,18 @@ class McpHttpApp:
                 self._accept_memo[value] = flags
         return flags
 
-    def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> HttpSession:
+    async def _session(self, headers: dict[bytes, bytes], principal: Principal | None, peer: str | None = None) -> HttpSession:
         token = headers.get(b"mcp-session-id")
         if token is None:
             raise Refused(400, INVALID_REQUEST, "bad request: missing Mcp-Session-Id header (send initialize first)")
+        if self.shared_sessions is not None:  # cluster mode: any process serves any session
+            try:
+                found = await self.shared_sessions.find(token.decode("latin-1"), principal, peer)
+            except ServerOverloaded as exc:  # Redis unreachable
+                raise Refused(503, exc.code, exc.message, headers=[(b"retry-after", b"1")]) from None
+            if found is None:
+                raise Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+            return found
         session = self.sessions.get(token.decode("latin-1"))
         # A session is bound to the caller that opened it: to anyone else it does not exist.
         if session is None or session.terminated or not _same_caller(session.principal, principal):
@@ -370,14 +389,14 @@ class McpHttpApp:
                 return
         if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
             if b"mcp-session-id" in headers:
-                session = self._session(headers, principal)
+                session = await self._session(headers, principal, peer)
                 await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
             else:
                 session = self._new_session(principal, peer)
                 await self._post_request(session, message, body, receive, send, created=True)  # type: ignore[arg-type]
             return
         self._check_version(headers)
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal, peer)
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
@@ -391,8 +410,14 @@ class McpHttpApp:
         session.begin()
         try:
             await session.deliver(body)
+            if self.shared_sessions is not None and (kind is not Notification or message.method == "notifications/cancelled"):  # type: ignore[union-attr]
+                # An answer to our request, or a cancellation: what it concerns may run on
+                # another process of the cluster.
+                await self.shared_sessions.relay(session, body)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
+        except ServerOverloaded as exc:  # Redis unreachable
+            raise Refused(503, exc.code, exc.message, headers=[(b"retry-after", b"1")]) from None
         finally:
             session.end()
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
@@ -407,10 +432,30 @@ class McpHttpApp:
                            headers=[(b"retry-after", b"1")])
         quota = self._take_session_quota(principal, peer)
         token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
-        session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
-        session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
-        self.sessions[token] = session
+        session = self._open(token, principal, peer)
         self._nursery.start_soon(self._run_session, session, quota)
+        return session
+
+    def _open(self, token: str, principal: Principal | None, peer: str | None) -> HttpSession:
+        shared = self.shared_sessions
+        session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal,
+                              shared=shared.shared if shared is not None else None, spawn=self._nursery.start_soon)
+        # In a cluster, several processes ask the client things within one session: each
+        # replica numbers its requests from a random start, so an answer finds its asker.
+        first = secrets.randbits(31) << 20 if shared is not None else 0
+        session.connection = Connection(self.supervisor, session, principal=principal, peer=peer, first_request_id=first)
+        self.sessions[token] = session
+        return session
+
+    def _replica(self, token: str, record: Any, principal: Principal | None, peer: str | None) -> HttpSession:
+        """Cluster mode: serve here a session another process opened (its stored profile)."""
+        if len(self.sessions) >= self.limits.max_sessions:
+            self.supervisor.metrics.connections_refused += 1
+            raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
+                           headers=[(b"retry-after", b"1")])
+        session = self._open(token, principal, peer)
+        session.connection.state.resume(record.profile, record.log_level)  # type: ignore[union-attr]
+        self._nursery.start_soon(self._run_session, session, None)
         return session
 
     def _take_session_quota(self, principal: Principal | None, peer: str | None) -> Any:
@@ -450,6 +495,12 @@ class McpHttpApp:
             extra: list[tuple[bytes, bytes]] = []
             if created:
                 if session.connection is not None and session.connection.state.client is not None:
+                    if self.shared_sessions is not None:
+                        try:  # stored for every process before the client learns the id
+                            await self.shared_sessions.created(session)
+                        except ServerOverloaded as exc:
+                            session.terminate()
+                            raise Refused(503, exc.code, exc.message, request.id, headers=[(b"retry-after", b"1")]) from None
                     extra.append((b"mcp-session-id", session.token.encode()))
                 else:
                     session.terminate()  # initialize failed: no session to keep
@@ -472,12 +523,16 @@ class McpHttpApp:
             session.end()
 
     # -- Streamable HTTP: GET, DELETE -------------------------------------------------------
-    async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+    async def _get(self, receive: Receive, send: Send, headers: dict[bytes, bytes], principal: Principal | None,
+                   peer: str | None = None) -> None:
         if not self._accept_flags(headers)[1]:
             raise Refused(406, INVALID_REQUEST, "not acceptable: Accept must list text/event-stream")
         self._check_version(headers)
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal, peer)
         last = headers.get(b"last-event-id")
+        if session.shared is not None and (last is None or not self._local_stream(session, last)):
+            await self._get_shared(receive, send, session, last)
+            return
         if last is not None:
             number_text, _, seq_text = last.decode("latin-1").strip().partition("-")
             try:
@@ -502,11 +557,70 @@ class McpHttpApp:
         finally:
             session.end()
 
-    async def _delete(self, send: Send, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+    @staticmethod
+    def _local_stream(session: HttpSession, last: bytes) -> bool:
+        """Whether ``Last-Event-ID`` names a request stream this process holds (cluster mode)."""
+        number, _, _ = last.decode("latin-1").strip().partition("-")
+        return number.isdigit() and int(number) != 0 and session.find_stream(int(number)) is not None
+
+    async def _get_shared(self, receive: Receive, send: Send, session: HttpSession, last: bytes | None) -> None:
+        """Cluster mode: a GET stream (or a request stream resumed) fed from the shared log."""
+        shared = session.shared
+        assert shared is not None
+        prefix = b""
+        parts = last.decode("latin-1").strip().split("-") if last is not None else []
+        try:
+            if last is None:
+                record = await shared.get(session.token)
+                after = (record.delivered if record is not None else None) or await shared.last_id(session.token)
+                stream = session.feed(0)
+            elif len(parts) == 3 and parts[0] == "0" and all(p.isdigit() and len(p) <= 20 for p in parts[1:]):
+                after = f"{parts[1]}-{parts[2]}"
+                stream = session.feed(0)
+            elif len(parts) == 2 and all(p.isdigit() and len(p) <= 20 for p in parts) and int(parts[0]) != 0:
+                after = None
+                stream = session.feed(int(parts[0]))
+                stream.seq = cursor = int(parts[1])
+            else:
+                raise Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header")
+        except ServerOverloaded as exc:
+            raise Refused(503, exc.code, exc.message, headers=[(b"retry-after", b"1")]) from None
+        if stream.number == 0:
+            cursor = 0
+        self._nursery.start_soon(session.follow, stream, after)
+        try:
+            if stream.number != 0:
+                # A request stream of another process: its events are in the log once that
+                # process saw its listener go; wait a little for the first.
+                with trio.move_on_after(SPILL_WAIT):
+                    while not stream.events and not stream.done:
+                        await stream.lot.park()
+                if not stream.events:
+                    raise Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
+                                   "is unknown, finished or expired")
+            elif session.resumable_streams:
+                prefix = b"id: 0-%b\nretry: %d\ndata: \n\n" % (after.encode(), SSE_RETRY_MS)  # type: ignore[union-attr]
+            session.begin()
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                await self._sse(session, stream, cursor, receive, send, prefix)
+            finally:
+                session.end()
+        finally:
+            stream.stopped = True
+            stream.wake.set()
+
+    async def _delete(self, send: Send, headers: dict[bytes, bytes], principal: Principal | None, peer: str | None = None) -> None:
         self._check_version(headers)
-        session = self._session(headers, principal)
-        del self.sessions[session.token]
-        session.terminate()
+        session = await self._session(headers, principal, peer)
+        if self.shared_sessions is not None:
+            try:
+                await self.shared_sessions.delete(session)
+            except ServerOverloaded as exc:
+                raise Refused(503, exc.code, exc.message, headers=[(b"retry-after", b"1")]) from None
+        else:
+            del self.sessions[session.token]
+            session.terminate()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -564,6 +678,8 @@ class McpHttpApp:
             finally:
                 if stream.listener is scope:
                     stream.listener = None
+                    if not stream.final:
+                        session.spill(stream)  # cluster mode: resumable from any process
 
     # -- WebSocket --------------------------------------------------------------------------
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -791,6 +907,7 @@ async def serve_http(
     engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     watch_signals: bool | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
 
@@ -812,6 +929,8 @@ async def serve_http(
     may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
     "scope:admin" with an ``authenticator``, else "public"). ``engine``: ``"hypercorn"``
     (HTTP/1.1 and HTTP/2) or ``"h1"`` (the lean HTTP/1.1 engine, ``transports/h1``).
+    ``cluster``: take part in a cluster on Redis: handshake-era sessions served by any
+    process, shared rate limits, switches, plugin reloads and tasks (docs/cluster.md).
     """
     if engine not in ("hypercorn", "h1"):
         raise ValueError(f"engine must be 'hypercorn' or 'h1', not {engine!r}")
@@ -825,7 +944,7 @@ async def serve_http(
     if allowed_hosts is None and not is_loopback_name(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits, cluster=cluster).run)
         if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
@@ -838,6 +957,8 @@ async def serve_http(
                              metrics=metrics, settings=settings)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
+            if app.shared_sessions is not None:  # cluster mode: the bus's news of sessions come here
+                supervisor.cluster.http_sessions.listen(app.shared_sessions)
             if engine == "h1":
                 from .h1 import H1Limits
                 from .h1._asgi import serve_asgi

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     import ssl
 
     from ..auth import Authenticator
+    from ..cluster import ClusterSettings
 
 logger = logging.getLogger("mcp_trio.websocket")
 
@@ -417,6 +418,7 @@ async def serve_websocket(
     listeners: Sequence[trio.abc.Listener[Any]] | None = None,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
+    cluster: ClusterSettings | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over WebSocket (``wss://`` with ``ssl_context``) until shut down.
@@ -431,7 +433,8 @@ async def serve_websocket(
     ``listeners``: accept from these instead of binding ``host``/``port`` (pre-bound sockets;
     an empty list serves only the streams given to ``WebSocketServer.accept_stream``).
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes (``--workers``) share
-    the port and the kernel spreads connections over them.
+    the port and the kernel spreads connections over them. ``cluster``: take part in a
+    cluster on Redis (shared rate limits, switches, plugin reloads, tasks; docs/cluster.md).
     """
     limits = limits or Limits()
     if listeners is not None:
@@ -446,7 +449,7 @@ async def serve_websocket(
     if policy.any_host and allowed_hosts is None:
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits, cluster=cluster).run)
         if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
         endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss")

@@ -1,0 +1,260 @@
+"""Cluster mode served: two HTTP servers in one test, sharing a real redis-server.
+
+A handshake-era session opened on one server is served by the other request by request (the
+hop a round-robin balancer makes): its profile, log level and subscriptions are in Redis; its
+GET stream's events reach whichever server holds it and replay from either; a client's answer
+to sampling reaches the server running the tool; DELETE on one ends it on both. The control
+plane (switches, list_changed, plugin reloads), tasks and shared rate limits act on both.
+(tests/test_cluster_multihost.py does the same with real processes behind HAProxy.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from mcp_trio._limiter import RateLimits
+from mcp_trio.cluster import ClusterSettings
+from tests.cluster_app import make_app
+from tests.cluster_fixtures import RedisServer
+from tests.http_client import McpHttp, request
+from tests.served import Served, serving, write_plugin
+from tests.test_stateless import TASKS
+from tests.test_stateless import post as stateless_post
+
+CALL = "tools/call"
+
+
+@asynccontextmanager
+async def two_servers(redis: RedisServer, prefix: str, **options: Any) -> AsyncIterator[tuple[Served, Served]]:
+    settings = ClusterSettings(redis_url=redis.url, key_prefix=prefix)
+    async with serving(make_app(), cluster=settings, **options) as one, serving(make_app(), cluster=settings, **options) as two:
+        yield one, two
+
+
+class Hopping(McpHttp):
+    """One session whose requests go to each server in turn, as a round-robin balancer sends them."""
+
+    def __init__(self, *ports: int) -> None:
+        super().__init__(ports[0])
+        self.ports = ports
+        self.turn = 0
+
+    def hop(self) -> int:
+        self.port = self.ports[self.turn % len(self.ports)]
+        self.turn += 1
+        return self.port
+
+    async def post(self, message: Any, **extra: str) -> Any:
+        self.hop()
+        return await super().post(message, **extra)
+
+
+def text_of(reply: dict[str, Any]) -> str:
+    assert "result" in reply, reply
+    return reply["result"]["content"][0]["text"]
+
+
+async def test_a_session_hops_between_servers(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "hop:") as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()  # initialize on one, notifications/initialized on two
+            nodes = {text_of(await mcp.call(CALL, {"name": "where", "arguments": {}})) for _ in range(4)}
+            assert len(nodes) == 2, nodes  # both served it
+            assert text_of(await mcp.call(CALL, {"name": "echo", "arguments": {"text": "hi"}})) == "hi"
+            # The log level set on one server applies on the other.
+            assert (await mcp.call("logging/setLevel", {"level": "warning"}))["result"] == {}
+            for _ in range(2):
+                response = await mcp.post(mcp.message(CALL, {"name": "say", "arguments": {}}))
+                logged = [e.json()["params"]["level"] for e in response.events() if e.data and "method" in e.json()]
+                assert logged == ["warning"], logged
+            # DELETE on one ends it on both.
+            mcp.hop()
+            assert (await mcp.delete()).status == 204
+            for _ in range(2):
+                response = await mcp.post(mcp.message("ping"))
+                assert response.status == 404, response.body
+
+
+async def test_sampling_answer_reaches_the_server_running_the_tool(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "ask:") as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()
+            for _ in range(2):  # the question on one server, the answer posted to the other; and back
+                call = mcp.message(CALL, {"name": "ask", "arguments": {"prompt": "2+2?"}})
+                mcp.hop()
+                async with mcp.post_streaming(call) as stream:
+                    asked = None
+                    while asked is None:
+                        event = await stream.next_event()
+                        assert event is not None
+                        if event.data:
+                            asked = event.json()
+                    assert asked["method"] == "sampling/createMessage"
+                    answer = {"jsonrpc": "2.0", "id": asked["id"],
+                              "result": {"role": "assistant", "content": {"type": "text", "text": "4"}, "model": "m"}}
+                    assert (await mcp.post(answer)).status == 202  # lands on the other server
+                    final = await stream.next_event()
+                    assert final is not None and text_of(final.json()).endswith("heard 4")
+
+
+async def test_the_get_stream_hears_every_server_and_replays_anywhere(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "get:") as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()
+            mcp.port = two.port
+            assert (await mcp.call("resources/subscribe", {"uri": "note://a"}))["result"] == {}
+            mcp.port = one.port
+            async with mcp.get_stream() as get:  # held by server one
+                assert get.status == 200
+                priming = await get.next_event()
+                assert priming is not None and priming.data == ""
+                # A switch made on server two: server one's session hears list_changed.
+                assert (await two.admin("POST", "/admin/tools/beta/disable")).status == 200
+                # A resource touched on server two: the subscriber's stream on one hears it.
+                mcp.port = two.port
+                await mcp.call(CALL, {"name": "touch", "arguments": {"uri": "note://a"}})
+                seen: dict[str, str] = {}
+                while len(seen) < 2:
+                    event = await get.next_event()
+                    assert event is not None
+                    if event.data:
+                        seen[event.json()["method"]] = event.id or ""
+            assert set(seen) == {"notifications/tools/list_changed", "notifications/resources/updated"}
+            first = min(seen.values(), key=lambda i: tuple(map(int, i.split("-"))))
+            # Resume after the first event on the other server: the second is replayed.
+            mcp.port = two.port
+            async with mcp.get_stream(last_event_id=first) as again:
+                assert again.status == 200
+                event = await again.next_event()
+                while event is not None and not event.data:
+                    event = await again.next_event()
+                assert event is not None and event.id == max(seen.values(), key=lambda i: tuple(map(int, i.split("-"))))
+            # The switch holds on both servers: beta is gone from both lists.
+            for served in (one, two):
+                mcp.port = served.port
+                tools = [t["name"] for t in (await mcp.call("tools/list"))["result"]["tools"]]
+                assert "beta" not in tools and "echo" in tools
+
+
+async def test_a_closed_request_stream_resumes_on_the_other_server(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "poll:") as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()
+            mcp.port = one.port
+            response = await McpHttp.post(mcp, mcp.message(CALL, {"name": "poll_me", "arguments": {}}))
+            events = response.events()
+            assert events[0].data == "" and events[-1].retry == 50, response.body  # closed: poll
+            last = [e for e in events if e.id][-1].id
+            mcp.port = two.port
+            async with mcp.get_stream(last_event_id=last) as get:
+                assert get.status == 200
+                rest = []
+                while (event := await get.next_event()) is not None:
+                    if event.data:
+                        rest.append(event.json())
+            assert rest[0]["params"]["data"] == "after the pause"
+            assert text_of(rest[-1]).startswith("answered by")
+
+
+async def test_shared_rate_limits_hold_across_servers(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "rl:", rate_limits=RateLimits(rate=0.001, burst=5)) as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()  # 1 token (initialize is charged), notifications are not
+            codes = []
+            for _ in range(8):
+                response = await mcp.post(mcp.message(CALL, {"name": "echo", "arguments": {"text": "x"}}))
+                codes.append((response.status, response.json().get("error", {}).get("code", 0)))
+            # burst + 1 = 6 tokens in all, initialize's included, whichever server decides
+            assert codes == [(200, 0)] * 5 + [(429, -32029)] * 3, codes
+
+
+async def test_a_plugin_reload_on_one_server_reaches_the_other(redis_server: RedisServer, tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    with trio.fail_after(20):
+        settings = ClusterSettings(redis_url=redis_server.url, key_prefix="plug:")
+        one_app, two_app = make_app(), make_app()
+        one_app.use_plugins(plugins, watch=False)
+        two_app.use_plugins(plugins, watch=False)
+        async with serving(one_app, cluster=settings) as one, serving(two_app, cluster=settings) as two:
+            write_plugin(plugins, "late", '''
+                from mcp_trio import Plugin
+                plugin = Plugin("late")
+
+                @plugin.tool
+                async def late() -> str:
+                    return "late"
+            ''')
+            assert (await one.admin("POST", "/admin/reload")).status == 200
+            mcp = McpHttp(two.port)
+            await mcp.initialize()
+            with trio.fail_after(2):
+                while True:
+                    reply = await mcp.call(CALL, {"name": "late", "arguments": {}})
+                    if "result" in reply and not reply["result"].get("isError"):
+                        break
+                    await trio.sleep(0.02)
+            assert text_of(reply) == "late"
+
+
+async def test_admin_stats_show_the_cluster(redis_server: RedisServer) -> None:
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "stats:") as (one, two):
+            for served in (one, two):
+                mcp = served.client()
+                await mcp.initialize()
+                await mcp.call(CALL, {"name": "echo", "arguments": {"text": "x"}})
+            with trio.fail_after(5):
+                while True:
+                    stats = (await one.admin("GET", "/admin/stats")).json()
+                    if stats["cluster"]["tools"].get("echo", {}).get("calls") == 2:
+                        break
+                    await trio.sleep(0.1)
+            assert stats["tools"]["echo"]["calls"] == 1  # this process's own
+            assert len(stats["cluster"]["nodes"]) == 2
+            metrics = (await request(two.port, "GET", "/metrics")).body.decode()
+            assert 'mcp_cluster_tool_calls_total{tool="echo"} 2' in metrics, metrics
+
+
+async def test_tasks_are_read_and_cancelled_from_the_other_server(redis_server: RedisServer) -> None:
+    """2026-07-28 tasks: created on one server, read and cancelled through the other."""
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "task:") as (one, two):
+            created = await envelope_call(one.port, CALL, {"name": "brew", "arguments": {"seconds": 0.2}})
+            task_id = created["result"]["taskId"]
+            with trio.fail_after(5):
+                while True:
+                    got = await envelope_call(two.port, "tasks/get", {"taskId": task_id})
+                    if got["result"]["status"] == "completed":
+                        break
+                    await trio.sleep(0.05)
+            assert json.dumps(got["result"]["result"]).count("brewed by") == 1
+            slow = await envelope_call(one.port, CALL, {"name": "brew", "arguments": {"seconds": 30}})
+            slow_id = slow["result"]["taskId"]
+            await envelope_call(two.port, "tasks/cancel", {"taskId": slow_id})
+            with trio.fail_after(5):
+                while True:
+                    got = await envelope_call(one.port, "tasks/get", {"taskId": slow_id})
+                    if got["result"]["status"] == "cancelled":
+                        break
+                    await trio.sleep(0.05)
+            assert one.supervisor.stateless.tasks.tasks[slow_id].status == "cancelled"
+
+
+async def envelope_call(port: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 request (its own envelope, the tasks extension declared) to one server."""
+    response = await stateless_post(port, method, params, name=params.get("name") or params.get("taskId"),
+                                    clientCapabilities=TASKS)
+    assert response.status == 200, response.body
+    return response.json()
