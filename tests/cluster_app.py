@@ -30,6 +30,11 @@ def make_app() -> Server:
     async def echo(text: str) -> str:
         return text
 
+    @app.tool
+    async def limited(ctx: Context) -> str:
+        """A tool the multi-host test gives a rate of its own (``[rate_limit.tools.limited]``)."""
+        return _node(ctx)
+
     @app.tool(tags=["beta"])
     async def beta() -> str:
         return "beta"

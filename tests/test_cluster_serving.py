@@ -258,3 +258,53 @@ async def envelope_call(port: int, method: str, params: dict[str, Any]) -> dict[
                                     clientCapabilities=TASKS)
     assert response.status == 200, response.body
     return response.json()
+
+
+async def test_redis_stopped_mid_run_fails_closed_then_recovers(redis_server: RedisServer) -> None:
+    """``on_unavailable = "closed"`` (the default): a limit that cannot be checked is not lifted;
+    the request is refused with 503 and Retry-After, and served again once Redis is back."""
+    settings = ClusterSettings(redis_url=redis_server.url, key_prefix="down:", probe_interval=0.2, command_timeout=0.5)
+    with trio.fail_after(30):
+        async with serving(make_app(), cluster=settings, rate_limits=RateLimits(rate=100, burst=100)) as served:
+            mcp = served.client()
+            await mcp.initialize()
+            echo = {"name": "echo", "arguments": {"text": "x"}}
+            assert text_of(await mcp.call(CALL, echo)) == "x"
+            redis_server.stop()
+            response = await mcp.post(mcp.message(CALL, echo))
+            assert response.status == 503 and response.headers["retry-after"] == "1", response.body
+            error = response.json()["error"]
+            assert error["code"] == -32030 and "shared rate limits unavailable" in error["message"]
+            assert error["data"] == {"retryAfterMs": 200}
+            # A new session cannot be stored either: 503, not a session only this process knows.
+            fresh = served.client()
+            refused = await fresh.post(fresh.message("initialize", {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
+            assert refused.status == 503, refused.body
+            redis_server.start()  # the same port, empty (no persistence): the old session is gone
+            with trio.fail_after(10):
+                while True:
+                    again = served.client()
+                    try:
+                        await again.initialize()
+                        if "result" in await again.call(CALL, echo):
+                            break
+                    except AssertionError:
+                        pass
+                    await trio.sleep(0.1)
+
+
+async def test_redis_stopped_mid_run_with_the_local_fallback(redis_server: RedisServer) -> None:
+    """``on_unavailable = "local"``: while Redis is away this process's own buckets decide."""
+    settings = ClusterSettings(redis_url=redis_server.url, key_prefix="local:", on_unavailable="local",
+                               probe_interval=0.2, command_timeout=0.5)
+    with trio.fail_after(30):
+        async with serving(make_app(), cluster=settings, rate_limits=RateLimits(rate=0.001, burst=3)) as served:
+            mcp = served.client()
+            await mcp.initialize()  # one token of the shared bucket
+            redis_server.stop()
+            statuses = []
+            for _ in range(6):  # four tokens in this process's own bucket, which knows nothing of the shared one
+                statuses.append((await mcp.post(mcp.message(CALL, {"name": "echo", "arguments": {"text": "x"}}))).status)
+            assert statuses == [200] * 4 + [429] * 2, statuses
+            assert served.supervisor.cluster.limiter.statistics.local == 6

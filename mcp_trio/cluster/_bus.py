@@ -179,7 +179,9 @@ class ClusterBus:
                 lost = reason
             # The client's connection also closes when the process stops: nothing to say then.
             await trio.lowlevel.checkpoint_if_cancelled()
-            logger.warning("cluster bus: %s; subscribing again in %.1f s", lost, delay)
+            # One WARNING when the subscription is lost; the attempts after it at DEBUG.
+            (logger.warning if delay == self._reconnect_delay else logger.debug)(
+                "cluster bus: %s; subscribing again in %.1f s", lost, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
