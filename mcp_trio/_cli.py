@@ -229,6 +229,10 @@ class _Run:
         if config.cluster.redis_url:
             # The Redis client's own INFO lines carry tracebacks: ours say what happened, once.
             logging.getLogger("coredis").setLevel(logging.DEBUG if self.debug else logging.WARNING)
+            if not config.request_state.configured and args.workers == 1 and not args.reuse_port:
+                logger.warning("cluster mode with a requestState key of this process only: a 2026-07-28 retry that "
+                               "reaches another host is refused; set [request_state] secret (or "
+                               "MCP_TRIO_REQUEST_STATE_SECRET) to the same value on every host")
         if transport == "stdio":
             for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1),
                                 ("--redis (cluster.redis_url)", bool(config.cluster.redis_url))):

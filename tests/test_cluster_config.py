@@ -4,6 +4,7 @@ with one line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,9 +78,10 @@ assert not loaded, loaded
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
 
-def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mcp_trio", "serve", "tests.cluster_app:make_app", "--port", "0", *args],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "MCP_TRIO_REQUEST_STATE_SECRET": "s" * 32, **(env or {})})
 
 
 def test_a_redis_that_cannot_be_reached_stops_the_start_in_one_line(redis_server: RedisServer) -> None:
@@ -95,3 +97,36 @@ def test_cluster_mode_needs_a_network_transport() -> None:
     done = _serve("--redis", "redis://127.0.0.1:6379")
     assert done.returncode == 2
     assert "--redis (cluster.redis_url) needs a network transport" in done.stderr
+
+
+def test_cluster_mode_warns_when_hosts_cannot_share_request_state(redis_server: RedisServer) -> None:
+    """Without a configured key, requestState is sealed with one of this process: a retry on
+    another host would be refused. Said once at start (a --workers parent hands one key to all)."""
+    redis_server.stop()
+    env = {name: value for name, value in os.environ.items() if name != "MCP_TRIO_REQUEST_STATE_SECRET"}
+    done = subprocess.run([sys.executable, "-m", "mcp_trio", "serve", "tests.cluster_app:make_app", "--port", "0",
+                           "--transport", "http", "--redis", redis_server.url], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env=env)
+    assert "set [request_state] secret (or MCP_TRIO_REQUEST_STATE_SECRET) to the same value on every host" in done.stderr
+
+
+def test_the_compose_example_is_valid_where_it_can_be_checked_here() -> None:
+    """deploy/cluster (not run here: no containers in CI): HAProxy accepts its configuration,
+    the servers' command is one `mcp-trio serve` accepts, and the files it names exist."""
+    import json
+    import re
+
+    from mcp_trio._cli import build_parser
+    from tests.cluster_fixtures import _need
+
+    deploy = REPO / "deploy" / "cluster"
+    checked = subprocess.run([_need("haproxy"), "-c", "-f", str(deploy / "haproxy.cfg")], capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    compose = (deploy / "compose.yaml").read_text()
+    command = json.loads(re.search(r"command: (\[\"mcp-trio\".*?\])", compose, re.S).group(1))  # type: ignore[union-attr]
+    args = build_parser().parse_args(command[1:])
+    assert args.transport == "http" and args.workers == 2
+    assert "MCP_TRIO_CLUSTER_REDIS_URL" in compose and "MCP_TRIO_REQUEST_STATE_SECRET" in compose
+    assert "dockerfile: deploy/cluster/Dockerfile" in compose and (deploy / "Dockerfile").exists()
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg" in compose
