@@ -308,3 +308,49 @@ async def test_redis_stopped_mid_run_with_the_local_fallback(redis_server: Redis
                 statuses.append((await mcp.post(mcp.message(CALL, {"name": "echo", "arguments": {"text": "x"}}))).status)
             assert statuses == [200] * 4 + [429] * 2, statuses
             assert served.supervisor.cluster.limiter.statistics.local == 6
+
+
+async def test_a_session_belongs_to_its_caller_on_every_server(redis_server: RedisServer) -> None:
+    """Another caller holding the session id finds no session, on the server that made it or any
+    other (whether that one has served the session yet or not)."""
+    import hashlib
+
+    from mcp_trio.auth import ApiKey, ApiKeyStore, Authenticator
+
+    keys = {"ann": "mcpk_" + "a" * 40, "bob": "mcpk_" + "b" * 40}
+    store = ApiKeyStore([ApiKey(name, hashlib.sha256(key.encode()).hexdigest(), frozenset()) for name, key in keys.items()])
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "own:", authenticator=Authenticator(api_keys=store)) as (one, two):
+            ann = McpHttp(one.port)
+            bearer = {"authorization": f"Bearer {keys['ann']}"}
+            response = await ann.post(ann.message("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                                  "clientInfo": {"name": "t", "version": "1"}}), **bearer)
+            ann.session_id = response.headers["mcp-session-id"]
+            bob = McpHttp(two.port, session_id=ann.session_id)
+            for port in (two.port, one.port):  # two: not served there yet; one: ann's own
+                bob.port = port
+                stolen = await bob.post(bob.message("ping"), authorization=f"Bearer {keys['bob']}")
+                assert stolen.status == 404, stolen.body
+            ann.port = two.port
+            assert (await ann.post(ann.message("ping"), **bearer)).status == 200
+            bob.port = two.port  # now two serves it (for ann): still not bob's
+            assert (await bob.post(bob.message("ping"), authorization=f"Bearer {keys['bob']}")).status == 404
+
+
+async def test_idle_replicas_give_way_at_max_sessions(redis_server: RedisServer) -> None:
+    """A replica is a cache of the store: at ``max_sessions`` the least recently used idle one
+    is let go for a session that needs serving, and comes back when its session does."""
+    from mcp_trio import Limits
+
+    settings = ClusterSettings(redis_url=redis_server.url, key_prefix="room:")
+    with trio.fail_after(20):
+        async with serving(make_app(), cluster=settings) as one, \
+                serving(make_app(), Limits(max_sessions=1), cluster=settings) as two:
+            first, second = McpHttp(one.port), McpHttp(one.port)
+            await first.initialize()
+            await second.initialize()
+            for _ in range(2):
+                for mcp in (first, second):
+                    mcp.port = two.port
+                    assert text_of(await mcp.call(CALL, {"name": "echo", "arguments": {"text": "x"}})) == "x"
+                    assert (await request(two.port, "GET", "/healthz")).json()["sessions"] == 1

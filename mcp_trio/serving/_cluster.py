@@ -65,6 +65,9 @@ logger = logging.getLogger("mcp_trio.cluster")
 
 #: Seconds between two additions of this process's counters to the cluster's.
 STATS_INTERVAL = 1.0
+#: Announcements (``list_changed``, ``resources/updated``) waiting to be published at most;
+#: repeats of a waiting one are coalesced, and past it new ones are dropped (logged once).
+MAX_OUTBOX = 10_000
 
 #: Set while a change is applied that its own bus event announces (a switch, a reload, an
 #: event from another process): the registry change it causes is not announced again.
@@ -115,6 +118,10 @@ class ClusterNode:
         self.session_hooks: SessionHooks | None = None
         self._nursery: trio.Nursery | None = None
         self._sent: dict[str, int] = {}
+        #: Announcements waiting for the publisher, coalesced by (kind, key).
+        self._outbox: dict[tuple[str, str], Any] = {}
+        self._outbox_wake = trio.Event()
+        self._outbox_full = False
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[ClusterNode] = trio.TASK_STATUS_IGNORED) -> None:
@@ -143,6 +150,7 @@ class ClusterNode:
                 await nursery.start(self.nodes.run)
                 await self._read_switches()
                 nursery.start_soon(self._add_counters)
+                nursery.start_soon(self._publisher)
                 supervisor.stateless.tasks.shared = self.tasks
                 logger.info("cluster node %s joined %s (key prefix %r)", self.node_id, self.settings.where,
                             self.settings.key_prefix)
@@ -187,10 +195,35 @@ class ClusterNode:
     def list_changed(self, kinds: Collection[str]) -> None:
         """A registry change here that no other bus event announces (an app's ``add_tool``)."""
         if not _announced.get():
-            self.spawn(self._publish, ListChanged(tuple(sorted(kinds))))
+            for kind in kinds:
+                self._post(("list", kind), ListChanged((kind,)))
 
     def resource_updated(self, uri: str) -> None:
-        self.spawn(self._publish, ResourceUpdated(uri))
+        self._post(("resource", uri), ResourceUpdated(uri))
+
+    def _post(self, key: tuple[str, str], event: Any) -> None:
+        """Queue an announcement for the publisher without waiting (the callers are sync)."""
+        outbox = self._outbox
+        if key not in outbox:
+            if len(outbox) >= MAX_OUTBOX:
+                if not self._outbox_full:
+                    logger.warning("cluster bus: %d announcements wait already; dropping new ones until they are sent",
+                                   MAX_OUTBOX)
+                self._outbox_full = True
+                return
+            outbox[key] = event
+        self._outbox_wake.set()
+
+    async def _publisher(self) -> None:
+        """Publish queued announcements in order, one at a time (a burst of resource updates
+        costs one message per URI still waiting, not one per update)."""
+        while True:
+            await self._outbox_wake.wait()
+            self._outbox_wake = trio.Event()
+            while self._outbox:
+                key = next(iter(self._outbox))
+                await self._publish(self._outbox.pop(key))
+            self._outbox_full = False
 
     async def _publish(self, event: Any) -> None:
         """Publish, logging (not raising) when Redis is away: the change stands here, and the

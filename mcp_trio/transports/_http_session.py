@@ -490,6 +490,9 @@ class SharedSessionTable:
         for that caller (expired, deleted anywhere, or another caller's)."""
         session = self.sessions.get(token)
         if session is not None and not session.terminated:
+            # A session is bound to the caller that opened it: to anyone else it does not exist.
+            if owner_of(session.principal) != owner_of(principal):
+                return None
             if session.stale or trio.current_time() - session.checked_at >= self.refresh_interval:
                 if not await self.refresh(session):
                     return None
@@ -520,6 +523,17 @@ class SharedSessionTable:
         """DELETE: the session ends here at once, in the store, and on every other process."""
         self.drop(session)
         await self.shared.delete(session.token)
+
+    def make_room(self, limit: int) -> bool:
+        """Stop serving the least recently used idle replica here when ``limit`` sessions are
+        served (a replica is a cache of the store: nothing is lost); False: none is idle."""
+        if len(self.sessions) < limit:
+            return True
+        idle = [session for session in self.sessions.values() if session.active == 0]
+        if not idle:
+            return False
+        self.drop(min(idle, key=lambda session: session.last_active))
+        return True
 
     def drop(self, session: HttpSession) -> None:
         """Stop serving ``session`` here (the store is untouched)."""

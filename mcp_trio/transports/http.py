@@ -426,6 +426,8 @@ class McpHttpApp:
     def _new_session(self, principal: Principal | None, peer: str | None) -> HttpSession:
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down")
+        if self.shared_sessions is not None:  # cluster mode: an idle replica gives way
+            self.shared_sessions.make_room(self.limits.max_sessions)
         if len(self.sessions) >= self.limits.max_sessions:
             self.supervisor.metrics.connections_refused += 1
             raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
@@ -449,7 +451,7 @@ class McpHttpApp:
 
     def _replica(self, token: str, record: Any, principal: Principal | None, peer: str | None) -> HttpSession:
         """Cluster mode: serve here a session another process opened (its stored profile)."""
-        if len(self.sessions) >= self.limits.max_sessions:
+        if not self.shared_sessions.make_room(self.limits.max_sessions):  # type: ignore[union-attr]
             self.supervisor.metrics.connections_refused += 1
             raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
                            headers=[(b"retry-after", b"1")])
