@@ -354,3 +354,38 @@ async def test_idle_replicas_give_way_at_max_sessions(redis_server: RedisServer)
                     mcp.port = two.port
                     assert text_of(await mcp.call(CALL, {"name": "echo", "arguments": {"text": "x"}})) == "x"
                     assert (await request(two.port, "GET", "/healthz")).json()["sessions"] == 1
+
+
+async def test_websocket_servers_share_limits_and_switches(redis_server: RedisServer) -> None:
+    """Cluster mode on the WebSocket transport: a session is its connection, and its process's
+    limits, switches and list_changed are the cluster's."""
+    from mcp_trio._limiter import ToolLimit
+    from mcp_trio.client import McpError, connect
+    from mcp_trio.transports.websocket import serve_websocket
+
+    settings = ClusterSettings(redis_url=redis_server.url, key_prefix="ws:")
+    policy = RateLimits(tools={"limited": ToolLimit(rate=0.001, burst=3)})
+    one_app, two_app = make_app(), make_app()
+    changed = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            one = await nursery.start(lambda task_status: serve_websocket(one_app, port=0, cluster=settings,
+                                                                          rate_limits=policy, task_status=task_status))
+            two = await nursery.start(lambda task_status: serve_websocket(two_app, port=0, cluster=settings,
+                                                                          rate_limits=policy, task_status=task_status))
+            async with connect(f"ws://127.0.0.1:{one.port}/", era="handshake") as a, \
+                    connect(f"ws://127.0.0.1:{two.port}/", era="handshake",
+                            on_list_changed=lambda kind: changed.set() if kind == "tools" else None) as b:
+                outcomes = []
+                for client in (a, b, a, b, a, b):
+                    try:
+                        await client.call_tool("limited")
+                        outcomes.append(0)
+                    except McpError as error:
+                        outcomes.append(error.code)
+                assert outcomes == [0, 0, 0, 0, -32029, -32029], outcomes  # burst 3: four, over both
+                await one_app._supervisor.switch(False, tags=["beta"])  # type: ignore[union-attr]
+                with trio.fail_after(5):
+                    await changed.wait()
+                assert "beta" not in {tool.name for tool in await b.list_tools()}
+            nursery.cancel_scope.cancel()
