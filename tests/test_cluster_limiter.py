@@ -214,7 +214,9 @@ async def test_a_frozen_redis_fails_closed_after_the_command_timeout(redis_serve
                 started = time.monotonic()
                 with pytest.raises(RedisUnavailable, match="did not answer in time"):
                     await limiter.try_admit("ann")
-                assert 0.25 < time.monotonic() - started < 1.0
+                # After command_timeout (0.3 s), not before; the upper bound only says it did not
+                # wait for Redis (a loaded 2-core machine took 1.08 s once)
+                assert 0.25 < time.monotonic() - started < 5.0
             finally:
                 redis_server.process.send_signal(signal.SIGCONT)
             await trio.sleep(0.25)
