@@ -6,12 +6,17 @@ Write tools, resources and prompts as plain functions on a ``Server``; serve it 
 
 from .serving._compose import ToolCallError
 from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
+from .offer._mount import MountError
+from .offer._remote import Remote
+from .offer._tool_class import Tool, ToolDefinitionError
 from .serving._context import CapabilityMissing, Context
 from ._limits import Limits
+from ._logging import current_principal, current_request_id
 from ._paths import PathSegment, RelativePath
 from .plugins._plugin import Plugin
 from ._request_state import single_use_state
 from ._server import Server
+from ._tracing import Tracing, tracing_provider
 from .serving._tasks import task_support
 from .protocol._errors import InvalidParams, McpError, ResourceNotFound
 from .protocol._types import (
@@ -40,15 +45,23 @@ __all__ = [
     "Message",
     "PathSegment",
     "Plugin",
+    "MountError",
     "RelativePath",
+    "Remote",
     "ResourceLink",
     "ResourceNotFound",
     "Server",
     "TextContent",
     "TextResourceContents",
+    "Tool",
     "ToolCallError",
+    "Tracing",
+    "ToolDefinitionError",
     "UserMessage",
+    "current_principal",
+    "current_request_id",
     "single_use_state",
     "task_support",
+    "tracing_provider",
 ]
 __version__ = "0.1.0"

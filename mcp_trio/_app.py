@@ -127,7 +127,7 @@ def _required_parameters(fn: Any) -> list[str]:
 def _tool_owner(module: ModuleType, fn: Any, server_type: type) -> str | None:
     """The name of the module's ``Server`` that has ``fn`` as a tool, if any."""
     for name, value in vars(module).items():
-        if isinstance(value, server_type) and any(tool.fn is fn for tool in value.registry.tools.values()):
+        if isinstance(value, server_type) and any(getattr(tool.fn, "__wrapped__", tool.fn) is fn for tool in value.registry.tools.values()):
             return name
     return None
 

@@ -158,11 +158,13 @@ class AsyncioRuntime:
 
     # -- calls --------------------------------------------------------------------------------
     async def call(self, fn: Callable[..., Awaitable[Any]], kwargs: Mapping[str, Any], *,
-                   context_param: str | None = None) -> Any:
+                   context_param: str | None = None, trio_functions: tuple[str, ...] = ()) -> Any:
         """Run ``fn(**kwargs)`` on the asyncio loop and return its result to this trio task.
 
         ``context_param``: the keyword holding the request's ``Context``; the function gets an
-        ``AsyncioContext`` wrapping it instead.
+        ``AsyncioContext`` wrapping it instead. ``trio_functions``: keywords holding functions
+        that return trio awaitables (a middleware's ``call_next``); the function gets each as
+        a function whose calls are awaitable from asyncio and run in trio.
         """
         loop = self._ensure_started()
         token = trio.lowlevel.current_trio_token()
@@ -170,8 +172,12 @@ class AsyncioRuntime:
         context = contextvars.copy_context()
         async with trio.open_nursery() as nursery:
             arguments = dict(kwargs)
-            if context_param is not None:
-                arguments[context_param] = AsyncioContext(arguments[context_param], _Bridge(loop, token, nursery))
+            if context_param is not None or trio_functions:
+                bridge = _Bridge(loop, token, nursery, contextvars.copy_context())
+                if context_param is not None:
+                    arguments[context_param] = AsyncioContext(arguments[context_param], bridge)
+                for name in trio_functions:
+                    arguments[name] = _TrioFunction(bridge, arguments[name])
             try:
                 loop.call_soon_threadsafe(_start, loop, token, call, context, fn, arguments)
             except RuntimeError:  # closed between the check and now
@@ -269,14 +275,20 @@ def _name(fn: Callable[..., Any]) -> str:
 # -- calling back into trio -----------------------------------------------------------------------
 class _Bridge:
     """Runs trio coroutine functions for asyncio code: each in a trio task of the calling
-    request's nursery, its outcome delivered to an asyncio future on the runtime's loop."""
+    request's nursery, its outcome delivered to an asyncio future on the runtime's loop.
 
-    __slots__ = ("_loop", "_token", "_nursery")
+    The task is started in (a copy of) the caller's context: trio starts it from a
+    ``run_sync_soon`` callback, where no task's context is current, so without it the request
+    id (and every other context variable) would be lost below a middleware's ``call_next``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
+    __slots__ = ("_loop", "_token", "_nursery", "_context")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, token: trio.lowlevel.TrioToken, nursery: trio.Nursery,
+                 context: contextvars.Context) -> None:
         self._loop = loop
         self._token = token
         self._nursery = nursery
+        self._context = context
 
     def run(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
         """Start ``afn(*args, **kwargs)`` in trio; call from the loop's thread."""
@@ -289,10 +301,15 @@ class _Bridge:
 
         future.add_done_callback(cancel_in_trio)
         try:
-            self._token.run_sync_soon(self._nursery.start_soon, self._run, future, scope, afn, args, kwargs)
+            self._token.run_sync_soon(self._start, future, scope, afn, args, kwargs)
         except trio.RunFinishedError:
             future.set_exception(AsyncioRuntimeClosed("the trio side of this call has finished"))
         return future
+
+    def _start(self, *args: Any) -> None:
+        """On the trio thread: start the task with the caller's context current (trio copies
+        the current context into a new task)."""
+        self._context.run(self._nursery.start_soon, self._run, *args)
 
     async def _run(self, future: asyncio.Future[Any], scope: trio.CancelScope, afn: Callable[..., Awaitable[Any]],
                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -342,6 +359,20 @@ class TrioCall:
 
     def __await__(self) -> Any:
         return self._bridge.run(self.afn, self.args, self.kwargs).__await__()
+
+
+class _TrioFunction:
+    """A function returning trio awaitables, as asyncio code calls it: each call is a
+    ``TrioCall`` (``await call_next(request)`` runs the rest of a middleware chain in trio)."""
+
+    __slots__ = ("_bridge", "_fn")
+
+    def __init__(self, bridge: _Bridge, fn: Callable[..., Awaitable[Any]]) -> None:
+        self._bridge = bridge
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrioCall:
+        return TrioCall(self._bridge, self._fn, args, kwargs)
 
 
 class AsyncioContext:

@@ -53,6 +53,12 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--send-timeout", "send_timeout", _non_negative_float, "SECONDS", "a write to a peer that stopped reading"),
     ("--client-request-timeout", "client_request_timeout", _non_negative_float, "SECONDS",
      "wait for sampling/elicitation/roots answers"),
+    ("--tool-timeout", "tool_timeout", _non_negative_float, "SECONDS",
+     "a tool call's time when the tool sets no timeout= of its own (0: none)"),
+    ("--max-abandoned-threads", "max_abandoned_threads", _positive_int, "N",
+     "threads of sync tools given up (timed out) and still running, server-wide, before sync tools are refused"),
+    ("--max-abandoned-threads-per-tool", "max_abandoned_threads_per_tool", _positive_int, "N",
+     "the same per tool, before that tool is refused"),
     ("--max-connections", "max_connections", _positive_int, "N", "WebSocket connections per process"),
     ("--handshake-timeout", "handshake_timeout", _non_negative_float, "SECONDS", "WebSocket opening handshake"),
     ("--idle-timeout", "idle_timeout", _non_negative_float, "SECONDS", "close a connection or session idle this long"),
@@ -131,9 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also load the plugins installed packages declare (entry points: mcp_trio.plugins)")
     serve.add_argument("--no-watch", dest="watch_plugins", action="store_false", default=None,
                        help="load plugins once; do not reload them when their files change")
+    serve.add_argument("--mount", action="append", default=None, metavar="PREFIX=TARGET",
+                       help="serve a remote MCP server's tools, resources and prompts under PREFIX (the gateway): "
+                            "TARGET is https://host/mcp, ws://host/ws or stdio:COMMAND ARGS (repeatable; "
+                            "[[mount]] in the config file adds credentials and limits)")
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error", "critical"],
                        help="log level on stderr (default: warning)")
     serve.add_argument("--log-format", default=None, choices=["text", "json"], help="log line format (default: text)")
+    serve.add_argument("--tracing", action="store_true", default=None,
+                       help="OpenTelemetry spans for every request, exported over OTLP ([tracing] in the config file "
+                            "for the rest; needs pip install 'mcp-trio[otel]')")
     limits = serve.add_argument_group("limits")
     for flag, field, kind, metavar, text in _LIMIT_FLAGS:
         default = getattr(_limits.Limits(), field)
@@ -211,16 +224,18 @@ class _Run:
         self.debug = log_level_of(args.log_level) == "debug"
         #: Set once the transport reports it is serving: failures after it are not start-up's.
         self.started = False
+        #: The OpenTelemetry provider ``[tracing]`` made, flushed at exit; None: no tracing.
+        self.provider: Any = None
 
     def serve(self) -> int:
-        from ._config import ConfigError, load_config, overrides_from_args
+        from ._config import ConfigError, load_config, overrides_from_args, with_mount_flags
         from ._logging import configure_logging
 
         args = self.args
         if args.transport is not None:
             args.transport = TRANSPORTS[args.transport]
         try:
-            config = load_config(args.config, os.environ, overrides_from_args(args))
+            config = with_mount_flags(load_config(args.config, os.environ, overrides_from_args(args)), args.mount)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
         self.debug = config.server.log_level == "debug"
@@ -267,6 +282,13 @@ class _Run:
                 app.request_state = config.request_state_codec()  # else the app's own (default: random)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+        if config.tracing.enabled:
+            app.tracing = self._tracing(app, config.tracing)
+        for mount in config.mount:
+            try:
+                app.mount(mount.remote(os.environ), prefix=mount.prefix, scopes=mount.scopes, tags=mount.tags)
+            except (ConfigError, ValueError) as exc:
+                raise StartupError(f"[[mount]] {mount.prefix!r}: {exc}") from exc
         plugins = config.plugins
         if plugins.directories or plugins.entry_points:
             try:
@@ -277,7 +299,25 @@ class _Run:
                 raise StartupError(str(exc)) from exc
         return self._run(app, config, tls, authenticator)
 
+    def _tracing(self, app: Any, settings: Any) -> Any:
+        """The app's ``Tracing`` from ``[tracing]``, or a one-line reason it cannot be had."""
+        from ._tracing import Tracing, TracingUnavailable, tracing_provider
+
+        service = settings.service_name or os.environ.get("OTEL_SERVICE_NAME") or app.name
+        try:
+            self.provider = tracing_provider(service, settings.exporter, settings.endpoint)
+        except TracingUnavailable as exc:
+            raise StartupError(f"{exc}, or turn tracing off ([tracing] enabled, --tracing)") from exc
+        return Tracing(self.provider)
+
     def _run(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
+        try:
+            return self._serve_transport(app, config, tls, authenticator)
+        finally:
+            if self.provider is not None:
+                self.provider.shutdown()  # the spans still batched are exported now
+
+    def _serve_transport(self, app: Any, config: Any, tls: Any, authenticator: Any) -> int:
         import trio
 
         server = config.server
@@ -336,7 +376,8 @@ class _Run:
                 app, config.to_limits(), host=server.host, port=server.port,
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
-                reuse_port=self.args.reuse_port, cluster=config.cluster_settings(), task_status=task_status))
+                reuse_port=self.args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "wss" if tls is not None else "ws"
             print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -355,7 +396,8 @@ class _Run:
                 certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
-                reuse_port=args.reuse_port, cluster=config.cluster_settings(), task_status=task_status))
+                reuse_port=args.reuse_port, trusted_proxies=server.trusted_proxies or None,
+                proxy_headers=server.proxy_headers, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"

@@ -24,12 +24,17 @@ every limit spelt out, is in docs/security.md)::
     log_format = "text"              # text | json
     metrics = "scope:admin"          # who may read /metrics: public | loopback | scope:NAME
                                      #   (default: scope:admin with auth configured, else public)
+    trusted_proxies = ["10.0.0.0/8"] # proxies in front (addresses, networks; default: none):
+                                     #   only theirs are forwarding headers believed
+    proxy_headers = "x-forwarded"    # what they write: x-forwarded (X-Forwarded-For/-Proto)
+                                     #   | forwarded (RFC 7239)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
     max_in_flight = 64
     grace_period = 10.0
-    # page_size, send_timeout, client_request_timeout, max_client_requests, max_connections,
+    # page_size, send_timeout, client_request_timeout, max_client_requests, tool_timeout,
+    # max_abandoned_threads, max_abandoned_threads_per_tool, max_connections,
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
@@ -115,6 +120,27 @@ every limit spelt out, is in docs/security.md)::
     entry_points = false             # also load installed packages' "mcp_trio.plugins"
     watch = true                     # reload a directory plugin when its file changes
 
+    [tracing]                        # OpenTelemetry (pip install 'mcp-trio[otel]'; docs/tracing.md)
+    enabled = false                  # a span per request and its children
+    exporter = "otlp"                # otlp (OTLP/HTTP) | console (stderr) | none (recorded, dropped)
+    endpoint = "http://collector:4318"   # OTLP base URL (default: OTEL_EXPORTER_OTLP_ENDPOINT,
+                                     #   else http://localhost:4318)
+    service_name = "weather"         # default: OTEL_SERVICE_NAME, else the app's name
+    [[mount]]                        # a remote MCP server served under a prefix (the gateway;
+    prefix = "weather"               #   also --mount PREFIX=TARGET): weather_forecast, weather+URI
+    url = "https://weather.example/mcp"   # or ws://...; or, for a local command over stdio:
+    command = ["python", "-m", "weather"] #   (a list, or one string; give url or command)
+    bearer_token_env = "WEATHER_TOKEN"    # its bearer token, from a variable (must be set) ...
+    bearer_token_file = "weather.token"   #   ... or a file (relative to this file)
+    headers = { X-Tenant = "acme" }       # sent as written
+    headers_env = { X-Api-Key = "WEATHER_KEY" }  # values from variables (must be set)
+    era = "auto"                     # auto (server/discover, else initialize) | handshake | stateless
+    connect_timeout = 10.0           # seconds to connect and open the session
+    request_timeout = 60.0           # seconds per forwarded request, waiting for a slot included
+    max_concurrency = 32             # requests forwarded at once; more wait for a slot
+    max_connections = 8              # pooled HTTP connections
+    scopes = []                      # scopes a caller needs for its tools, resources, prompts
+    tags = []                        # tags added to its tools (switch them off by tag)
     [cluster]                        # cluster mode: state shared on Redis (docs/cluster.md)
     redis_url = "redis://redis:6379/0"  # turns it on (default: none, off); TLS: rediss://,
                                      #   auth: redis://user:password@host, Sentinel, Cluster
@@ -126,8 +152,8 @@ Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
 ``MCP_TRIO_AUTH_JWT_SECRET=...``, ``MCP_TRIO_AUTH_INTROSPECTION_CLIENT_SECRET=...``,
 ``MCP_TRIO_AUTH_PROVIDER_CA_FILE=...``, ``MCP_TRIO_RATE_LIMIT_RATE=5``. Lists are comma-separated
-(``MCP_TRIO_SERVER_ALLOWED_ORIGINS=https://a,https://b``); ``api_keys`` and
-``rate_limit.tools`` take JSON; an empty value unsets an optional key.
+(``MCP_TRIO_SERVER_ALLOWED_ORIGINS=https://a,https://b``); ``api_keys``,
+``rate_limit.tools`` and ``MCP_TRIO_MOUNT`` take JSON; an empty value unsets an optional key.
 ``MCP_TRIO_CONFIG`` names the file when ``--config`` is not given. An unknown ``MCP_TRIO_*``
 variable is an error (a misspelt secret must not leave a server open).
 """
@@ -135,6 +161,7 @@ variable is an error (a misspelt secret must not leave a server open).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -196,6 +223,12 @@ class ServerConfig(_Section):
     #: Who may read /metrics (http): "public", "loopback" or "scope:NAME"; None: "scope:admin"
     #: when authentication is configured, else "public".
     metrics: str | None = None
+    #: Addresses or networks of the proxies in front (``10.0.0.0/8``): only from them are
+    #: forwarding headers believed, naming the client (its address, its scheme). Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Which forwarding headers those proxies write: "x-forwarded" (X-Forwarded-For and
+    #: X-Forwarded-Proto) or "forwarded" (RFC 7239); the other family is never read.
+    proxy_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
@@ -207,6 +240,12 @@ class ServerConfig(_Section):
             if _ORIGIN.fullmatch(origin) is None:
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
                                  "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} must be an IP address or network like 10.0.0.0/8, 192.0.2.7 "
+                                 "or 2001:db8::/32 (no names; comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES)") from None
         for host in self.allowed_hosts:
             if host != "*" and _HOST.fullmatch(host) is None:
                 raise ValueError(f"allowed host {host!r} must look like mcp.example.com, mcp.example.com:8443 or [::1] "
@@ -391,6 +430,135 @@ class ClusterConfig(_Section):
         return f"ClusterConfig(redis_url={url!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry tracing (``[tracing]``; ``pip install 'mcp-trio[otel]'``, docs/tracing.md)."""
+
+    enabled: bool = False
+    #: "otlp" (OTLP over HTTP/protobuf), "console" (stderr), "none" (recorded, then dropped).
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    #: The OTLP collector's base URL (``http://collector:4318``); None: ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    #: else ``http://localhost:4318``.
+    endpoint: str | None = None
+    #: ``service.name`` of the spans; None: ``OTEL_SERVICE_NAME``, else the served app's name.
+    service_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint is not None and not self.endpoint.startswith(("https://", "http://")):
+            raise ValueError("endpoint must be an http(s) URL, the collector's base (http://collector:4318)")
+
+
+class MountConfig(_Section):
+    """One remote MCP server mounted under a prefix (the gateway, ``Server.mount(Remote(...))``):
+    ``[[mount]]`` in the file, ``--mount PREFIX=TARGET`` on the command line."""
+
+    prefix: str
+    #: ``https://host/mcp`` or ``ws://host/ws`` (``url``), or a command spoken to over stdio
+    #: (``command``: a list of arguments, or one string split as a shell would).
+    url: str | None = None
+    command: str | tuple[str, ...] | None = None
+    #: A bearer token for the upstream, from a variable or a file (never in the file itself).
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    #: Headers sent to it as written, and headers whose values come from variables.
+    headers: dict[str, str] = {}
+    headers_env: dict[str, str] = {}
+    era: Literal["auto", "handshake", "stateless"] = "auto"
+    connect_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    request_timeout: Annotated[float, Meta(gt=0)] = 60.0
+    max_concurrency: Annotated[int, Meta(ge=1)] = 32
+    max_connections: Annotated[int, Meta(ge=1)] = 8
+    #: Added to every mounted definition: scopes a caller must hold, tags to switch them by.
+    scopes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from .offer._mount import PREFIX
+
+        if not PREFIX.match(self.prefix):
+            raise ValueError(f"mount prefix {self.prefix!r} must be 1 to 32 letters, digits or '-'")
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"mount {self.prefix!r}: give url (https://..., ws://...) or command (stdio), not both")
+        if self.url is not None and not self.url.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"mount {self.prefix!r}: url must start with http://, https://, ws:// or wss:// "
+                             "(a local server: command = [...])")
+        if self.bearer_token_env is not None and self.bearer_token_file is not None:
+            raise ValueError(f"mount {self.prefix!r}: give bearer_token_env or bearer_token_file, not both")
+
+    def target(self) -> str | list[str]:
+        if self.url is not None:
+            return self.url
+        if isinstance(self.command, str):
+            import shlex
+
+            return shlex.split(self.command.removeprefix("stdio:"))
+        return list(self.command or ())
+
+    def credentials(self, env: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
+        """The bearer token and the headers, read now: a variable that is not set, or a file
+        that is empty or cannot be read, is a ``ConfigError`` naming it (fail closed)."""
+        where = f"[[mount]] {self.prefix!r}"
+        token = None
+        if self.bearer_token_env is not None:
+            token = env.get(self.bearer_token_env, "").strip()
+            if not token:
+                raise ConfigError(f"{where}: bearer_token_env names {self.bearer_token_env}, which is not set: export it")
+        elif self.bearer_token_file is not None:
+            try:
+                token = Path(self.bearer_token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{where}: bearer_token_file: cannot read {self.bearer_token_file}: "
+                                  f"{exc.strerror or exc}") from None
+            if not token:
+                raise ConfigError(f"{where}: bearer_token_file {self.bearer_token_file} is empty: write the token into it")
+        headers = dict(self.headers)
+        for name, variable in self.headers_env.items():
+            value = env.get(variable, "").strip()
+            if not value:
+                raise ConfigError(f"{where}: headers_env {name} names {variable}, which is not set: export it")
+            headers[name] = value
+        return token, headers
+
+    def remote(self, env: Mapping[str, str]) -> Any:
+        """The ``Remote`` to mount (``Server.mount(remote, prefix=self.prefix, ...)``)."""
+        from .offer._remote import Remote
+
+        token, headers = self.credentials(env)
+        return Remote(self.target(), auth=token, headers=headers, era=self.era, connect_timeout=self.connect_timeout,
+                      request_timeout=self.request_timeout, max_concurrency=self.max_concurrency,
+                      max_connections=self.max_connections)
+
+
+def parse_mount_flag(text: str) -> MountConfig:
+    """``--mount PREFIX=TARGET``: ``weather=https://host/mcp``, ``ws://...``, or
+    ``stdio:command args``."""
+    prefix, sep, target = text.partition("=")
+    if not sep or not target:
+        raise ConfigError(f"--mount {text!r}: write PREFIX=TARGET, e.g. weather=https://weather.example/mcp or "
+                          "tools=stdio:python -m tools")
+    options: dict[str, Any] = {"prefix": prefix}
+    if target.startswith("stdio:"):
+        options["command"] = target
+    else:
+        options["url"] = target
+    try:
+        return msgspec.convert(options, MountConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"--mount {text!r}: {exc}") from None
+
+
+def with_mount_flags(config: Config, flags: list[str] | None) -> Config:
+    """``config`` with the ``--mount`` flags' mounts added after the file's and the
+    environment's (flags add mounts; they replace none)."""
+    if not flags:
+        return config
+    mounts = (*config.mount, *(parse_mount_flag(flag) for flag in flags))
+    prefixes = [mount.prefix for mount in mounts]
+    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if repeated:
+        raise ConfigError(f"--mount: prefix {repeated[0]!r} is used twice: give each mount its own prefix")
+    return msgspec.structs.replace(config, mount=mounts)
+
+
 class Config(_Section):
     """Everything ``main`` needs to build and serve: pass it down, never store it globally."""
 
@@ -400,6 +568,8 @@ class Config(_Section):
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     request_state: RequestStateConfig = field(default_factory=RequestStateConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    mount: tuple[MountConfig, ...] = ()
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     # -- the objects the rest of the server takes --------------------------------------------
@@ -787,6 +957,9 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
             node[keys[-1]] = str((file.parent / node[keys[-1]]).resolve())
+    for mount in data.get("mount", []) if isinstance(data.get("mount"), list) else []:
+        if isinstance(mount, dict) and isinstance(mount.get("bearer_token_file"), str):
+            mount["bearer_token_file"] = str((file.parent / mount["bearer_token_file"]).resolve())
     plugins = data.get("plugins")
     if isinstance(plugins, dict) and isinstance(plugins.get("directories"), list):
         plugins["directories"] = [str((file.parent / d).resolve()) if isinstance(d, str) else d for d in plugins["directories"]]
@@ -863,7 +1036,7 @@ def load_config(
     config.to_limits()  # cross-field checks now, not when serving starts
     config.rate_limits()
     config.cluster_settings()  # a Redis URL that cannot work stops the server now
-    check_security(config, merged)
+    check_security(config, merged, env)
     if config.request_state.configured:
         config.request_state_codec()  # a short or unreadable key stops the server now
     return config
@@ -878,7 +1051,7 @@ def _given(merged: Mapping[str, Any], *path: str) -> bool:
     return True
 
 
-def check_security(config: Config, merged: Mapping[str, Any]) -> None:
+def check_security(config: Config, merged: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
     """Fail closed: a security setting that is present but cannot work stops the server.
 
     Without these checks each of them would leave a server running in a weaker state than
@@ -903,6 +1076,15 @@ def check_security(config: Config, merged: Mapping[str, Any]) -> None:
     if _given(merged, "server", "allowed_origins") and not config.server.allowed_origins:
         raise ConfigError("server.allowed_origins is set but names no origin: give origins like "
                           "https://app.example.com (comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS), or unset it")
+    if _given(merged, "server", "trusted_proxies") and not config.server.trusted_proxies:
+        raise ConfigError("server.trusted_proxies is set but names no proxy: give addresses or networks like 10.0.0.0/8 "
+                          "(comma-separated in MCP_TRIO_SERVER_TRUSTED_PROXIES), or unset it")
+    prefixes = [mount.prefix for mount in config.mount]
+    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if repeated:
+        raise ConfigError(f"[[mount]]: prefix {repeated[0]!r} is used twice: give each mount its own prefix")
+    for mount in config.mount:
+        mount.credentials(os.environ if env is None else env)  # a token variable not exported stops the server now
     if _given(merged, "server", "allowed_hosts") and not config.server.allowed_hosts:
         raise ConfigError("server.allowed_hosts is set but names no host: give hosts like mcp.example.com "
                           "(comma-separated in MCP_TRIO_SERVER_ALLOWED_HOSTS), or unset it")
@@ -922,6 +1104,8 @@ FLAG_KEYS: dict[str, str] = {
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "metrics": "server.metrics",
+    "trusted_proxies": "server.trusted_proxies",
+    "proxy_headers": "server.proxy_headers",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",
@@ -930,6 +1114,7 @@ FLAG_KEYS: dict[str, str] = {
     "plugin_packages": "plugins.entry_points",
     "watch_plugins": "plugins.watch",
     "redis": "cluster.redis_url",
+    "tracing": "tracing.enabled",
     **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
 }
 
@@ -955,6 +1140,11 @@ def add_config_arguments(parser: Any) -> None:
     parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=None, metavar="HOST",
                         help="a Host header value to accept: name or name:port (repeatable; default: loopback "
                              "names on a loopback address, any elsewhere)")
+    parser.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", default=None, metavar="CIDR",
+                        help="an address or network of a proxy in front (repeatable): only from these are "
+                             "X-Forwarded-For/-Proto (or Forwarded) believed (default: none)")
+    parser.add_argument("--proxy-headers", choices=["x-forwarded", "forwarded"], default=None,
+                        help="which forwarding headers the trusted proxies write (default: x-forwarded)")
     parser.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND",
                         help="requests per second per principal (default: no limit)")
     parser.add_argument("--burst", type=int, default=None, metavar="N",

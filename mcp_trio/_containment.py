@@ -61,8 +61,10 @@ def _passes(exc: BaseException) -> bool:
 
 
 def _escapes(exc: BaseException) -> bool:
-    """Leaves that would stop the process if nobody caught them."""
-    return not isinstance(exc, Exception) and not _passes(exc)
+    """Leaves that would stop the process if nobody caught them. ``split`` asks about every
+    group before its leaves: a group is never one, or a nursery's ``Cancelled`` (a tool that
+    opened a nursery and met its timeout) would be taken for an escaping group."""
+    return not isinstance(exc, (Exception, BaseExceptionGroup)) and not _passes(exc)
 
 
 def contained(exc: BaseException) -> BaseException | None:

@@ -30,6 +30,7 @@ class _Missing:
 
 _MISSING: Any = _Missing()
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _AT = re.compile(r"(?P<body>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.S)
 _TOKENS = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _TYPE_WORDS = {
@@ -114,14 +115,18 @@ def split_path(text: str) -> list[str | int | None]:
 
 
 def join_path(parts: Sequence[str | int | None]) -> str:
+    """``("rows", 3, "id")`` -> ``rows[3].id``; a key that is not an identifier is quoted
+    (``tags["a b"]``), so a path with a space or a dot in a key still reads as one place."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
         elif part is None:
             out += "[...]"
-        else:
+        elif _IDENTIFIER.match(part):
             out += f".{part}" if out else part
+        else:
+            out += f"[{msgspec.json.encode(part).decode()}]"
     return out
 
 

@@ -21,6 +21,15 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_CLIENT_REQUEST_TIMEOUT = 300.0
 #: Server-to-client requests one connection may have outstanding at once.
 DEFAULT_MAX_CLIENT_REQUESTS = 64
+#: Seconds a tool call may run when the tool sets no ``timeout=`` of its own (0: no default;
+#: a tool's own ``timeout=`` wins either way, ``float("inf")`` opting it out).
+DEFAULT_TOOL_TIMEOUT = 300.0
+#: Threads of sync (``def``) tools that were given up (timed out or cancelled) and still run,
+#: server-wide; at the cap, calls of sync tools are refused (``-32030``) until some finish.
+#: Each holds one of trio's 40 worker-thread tokens until it ends: 16 leaves 24 for live calls.
+DEFAULT_MAX_ABANDONED_THREADS = 16
+#: The same, per tool: at the cap, calls of that tool are refused until its threads finish.
+DEFAULT_MAX_ABANDONED_THREADS_PER_TOOL = 4
 
 # -- network transports (WebSocket, Streamable HTTP) ------------------------------------------
 #: Concurrent WebSocket connections per server process; more are refused at the handshake (503).
@@ -66,6 +75,9 @@ class Limits:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     client_request_timeout: float = DEFAULT_CLIENT_REQUEST_TIMEOUT
     max_client_requests: int = DEFAULT_MAX_CLIENT_REQUESTS
+    tool_timeout: float = DEFAULT_TOOL_TIMEOUT
+    max_abandoned_threads: int = DEFAULT_MAX_ABANDONED_THREADS
+    max_abandoned_threads_per_tool: int = DEFAULT_MAX_ABANDONED_THREADS_PER_TOOL
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
@@ -86,11 +98,12 @@ class Limits:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
                      "max_connections", "max_message_fragments", "max_sessions", "max_sessions_per_principal",
                      "max_tasks_per_principal", "max_listens_per_principal", "max_subscriptions_per_principal",
-                     "max_subscriptions_per_session", "max_uri_length"):
+                     "max_subscriptions_per_session", "max_uri_length", "max_abandoned_threads",
+                     "max_abandoned_threads_per_tool"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("grace_period", "send_timeout", "client_request_timeout", "handshake_timeout",
-                     "idle_timeout", "heartbeat_interval", "request_deadline", "sse_replay_events"):
+                     "idle_timeout", "heartbeat_interval", "request_deadline", "sse_replay_events", "tool_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not self.keep_alive_timeout > 0:

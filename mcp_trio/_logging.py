@@ -17,6 +17,22 @@ import msgspec
 
 session_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_session_id", default=None)
 request_id_var: contextvars.ContextVar[int | str | None] = contextvars.ContextVar("mcp_request_id", default=None)
+#: The authenticated caller of the session or request (None on a trusted channel).
+principal_var: contextvars.ContextVar[Any] = contextvars.ContextVar("mcp_principal", default=None)
+
+
+def current_request_id() -> int | str | None:
+    """The JSON-RPC id of the request this code serves (None outside one). A context
+    variable: it is right in a tool's own task, a task it starts, a worker thread running a
+    plain ``def`` tool, and an asyncio tool (``runtime="asyncio"``) alike."""
+    return request_id_var.get()
+
+
+def current_principal() -> Any:
+    """The authenticated caller (``mcp_trio.auth.Principal``) of the request this code serves,
+    or None on a trusted channel (stdio) or outside a request; visible wherever
+    ``current_request_id`` is."""
+    return principal_var.get()
 
 
 class ContextFilter(logging.Filter):

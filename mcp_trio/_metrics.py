@@ -32,7 +32,8 @@ class ToolStats:
     clock, so a ``MockClock`` drives them in tests); ``last_used`` is a Unix time.
     """
 
-    __slots__ = ("buckets", "calls", "cancellations", "errors", "finished", "last_used", "latency_sum", "timeouts")
+    __slots__ = ("abandoned", "buckets", "calls", "cancellations", "errors", "finished", "last_used", "latency_sum", "refused",
+                 "timeouts")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -43,6 +44,10 @@ class ToolStats:
         self.latency_sum = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.last_used: float | None = None
+        #: Threads of this (sync) tool given up on a timeout or cancellation and still running.
+        self.abandoned = 0
+        #: Calls refused because too many of its threads (or the server's) were abandoned.
+        self.refused = 0
 
     def finish(self, seconds: float) -> None:
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -67,6 +72,8 @@ class ToolStats:
             "latency_seconds_mean": round(self.latency_sum / self.finished, 6) if self.finished else None,
             "latency_histogram": histogram,
             "last_used": None if self.last_used is None else round(self.last_used, 3),
+            "abandoned_threads": self.abandoned,
+            "refused": self.refused,
         }
 
 
@@ -83,6 +90,9 @@ class Metrics:
         self.overloaded = 0
         self.connections_opened = 0
         self.connections_refused = 0
+        #: Threads of sync tools given up (timeout, cancellation) and still running; and ever.
+        self.abandoned_threads = 0
+        self.abandoned_threads_total = 0
         #: Per-tool figures, by tool name: only registered tools have an entry (the supervisor
         #: prunes removed ones), so a client cannot grow the label set.
         self.tools: dict[str, ToolStats] = {}
@@ -139,8 +149,12 @@ class Metrics:
             ("mcp_overloaded_total", "Requests shed by the server-wide concurrency cap.", self.overloaded),
             ("mcp_connections_opened_total", "Connections (or HTTP sessions) opened.", self.connections_opened),
             ("mcp_connections_refused_total", "Connections refused by a limit.", self.connections_refused),
+            ("mcp_abandoned_threads_total", "Threads of sync tools given up on a timeout or cancellation.",
+             self.abandoned_threads_total),
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+        lines += ["# HELP mcp_abandoned_threads Threads of sync tools given up and still running.",
+                  "# TYPE mcp_abandoned_threads gauge", f"mcp_abandoned_threads {self.abandoned_threads}"]
         if self.tools:
             lines += self._render_tools()
         return "\n".join(lines) + "\n"
@@ -153,6 +167,7 @@ class Metrics:
             ("mcp_tool_errors_total", "Tool calls that ended in an error (isError or a protocol error).", "errors"),
             ("mcp_tool_timeouts_total", "Tool calls cancelled by the tool's own timeout.", "timeouts"),
             ("mcp_tool_cancellations_total", "Tool calls cancelled by the client or by shutdown.", "cancellations"),
+            ("mcp_tool_refused_total", "Tool calls refused because too many of their threads were abandoned.", "refused"),
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
             lines += [f'{name}{{tool="{label}"}} {getattr(stats, attr)}' for label, stats in tools]
@@ -166,6 +181,9 @@ class Metrics:
             lines.append(f'mcp_tool_call_duration_seconds_bucket{{tool="{label}",le="+Inf"}} {stats.finished}')
             lines.append(f'mcp_tool_call_duration_seconds_sum{{tool="{label}"}} {stats.latency_sum:.6f}')
             lines.append(f'mcp_tool_call_duration_seconds_count{{tool="{label}"}} {stats.finished}')
+        lines += ["# HELP mcp_tool_abandoned_threads Threads of a sync tool given up and still running, by tool.",
+                  "# TYPE mcp_tool_abandoned_threads gauge"]
+        lines += [f'mcp_tool_abandoned_threads{{tool="{label}"}} {stats.abandoned}' for label, stats in tools]
         lines += ["# HELP mcp_tool_last_used_timestamp_seconds When a tool was last called (Unix time).",
                   "# TYPE mcp_tool_last_used_timestamp_seconds gauge"]
         lines += [f'mcp_tool_last_used_timestamp_seconds{{tool="{label}"}} {stats.last_used:.3f}'

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import UNSET
 
 from ._request_state import RequestStateCodec
+from .offer._mount import Mount, MountError
 from .offer._registrar import Registrar
-from .offer._registry import Registry
+from .offer._registry import Registry, RegistryKeys
 from .plugins._manager import PluginManager
 from .protocol._types import Implementation
+
+
+if TYPE_CHECKING:
+    from .offer._remote import Remote
 
 
 class RegistryOwner(Protocol):
@@ -61,6 +66,12 @@ class Server(Registrar):
         #: an integer, ``"true"`` for a boolean), for tools that do not say otherwise
         #: (``@server.tool(coerce_arguments=...)``). Off by default: the schema is the contract.
         self.coerce_arguments = coerce_arguments
+        #: OpenTelemetry tracing (``mcp_trio.Tracing``, ``pip install 'mcp-trio[otel]'``): a
+        #: span per request and its children. None (the default): off, nothing imported.
+        self.tracing: Any = None
+        #: Servers mounted in this one (``mount``), and the hosts this one is mounted in.
+        self.mounts: list[Mount] = []
+        self._hosts: list[tuple[Server, Mount]] = []
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -73,10 +84,16 @@ class Server(Registrar):
         return self._supervisor.registry if self._supervisor is not None else self._registry
 
     def _update(self, change: Callable[[Registry], Registry], kind: str | Iterable[str]) -> None:
+        if self._hosts:  # mounted somewhere: a name that would clash there is refused before any change
+            after = change(self.registry)
+            for host, mount in self._hosts:
+                mount.check(host.registry, mount.prefixed(after))
         if self._supervisor is not None:
             self._supervisor.update_registry(change, kind)
         else:
             self._registry = change(self._registry)
+        for host, mount in self._hosts:
+            host._remount(mount, kind)
 
     def _attach(self, supervisor: RegistryOwner) -> Registry:
         """Hand the registry to a starting supervisor; from now on it owns changes."""
@@ -91,9 +108,67 @@ class Server(Registrar):
             self._supervisor = None
 
     def notify_resource_updated(self, uri: str) -> None:
-        """Tell every session subscribed to ``uri`` that it changed (no-op when not serving)."""
+        """Tell every session subscribed to ``uri`` that it changed (no-op when not serving);
+        where this server is mounted, the host's sessions subscribed to its mounted URI too."""
         if self._supervisor is not None:
             self._supervisor.resource_updated(uri)
+        for host, mount in self._hosts:
+            host.notify_resource_updated(mount.uri(uri))
+
+    # -- mounting ---------------------------------------------------------------------------
+    def mount(self, other: Server | Remote, prefix: str | None = None, *, separator: str = "_", scopes: str | Iterable[str] = (),
+              tags: str | Iterable[str] = ()) -> Mount:
+        """Offer ``other``'s tools, resources, templates, prompts and completions here, under
+        ``prefix``: tools and prompts as ``{prefix}_{name}``, resources and templates as
+        ``{prefix}+{URI}`` (``mcp_trio.offer._mount`` says why). Its definitions are copied
+        into this server's registry, so a call costs what a local one does; its later changes
+        (``other.add_tool``, its plugins) reach this server's sessions as ``list_changed``; its
+        scopes apply, and so does its middleware, around calls of its definitions. ``scopes``
+        and ``tags`` are added to every mounted definition. A name this server already has,
+        or one over 128 characters, is refused now (``MountError``), naming it.
+
+        ``other`` may be a ``Remote`` (``mcp_trio.Remote("https://host/mcp")``): a remote MCP
+        server whose definitions the gateway (``serving._gateway``) lists and forwards to
+        while this server is served (mount it before serving; docs/gateway.md).
+        """
+        from .offer._remote import Remote  # here: a server that mounts nothing remote never loads it
+
+        if isinstance(other, Remote):
+            if self._supervisor is not None:
+                raise RuntimeError(f"server {self.name!r} is being served: mount remote servers before serving it")
+            if any(m.remote and m.prefix == prefix for m in self.mounts):
+                raise MountError(f"a remote server is already mounted under prefix {prefix!r}")
+            mount = Mount(other, prefix, separator=separator, scopes=scopes, tags=tags, remote=True)
+            self.mounts.append(mount)
+            return mount
+        if not isinstance(other, Server):
+            raise TypeError(f"mount takes a Server or a Remote, not {type(other).__name__} (a Plugin is loaded with "
+                            "use_plugins)")
+        if other is self or self in other._mounted_servers():
+            raise MountError(f"server {other.name!r} cannot be mounted in {self.name!r}: it mounts it already (a circle)")
+        mount = Mount(other, prefix, separator=separator, scopes=scopes, tags=tags)
+        mounted = mount.prefixed(other.registry)
+        mount.check(self.registry, mounted)
+        self._update(lambda registry: registry.swap(RegistryKeys(), mounted), mounted.keys().kinds())
+        mount.keys = mounted.keys()
+        self.mounts.append(mount)
+        other._hosts.append((self, mount))
+        return mount
+
+    def _remount(self, mount: Mount, kind: str | Iterable[str]) -> None:
+        """``mount``'s source changed: put its definitions in again, as one change."""
+        mounted = mount.prefixed(mount.source.registry)
+        old = mount.keys
+        self._update(lambda registry: registry.swap(old, mounted), kind)
+        mount.keys = mounted.keys()
+
+    def _mounted_servers(self) -> list[Server]:
+        """Every local server mounted here, at any depth."""
+        found: list[Server] = []
+        for mount in self.mounts:
+            if isinstance(mount.source, Server):
+                found += [mount.source, *mount.source._mounted_servers()]
+        return found
 
     # -- plugins ----------------------------------------------------------------------------
     def use_plugins(

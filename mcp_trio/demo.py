@@ -2,14 +2,15 @@
 
 It exposes every fixture the official conformance suite expects (see the project's
 ``shared/conformance/FIXTURES.md``), plus ``echo`` for benchmarks and ``sleep`` for
-progress and cancellation.
+progress and cancellation, and mounts a small second server (``units``) under the prefix
+``units``: ``units_convert``, ``units+units://lengths``.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import trio
@@ -528,3 +529,24 @@ async def complete_arg1(value: str, context: dict[str, str]) -> list[str]:
 @server.completion(template="test://template/{id}/data", argument="id")
 async def complete_template_id(value: str, context: dict[str, str]) -> list[str]:
     return [v for v in ("1", "12", "123", "456") if v.startswith(value)]
+
+
+# -- a second server, mounted: its names are prefixed, so they never meet the fixtures' ---------
+units = Server("mcp-trio-units", version="0.1.0", instructions="Unit conversions.")
+
+_TO_METRES = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}
+
+
+@units.tool(read_only=True, idempotent=True)
+async def convert(value: float, unit: Literal["m", "km", "mi", "ft"], to: Literal["m", "km", "mi", "ft"]) -> float:
+    """Convert a length between metres, kilometres, miles and feet."""
+    return value * _TO_METRES[unit] / _TO_METRES[to]
+
+
+@units.resource("units://lengths", mime_type="application/json", description="The length units convert knows")
+async def lengths() -> dict[str, float]:
+    return _TO_METRES
+
+
+# Served as units_convert and units+units://lengths (Server.mount, docs/gateway.md).
+server.mount(units, prefix="units")

@@ -1,13 +1,14 @@
 """The official Python SDK's server (``MCPServer``) as a peer of ``mcp_trio.client``'s tests.
 
 ``python tests/sdk_peer_app.py stdio`` serves over stdio; ``python tests/sdk_peer_app.py http
-[--json]`` binds 127.0.0.1 port 0, prints the port on one line, then serves ``/mcp`` with
-uvicorn until killed (SSE answers, or JSON with ``--json``). The SDK answers both protocol
+[--json] [--port N]`` binds 127.0.0.1 port N (default 0: any), prints the port on one line,
+then serves ``/mcp`` with uvicorn until killed (SSE answers, or JSON with ``--json``). The SDK answers both protocol
 eras by itself: the ``initialize`` handshake and 2026-07-28 (``server/discover``).
 
 Tools: ``echo``; ``progress`` (reports 1/2 and 2/2); ``logs`` (an info log line, then an
 answer); ``ask_name`` (elicits a name: a request to the client in the handshake era, an
-``InputRequiredResult`` round in 2026-07-28, as the SDK has tools spell it). A resource
+``InputRequiredResult`` round in 2026-07-28, as the SDK has tools spell it); ``slow(marker)``
+(waits until cancelled, then writes "cancelled" to the file ``marker``). A resource
 ``test://hello``, a prompt ``greet(name)``.
 """
 
@@ -65,6 +66,19 @@ async def ask_name(ctx: Context) -> str | InputRequiredResult:
     return f"Hello, {result.data.name}!" if result.action == "accept" and result.data else "no name"
 
 
+@server.tool()
+async def slow(marker: str) -> str:
+    """Wait until cancelled; say so in the file ``marker``."""
+    import anyio
+
+    try:
+        await anyio.sleep(60)
+    finally:
+        with open(marker, "w") as out:
+            out.write("cancelled")
+    return "never"
+
+
 @server.resource("test://hello")
 def hello() -> str:
     """A static text resource."""
@@ -85,7 +99,9 @@ if __name__ == "__main__":
 
         app = server.streamable_http_app(json_response="--json" in sys.argv)
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        port = int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         sock.listen(128)
         print(sock.getsockname()[1], flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

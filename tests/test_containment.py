@@ -200,3 +200,25 @@ async def test_a_plugin_calling_sys_exit_is_skipped_over_stdio_and_websocket(tmp
                 assert greeted["result"]["content"][0]["text"] == "hello c"
             endpoint.shutdown()
     assert any("exits" in json.dumps(r.args) for r in caplog.records)
+
+
+async def test_a_tool_cancelled_inside_its_own_nursery_is_a_timeout_not_an_escape() -> None:
+    """A nursery wraps the ``Cancelled`` its timeout raises in a group: that group is
+    cancellation, not a ``BaseException`` escaping the function (it was answered as
+    ``the function raised Cancelled(...), which would stop the server``)."""
+    from tests.helpers import serve_in_memory
+
+    app = Server("nursery-timeout")
+
+    @app.tool(timeout=0.05)
+    async def waits_in_a_nursery() -> str:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            await trio.sleep_forever()
+        return "never"
+
+    with trio.fail_after(5):
+        async with serve_in_memory(app) as (client, _, _):
+            await client.initialize()
+            reply = await client.request("tools/call", {"name": "waits_in_a_nursery", "arguments": {}})
+            assert reply["error"]["code"] == -32001 and "timed out after 0.05 s" in reply["error"]["message"], reply

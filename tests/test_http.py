@@ -1052,7 +1052,11 @@ async def test_sdk_resources() -> None:
     with trio.fail_after(15):
         async with sdk_session() as (client, wire, _):
             resources = {str(r.uri): r for r in (await client.list_resources()).resources}
-            assert set(resources) == {"test://static-text", "test://static-binary", "test://watched-resource"}
+            assert set(resources) == {"test://static-text", "test://static-binary", "test://watched-resource",
+                                      "units+units://lengths"}  # the mounted units server's
+            mounted = (await client.read_resource("units+units://lengths")).contents
+            assert mounted[0].uri == "units+units://lengths" and '"mi":1609.344' in mounted[0].text  # type: ignore[union-attr]
+            assert text_of(await client.call_tool("units_convert", {"value": 1, "unit": "km", "to": "m"})) == "1000.0"
             templates = (await client.list_resource_templates()).resource_templates
             assert [t.uri_template for t in templates] == ["test://template/{id}/data"]
             text = (await client.read_resource("test://static-text")).contents

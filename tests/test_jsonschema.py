@@ -14,14 +14,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from mcp_trio.offer._jsonschema import (
-    DEFAULT_MAX_ERRORS,
-    ArgumentError,
-    ArgumentsInvalid,
-    SchemaError,
-    SchemaValidator,
-    join_path,
-)
+from mcp_trio._explain import Problem, join_path
+from mcp_trio.offer._jsonschema import DEFAULT_MAX_ERRORS, SchemaError, SchemaValidator
+from mcp_trio.offer._schema import InvalidArguments
 from mcp_trio.protocol._errors import InvalidParams
 
 SUITE = Path(__file__).parent / "data" / "json-schema-test-suite" / "draft2020-12"
@@ -105,13 +100,14 @@ def test_errors_name_the_place_the_rule_and_the_value() -> None:
 
 def test_validate_raises_one_error_naming_every_failure() -> None:
     validator = SchemaValidator(ADDRESS, owner="tool 'ship'")
-    with pytest.raises(ArgumentsInvalid) as caught:
+    with pytest.raises(InvalidArguments) as caught:
         validator.validate({"name": "Ada", "address": {"street": "x", "zip": "1", "country": "FR"}, "days": 0})
     error = caught.value
-    assert isinstance(error, InvalidParams)  # answered by today's tool-call path
+    assert isinstance(error, InvalidParams)  # the one invalid-arguments error, whichever checker found it
     assert str(error) == ("invalid arguments for tool 'ship': address.zip must match pattern '^[0-9]{5}$' (got \"1\"); "
                           "days must be at least 1 (got 0)")
-    assert sorted(d["path"] for d in error.data["errors"]) == ["address.zip", "days"]
+    assert sorted(d["path"] for d in error.details()) == ["address.zip", "days"]
+    assert [d["argument"] for d in error.details()] == ["address", "days"]
 
 
 def test_type_unions_consts_and_combinators_in_words() -> None:
@@ -139,7 +135,7 @@ def test_long_values_are_cut_and_paths_quote_odd_keys() -> None:
     [text] = texts(validator, {"text": "x" * 500})
     assert text.startswith('text must be at most 3 characters long (got "xxx') and text.endswith('...)') and len(text) < 140
     assert join_path(("a", 0, "b c", "d")) == 'a[0]["b c"].d' and join_path(()) == ""
-    assert ArgumentError((), "must be an object", "type", "object", 5).text() == "the arguments must be an object (got 5)"
+    assert Problem((), "must be an object", "type", "object", 5).text("the arguments") == "the arguments must be an object (got 5)"
 
 
 def test_every_unknown_property_is_named() -> None:
@@ -159,7 +155,7 @@ def test_errors_per_call_are_capped() -> None:
     arguments = {f"k{i}": i for i in range(25)}
     errors, more = validator.errors(arguments)
     assert len(errors) == DEFAULT_MAX_ERRORS and more == 25 - DEFAULT_MAX_ERRORS
-    with pytest.raises(ArgumentsInvalid, match=f"; and {25 - DEFAULT_MAX_ERRORS} more$"):
+    with pytest.raises(InvalidArguments, match=f"; and {25 - DEFAULT_MAX_ERRORS} more$"):
         validator.validate(arguments)
     assert len(SchemaValidator(schema, max_errors=2).errors(arguments)[0]) == 2
     with pytest.raises(ValueError, match="must be positive"):
@@ -173,13 +169,13 @@ def test_parse_takes_the_raw_arguments_bytes() -> None:
     assert validator.parse(msgspec.Raw(raw)) == GOOD
     optional = SchemaValidator({"type": "object", "properties": {"x": {"type": "integer"}}})
     assert optional.parse(None) == {} and optional.parse(msgspec.UNSET) == {} and optional.parse(b"null") == {}
-    with pytest.raises(ArgumentsInvalid, match="name is required"):
+    with pytest.raises(InvalidArguments, match="name is required"):
         validator.parse(None)
     # Not JSON, or not an object: the client program's mistake, not the model's.
     for raw_bad, reason in [(b'{"name": ', "not JSON"), (b"[1, 2]", "must be an object, not \\[1,2\\]")]:
         with pytest.raises(InvalidParams, match=reason) as caught:
             validator.parse(raw_bad)
-        assert not isinstance(caught.value, ArgumentsInvalid)
+        assert not isinstance(caught.value, InvalidArguments)
 
 
 @pytest.mark.parametrize(("schema", "reason"), [

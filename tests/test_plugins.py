@@ -136,7 +136,7 @@ async def test_a_broken_plugin_is_logged_once_with_its_traceback_and_skipped(tmp
     by_name = {p["name"]: p for p in app.plugins.status()["plugins"]}  # type: ignore[union-attr]
     assert by_name["broken"]["error"].startswith("SyntaxError") and not by_name["broken"]["loaded"]
     assert by_name["missing"]["error"].startswith("ModuleNotFoundError")
-    assert "neither `plugin = Plugin(...)` nor `register(plugin)`" in by_name["empty"]["error"]
+    assert "neither `plugin = Plugin(...)`, `register(plugin)` nor a Tool" in by_name["empty"]["error"]
     assert 'broken.py", line' in by_name["broken"]["traceback"]
 
 

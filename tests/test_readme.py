@@ -136,6 +136,10 @@ def test_docs_list_every_configuration_key() -> None:
         if key:
             listed.add((*table, key.group(1)))
     tools = {path for path in listed if path[:2] == ("rate_limit", "tools")}
-    expected = {path for path in _LEAVES if path != ("rate_limit", "tools") and path != ("auth", "api_keys")}
+    tables = {("rate_limit", "tools"), ("auth", "api_keys"), ("mount",)}
+    expected = {path for path in _LEAVES if path not in tables}
     assert expected <= listed, sorted(expected - listed)
     assert tools and {("auth", "api_keys", "sha256"), ("auth", "api_keys", "name")} <= listed
+    from mcp_trio._config import MountConfig
+
+    assert {("mount", name) for name in MountConfig.__struct_fields__} <= listed

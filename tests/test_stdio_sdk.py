@@ -65,6 +65,8 @@ DEMO_TOOLS = {
     "test_trigger_prompt_change", "test_header_parameter",
     # the tasks extension (2026-07-28)
     "greet", "slow_compute", "failing_job", "protocol_error_job", "confirm_delete", "multi_input", "test_tool_with_task",
+    # the second server the demo mounts under the prefix "units"
+    "units_convert",
 }
 
 
@@ -621,7 +623,8 @@ async def test_resources(tmp_path: Path) -> None:
         async with connect(tmp_path) as (client, wire):
             listing = await client.list_resources()
             resources = {str(r.uri): r for r in listing.resources}
-            assert set(resources) == {"test://static-text", "test://static-binary", "test://watched-resource"}
+            assert set(resources) == {"test://static-text", "test://static-binary", "test://watched-resource",
+                                      "units+units://lengths"}  # the mounted units server's
             assert (resources["test://static-text"].name, resources["test://static-text"].mime_type) == ("static-text", "text/plain")
             assert resources["test://static-binary"].mime_type == "image/png"
 

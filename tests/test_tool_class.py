@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from mcp_trio import Context, Plugin, Server
-from mcp_trio.offer._jsonschema import ArgumentsInvalid, SchemaError
-from mcp_trio.offer._schema import build_parser
+from mcp_trio.offer._jsonschema import SchemaError
+from mcp_trio.offer._schema import InvalidArguments, build_parser
 from mcp_trio.offer._tool_class import SchemaArgumentParser, SchemaTool, Tool, ToolDefinitionError, add_tool_from_schema
 
 ZIP_SCHEMA = {
@@ -69,12 +69,12 @@ def test_the_schema_form_checks_arguments_and_carries_metadata() -> None:
     assert isinstance(parser, SchemaArgumentParser)
     assert (parser.arguments_param, parser.context_param, parser.schema) == ("arguments", "ctx", ZIP_SCHEMA)
     assert parser.parse(b'{"zip": "75001", "days": 2}') == {"arguments": {"zip": "75001", "days": 2}}
-    with pytest.raises(ArgumentsInvalid) as caught:
+    with pytest.raises(InvalidArguments) as caught:
         parser.parse(b'{"zip": "12", "days": 9, "hourly": true}')
     assert caught.value.message == (
         "invalid arguments for tool 'forecast': zip must match pattern '^[0-9]{5}$' (got \"12\"); "
         "days must be at most 7 (got 9); hourly is not an allowed property (got true)")
-    with pytest.raises(ArgumentsInvalid, match="zip is required"):
+    with pytest.raises(InvalidArguments, match="zip is required"):
         parser.parse(None)
 
 
@@ -201,10 +201,105 @@ async def test_sdk_client_calls_class_and_schema_tools() -> None:
             await progress.wait_for(lambda items: items == [1])
             assert text_of(await client.call_tool("get_time_in_city", {"city": "Oslo", "utc_offset": 1})) == "Oslo: UTC+1"
             assert text_of(await client.call_tool("shout", {"text": "hey"})) == "HEY"
-            with pytest.raises(MCPError) as caught:
-                await client.call_tool("forecast", {"zip": "12"})
-            # Today InvalidParams; with SEP-1303 (issue 10) an isError result with the same words.
-            assert caught.value.code == INVALID_PARAMS and "zip must match pattern '^[0-9]{5}$' (got \"12\")" in str(caught.value)
-            with pytest.raises(MCPError, match="text must be at most 10 characters long"):
-                await client.call_tool("shout", {"text": "far too long"})
+            # SEP-1303: arguments that do not fit the schema are a result the model reads, naming the path.
+            refused = await client.call_tool("forecast", {"zip": "12", "days": 9})
+            assert refused.is_error and refused.content[0].text == (
+                "invalid arguments for tool 'forecast': zip must match pattern '^[0-9]{5}$' (got \"12\"); "
+                "days must be at most 7 (got 9)")
+            assert [(d["path"], d["constraint"]) for d in refused.meta["invalidArguments"]] == [("zip", "pattern"), ("days", "maximum")]
+            too_long = await client.call_tool("shout", {"text": "far too long"})
+            assert too_long.is_error and "text must be at most 10 characters long" in too_long.content[0].text
+            with pytest.raises(MCPError) as caught:  # an unknown tool stays the client program's mistake
+                await client.call_tool("nope", {})
+            assert caught.value.code == INVALID_PARAMS
             assert isinstance(await client.send_ping(), types.EmptyResult)
+
+
+# -- discovered in plugin files ------------------------------------------------------------------
+TOOLS_PLUGIN = '''
+    from typing import Any
+
+    from mcp_trio import Tool
+
+
+    class Lookup(Tool):
+        """A base for lookups: it has no run, so it is not a tool."""
+
+        tags = {"lookup"}
+
+
+    class Zip(Lookup):
+        """Say a zip back."""
+
+        input_schema = {"type": "object", "required": ["zip"], "properties": {"zip": {"type": "string"}}}
+
+        async def run(self, arguments: dict[str, Any], ctx: Any) -> str:
+            return "zip " + arguments["zip"]
+
+
+    class City(Lookup):
+        """Say a city back."""
+
+        async def run(self, city: str) -> str:
+            return "city " + city
+
+
+    city_eu = City(name="city_eu")     # City has an instance: the class itself is not registered again
+    _hidden = Zip(name="hidden")       # private names are never registered
+
+
+    class NeedsClient(Tool):
+        def __init__(self, client: Any) -> None:   # cannot be made without arguments: skipped
+            super().__init__()
+
+        async def run(self, arguments: dict[str, Any], ctx: Any) -> str:
+            return "no"
+'''
+
+
+async def test_plugin_files_register_their_tool_instances_and_classes(tmp_path: Any) -> None:
+    from tests.helpers import serve_in_memory
+    from tests.served import write_plugin
+
+    write_plugin(tmp_path, "lookups", TOOLS_PLUGIN)
+    write_plugin(tmp_path, "empty", "X = 1\n")
+    app = Server("plugged")
+    app.use_plugins(tmp_path, watch=False)
+    with trio.fail_after(10):
+        async with serve_in_memory(app) as (client, _, _):
+            await client.initialize()
+            listed = {tool["name"]: tool for tool in (await client.request("tools/list"))["result"]["tools"]}
+            assert set(listed) == {"zip", "city_eu"}
+            assert listed["zip"]["_meta"]["tags"] == ["lookup"]
+            reply = await client.request("tools/call", {"name": "zip", "arguments": {"zip": "75001"}})
+            assert reply["result"]["content"][0]["text"] == "zip 75001"
+            reply = await client.request("tools/call", {"name": "city_eu", "arguments": {"city": "Oslo"}})
+            assert reply["result"]["content"][0]["text"] == "city Oslo"
+            assert app.plugins.owner_of_tool("zip") == "lookups"  # type: ignore[union-attr]
+            (empty,) = [p for p in app.plugins.status()["plugins"] if p["name"] == "empty"]  # type: ignore[union-attr]
+            assert "neither `plugin = Plugin(...)`, `register(plugin)` nor a Tool" in empty["error"]
+
+
+async def test_the_readme_shop_example_runs_as_written() -> None:
+    """README, "Tools as classes, and from a JSON Schema": the ``shop.py`` block, served."""
+    import re
+    import types as pytypes
+    from pathlib import Path
+
+    from tests.helpers import serve_in_memory
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (source,) = re.findall(r"```python\n(# shop\.py\n.*?)```", readme, re.S)
+    module = pytypes.ModuleType("shop")
+    exec(compile(source, "README.md:shop.py", "exec"), module.__dict__)
+    with trio.fail_after(10):
+        async with serve_in_memory(module.server) as (client, _, _):
+            await client.initialize()
+            reply = await client.request("tools/call", {"name": "stock", "arguments": {"sku": "x"}})
+            assert reply["result"]["isError"] and reply["result"]["content"][0]["text"] == (
+                "invalid arguments for tool 'stock': sku must match pattern '^[A-Z]{3}-[0-9]{4}$' (got \"x\")")
+            assert reply["result"]["content"][0]["text"] in readme
+            reply = await client.request("tools/call", {"name": "stock", "arguments": {"sku": "ABC-1234"}})
+            assert reply["result"]["structuredContent"] == {"sku": "ABC-1234", "units": 12}
+            reply = await client.request("tools/call", {"name": "price", "arguments": {"sku": "ABC-1234"}})
+            assert reply["result"]["content"][0]["text"] == "ABC-1234: 9.90 EUR"

@@ -53,6 +53,7 @@ from ._errors import (
     TargetError,
 )
 from ._http import DEFAULT_MAX_CONNECTIONS, POOL_IDLE_TIMEOUT, TokenProvider
+from ._tracing import OtelRequestTracer, RequestTracer
 from ._types import *  # noqa: F403 - the typed results are part of this package's API
 from ._types import __all__ as _types_all
 from ._wire import CLOSE_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
@@ -78,10 +79,12 @@ __all__ = [
     "MAX_INPUT_ROUNDS",
     "MAX_QUEUED_NOTIFICATIONS",
     "McpError",
+    "OtelRequestTracer",
     "POOL_IDLE_TIMEOUT",
     "ProtocolError",
     "RPCError",
     "RequestTimeout",
+    "RequestTracer",
     "TargetError",
     "TokenProvider",
     "connect",

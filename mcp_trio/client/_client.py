@@ -50,6 +50,7 @@ from ._types import (
     Root,
     Tool,
 )
+from ._tracing import RequestTracer
 from ._wire import CLOSE_TIMEOUT, Incoming, OutNotification, OutRequest, OutResponse, decoder, encoder
 
 logger = logging.getLogger("mcp_trio.client")
@@ -152,8 +153,11 @@ class Client:
         client_info: Mapping[str, Any] | None = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         log_level: str | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self._transport = transport
+        #: Around each request, and the trace context to send with it (``_tracing``); None: none.
+        self._tracer = tracer
         self._nursery = nursery
         self._inline = transport.inline_answers
         self._http = hasattr(transport, "send_dedicated")
@@ -176,6 +180,7 @@ class Client:
         self._next_id = 0
         self._next_token = 0
         self._lost: str | None = None
+        self._lost_event = trio.Event()
         self._queue_send, self._queue_receive = trio.open_memory_channel[tuple[Any, tuple[Any, ...]]](MAX_QUEUED_NOTIFICATIONS)
         self._param_headers: dict[str, dict[tuple[str, ...], tuple[str, str | None]]] = {}
         self._subscriptions: set[str] = set()
@@ -231,6 +236,13 @@ class Client:
     def lost(self) -> str | None:
         """Why the connection ended, once it has; None while it is up."""
         return self._lost
+
+    async def wait_lost(self) -> str:
+        """Wait until the connection ends (EOF, a closed WebSocket, the client closed) and
+        return why. An HTTP client's connection ends only when it is closed: a failed POST is
+        that request's error, not the session's end."""
+        await self._lost_event.wait()
+        return self._lost or "connection lost"
 
     @property
     def capabilities(self) -> dict[str, Any]:
@@ -477,8 +489,11 @@ class Client:
                         headers += [(k.encode(), v.encode()) for k, v in param_header_values(declared, arguments)]
         return headers
 
-    async def _roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool = False) -> Any:
+    async def _roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool = False,
+                         traced: bool = False) -> Any:
         """Send one request and park until its reply (or the connection's end)."""
+        if self._tracer is not None and not traced:
+            return await self._traced_roundtrip(method, params, headers, pending, dedicated)
         if self._lost is not None:
             raise ConnectionLost(self._lost)
         self._next_id += 1
@@ -517,6 +532,19 @@ class Client:
         if message.result is msgspec.UNSET:
             raise ProtocolError(f"reply to {method} has neither result nor error")
         return message.result
+
+    async def _traced_roundtrip(self, method: str, params: Any, headers: Any, pending: _Pending | None, dedicated: bool) -> Any:
+        """``_roundtrip`` inside the tracer's span, its trace context in ``params._meta`` (and
+        the POST's headers over HTTP)."""
+        assert self._tracer is not None
+        if isinstance(params, msgspec.Raw):
+            params = msgspec.json.decode(params)
+        with self._tracer.request(method, params) as carrier:
+            if carrier:
+                params = _with_meta(params, carrier)
+                if self._http:
+                    headers = [*(headers or ()), *((name.encode(), value.encode("latin-1")) for name, value in carrier.items())]
+            return await self._roundtrip(method, params, headers, pending, dedicated, traced=True)
 
     def _forward_cancel(self, rid: int, method: str) -> None:
         """A request given up (cancelled, timed out): tell the server, from a task of our own
@@ -629,6 +657,7 @@ class Client:
         on_log: LogCallback | None = None,
         asks: AsksCallback | None = None,
         timeout: Any = DEFAULT,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallToolResult:
         """Call a tool. A tool's own failure is a result with ``is_error=True`` (not an
         exception); a protocol error (unknown tool, invalid arguments) is :class:`McpError`.
@@ -639,20 +668,26 @@ class Client:
         belong to (HTTP), else they go to the client's ``on_log``. ``asks(method, params)``
         answers the server's sampling/elicitation/roots requests for this call, instead of
         the client's callbacks, where the transport tells (HTTP, and 2026-07-28 input rounds).
+        ``meta``: the request's ``params._meta`` (trace context, say), sent as given; the
+        progress token and the 2026-07-28 envelope are added to a copy.
         """
         args: Any = arguments if isinstance(arguments, msgspec.Raw) else dict(arguments or {})
-        return await self._typed("tools/call", {"name": name, "arguments": args}, CallToolResult, timeout=timeout,
-                                 progress=progress, on_log=on_log, asks=asks)
+        return await self._typed("tools/call", _meta_of({"name": name, "arguments": args}, meta), CallToolResult,
+                                 timeout=timeout, progress=progress, on_log=on_log, asks=asks)
 
-    async def read_resource(self, uri: str, *, timeout: Any = DEFAULT, asks: AsksCallback | None = None) -> ReadResourceResult:
-        """Read a resource: its ``contents`` (text or base64 blob parts)."""
-        return await self._typed("resources/read", {"uri": uri}, ReadResourceResult, timeout=timeout, asks=asks)
+    async def read_resource(self, uri: str, *, timeout: Any = DEFAULT, asks: AsksCallback | None = None,
+                            meta: Mapping[str, Any] | None = None) -> ReadResourceResult:
+        """Read a resource: its ``contents`` (text or base64 blob parts). ``meta``: as for
+        :meth:`call_tool`."""
+        return await self._typed("resources/read", _meta_of({"uri": uri}, meta), ReadResourceResult, timeout=timeout,
+                                 asks=asks)
 
     async def get_prompt(self, name: str, arguments: Mapping[str, str] | None = None, *, timeout: Any = DEFAULT,
-                         asks: AsksCallback | None = None) -> GetPromptResult:
-        """Get a prompt filled in with ``arguments`` (string values, as the spec has them)."""
-        return await self._typed("prompts/get", {"name": name, "arguments": dict(arguments or {})}, GetPromptResult,
-                                 timeout=timeout, asks=asks)
+                         asks: AsksCallback | None = None, meta: Mapping[str, Any] | None = None) -> GetPromptResult:
+        """Get a prompt filled in with ``arguments`` (string values, as the spec has them).
+        ``meta``: as for :meth:`call_tool`."""
+        return await self._typed("prompts/get", _meta_of({"name": name, "arguments": dict(arguments or {})}, meta),
+                                 GetPromptResult, timeout=timeout, asks=asks)
 
     async def complete(self, ref: PromptRef | ResourceTemplateRef, argument: str, value: str, *,
                        context: Mapping[str, str] | None = None, timeout: Any = DEFAULT) -> Completion:
@@ -897,6 +932,7 @@ class Client:
         if self._lost is not None:
             return
         self._lost = reason
+        self._lost_event.set()
         for waiter in self._pending.values():
             if waiter.message is None and waiter.lost is None:
                 waiter.lost = reason
@@ -929,6 +965,12 @@ def _with_meta(params: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     own = out.get("_meta")
     out["_meta"] = {**own, **meta} if isinstance(own, dict) else dict(meta)
     return out
+
+
+def _meta_of(params: dict[str, Any], meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    if meta:
+        params["_meta"] = dict(meta)
+    return params
 
 
 def _convert(raw: Any, kind: type[T], method: str) -> T:

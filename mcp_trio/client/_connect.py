@@ -29,6 +29,7 @@ from ._client import (
 from ._errors import TargetError
 from ._http import DEFAULT_MAX_CONNECTIONS, HTTPTransport, TokenProvider
 from ._stdio import StdioTransport
+from ._tracing import RequestTracer
 from ._websocket import WebSocketTransport
 from ._wire import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 
@@ -84,6 +85,7 @@ async def connect(
     stderr: Any = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    tracer: RequestTracer | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to an MCP server, open a session and yield a :class:`Client`; close it all at
     the end of the block. Every argument is described in ``docs/client.md``; in short:
@@ -94,7 +96,8 @@ async def connect(
     :meth:`Client.initialize` or :meth:`Client.discover` yourself). ``sampling``,
     ``elicitation``, ``roots``: async callbacks answering the server (their capabilities are
     declared). ``on_log``, ``on_list_changed``, ``on_resource_updated``, ``on_notification``:
-    handlers, plain or async. ``headers`` and ``token_provider``: credentials.
+    handlers, plain or async. ``headers`` and ``token_provider``: credentials. ``tracer``: a
+    span around each request and its trace context sent along (``OtelRequestTracer``).
     """
     kind, where = parse_target(target)
     headers = dict(headers or {})
@@ -120,7 +123,7 @@ async def connect(
                     transport, nursery, on_notification=on_notification, on_request=on_request, sampling=sampling,
                     elicitation=elicitation, roots=roots, on_log=on_log, on_list_changed=on_list_changed,
                     on_resource_updated=on_resource_updated, capabilities=capabilities, client_info=client_info,
-                    request_timeout=request_timeout, log_level=log_level,
+                    request_timeout=request_timeout, log_level=log_level, tracer=tracer,
                 )
                 if kind != "http":
                     nursery.start_soon(client._read)

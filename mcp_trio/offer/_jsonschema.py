@@ -3,12 +3,13 @@ classes with an ``input_schema``, tools generated from OpenAPI or an upstream se
 
 ``SchemaValidator`` compiles the schema once (jsonschema-rs, draft 2020-12 unless the schema's
 ``$schema`` says otherwise) and checks each call's ``arguments``, decoded or as raw JSON bytes.
-Each failure is an ``ArgumentError`` naming the place (``address.zip``, ``rows[3].id``), the
+Each failure names the place (``address.zip``, ``rows[3].id``), the
 rule in words, the JSON Schema keyword and its limit, and the value received, so a SEP-1303
 ``isError`` result can tell the model exactly what to fix:
-``address.zip must match pattern '^[0-9]{5}$' (got "12")``. The fields and the sentence are
-those of the signature-derived tools' errors (``path``, ``rule``, ``constraint``, ``limit``,
-``received``).
+``address.zip must match pattern '^[0-9]{5}$' (got "12")``. A failure is an ``_explain.Problem``
+and a failed call ``_schema.InvalidArguments``, the very types of the signature-derived tools'
+errors (one class for one fact): the tool-call path answers both alike, with a SEP-1303
+``isError`` result naming each path.
 
 Why jsonschema-rs (bench/jsonschema_validators.py, figures in the commit that chose it): the
 only candidate right on every test of the JSON Schema Test Suite's draft 2020-12 files for the
@@ -27,7 +28,9 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
+from .._explain import Problem, show
 from ..protocol._errors import InvalidParams
+from ._schema import InvalidArguments
 
 #: Errors reported for one call at most; the rest are counted, not described.
 DEFAULT_MAX_ERRORS = 10
@@ -35,10 +38,7 @@ DEFAULT_MAX_ERRORS = 10
 #: (patterns with look-around or back-references use a backtracking engine; a hostile value
 #: must not make one call cost seconds).
 DEFAULT_REGEX_BACKTRACK_LIMIT = 100_000
-#: Longest rendering of a received value in a message; longer ones are cut with "...".
-MAX_SHOWN = 80
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MISSING: Any = object()  # "no value received" (a required property, say)
 _EMPTY_OBJECT = b"{}"
 _NULL = b"null"
 
@@ -48,89 +48,12 @@ class SchemaError(ValueError):
     ``$ref`` outside the schema): raised when the tool is registered, never per call."""
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-MISSING: Any = _Missing()
-
-
-class ArgumentError(msgspec.Struct, frozen=True):
-    """One thing wrong with a call's arguments.
-
-    ``parts``: where (property names and list indexes; empty for the arguments object itself);
-    ``rule``: the rule in words (``must be at most 7``); ``constraint`` and ``limit``: the JSON
-    Schema keyword and its value (``maximum``, 7; ``required``; ``additionalProperties`` for a
-    property the schema does not allow); ``received``: the value sent (``MISSING`` when absent).
-    """
-
-    parts: tuple[str | int, ...]
-    rule: str
-    constraint: str | None = None
-    limit: Any = None
-    received: Any = MISSING
-
-    @property
-    def path(self) -> str:
-        return join_path(self.parts)
-
-    def text(self) -> str:
-        """``address.zip must match pattern '^[0-9]{5}$' (got "12")``."""
-        got = f" (got {show(self.received)})" if self.received is not MISSING else ""
-        return f"{self.path or 'the arguments'} {self.rule}{got}"
-
-    def detail(self) -> dict[str, Any]:
-        """As JSON data, for a tool result's ``_meta``."""
-        out: dict[str, Any] = {"path": self.path, "message": self.text()}
-        if self.constraint is not None:
-            out["constraint"] = self.constraint
-        if self.limit is not None:
-            out["limit"] = self.limit
-        if self.received is not MISSING:
-            out["received"] = self.received
-        return out
-
-
-class ArgumentsInvalid(InvalidParams):
-    """A call's arguments do not fit the tool's schema; ``errors`` says each way.
-
-    An ``InvalidParams`` so today's tool-call path answers it; under SEP-1303 it becomes an
-    ``isError`` result the model reads (the same fact as ``_schema``'s invalid-arguments error,
-    to be one class when both land).
-    """
-
-    def __init__(self, owner: str, errors: Sequence[ArgumentError], more: int = 0) -> None:
-        text = "; ".join(error.text() for error in errors)
-        if more:
-            text += f"; and {more} more"
-        super().__init__(f"invalid arguments for {owner}: {text}", {"errors": [error.detail() for error in errors]})
-        self.owner = owner
-        self.errors = list(errors)
-        self.more = more
-
-
-def show(value: Any) -> str:
-    """A received value as JSON text (so ``"5"`` is visibly a string), cut to ``MAX_SHOWN``."""
-    try:
-        text = msgspec.json.encode(value).decode()
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
-
-
-def join_path(parts: Sequence[str | int]) -> str:
-    """``("rows", 3, "id")`` -> ``rows[3].id``; a key that is not an identifier is quoted:
-    ``tags["a b"]``."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{msgspec.json.encode(part).decode()}]"
-    return out
+def _problem(parts: tuple[str | int, ...], rule: str, constraint: str | None = None, limit: Any = None,
+             received: Any = MISSING) -> Problem:
+    """One failure as the signature-derived tools say theirs (``_explain.Problem``)."""
+    if received is MISSING:
+        return Problem(parts, rule, constraint, limit)
+    return Problem(parts, rule, constraint, limit, received)
 
 
 def _quoted(value: Any) -> str:
@@ -157,7 +80,7 @@ def _at(document: Any, path: Sequence[str | int]) -> Any:
     return document
 
 
-def _unexpected(arguments: Any, schema: Any, error: Any, parts: tuple[str | int, ...]) -> list[ArgumentError] | None:
+def _unexpected(arguments: Any, schema: Any, error: Any, parts: tuple[str | int, ...]) -> list[Problem] | None:
     """``additionalProperties: false`` beside no ``properties``: jsonschema-rs reports one
     ``falseSchema`` error at the object, with the first extra value. Name every extra key."""
     holder = _at(arguments, parts)
@@ -174,11 +97,11 @@ def _unexpected(arguments: Any, schema: Any, error: Any, parts: tuple[str | int,
             return True
 
     names = [name for name in holder if not allowed(name)]
-    return [ArgumentError((*parts, name), "is not an allowed property", "additionalProperties", False, holder[name])
+    return [_problem((*parts, name), "is not an allowed property", "additionalProperties", False, holder[name])
             for name in names] or None
 
 
-def _errors_of(error: Any, arguments: Any, schema: Any) -> list[ArgumentError]:
+def _errors_of(error: Any, arguments: Any, schema: Any) -> list[Problem]:
     """One jsonschema-rs ``ValidationError`` in our words (two or more for several unknown
     properties: each is named where it is)."""
     kind = error.kind
@@ -190,13 +113,13 @@ def _errors_of(error: Any, arguments: Any, schema: Any) -> list[ArgumentError]:
         if found is not None:
             return found
     if keyword == "required":
-        return [ArgumentError((*parts, kind.property), "is required", "required")]
+        return [_problem((*parts, kind.property), "is required", "required")]
     if keyword == "additionalProperties":
-        return [ArgumentError((*parts, name), "is not an allowed property", "additionalProperties", False, received[name])
+        return [_problem((*parts, name), "is not an allowed property", "additionalProperties", False, received[name])
                 for name in kind.unexpected]
     if keyword == "type":
         types = list(kind.types)
-        return [ArgumentError(parts, f"must be of type {' or '.join(types)}", "type", types[0] if len(types) == 1 else types, received)]
+        return [_problem(parts, f"must be of type {' or '.join(types)}", "type", types[0] if len(types) == 1 else types, received)]
     words = {
         "minimum": lambda: f"must be at least {show(kind.limit)}",
         "maximum": lambda: f"must be at most {show(kind.limit)}",
@@ -231,7 +154,7 @@ def _errors_of(error: Any, arguments: Any, schema: Any) -> list[ArgumentError]:
         limit = getattr(kind, limits[keyword]) if keyword in limits else None
     except AttributeError:  # a field renamed by a newer jsonschema-rs: its own words still name the rule
         rule, limit = _library_words(error), None
-    return [ArgumentError(parts, rule, keyword, limit, received)]
+    return [_problem(parts, rule, keyword, limit, received)]
 
 
 def _library_words(error: Any) -> str:
@@ -273,12 +196,12 @@ class SchemaValidator:
     def is_valid(self, arguments: Any) -> bool:
         return bool(self._validator.is_valid(arguments))
 
-    def errors(self, arguments: Any) -> tuple[list[ArgumentError], int]:
+    def errors(self, arguments: Any) -> tuple[list[Problem], int]:
         """What is wrong with decoded ``arguments``: at most ``max_errors`` errors, and how
         many more there were. Empty for valid arguments (one fast check, no error objects)."""
         if self._validator.is_valid(arguments):
             return [], 0
-        found: list[ArgumentError] = []
+        found: list[Problem] = []
         more = 0
         for error in self._validator.iter_errors(arguments):
             for problem in _errors_of(error, arguments, self.schema):
@@ -289,17 +212,17 @@ class SchemaValidator:
         return found, more
 
     def validate(self, arguments: Any) -> Any:
-        """``arguments`` unchanged if they fit, else ``ArgumentsInvalid`` naming every failure."""
+        """``arguments`` unchanged if they fit, else ``InvalidArguments`` naming every failure."""
         if self._validator.is_valid(arguments):
             return arguments
         found, more = self.errors(arguments)
-        raise ArgumentsInvalid(self.owner, found, more)
+        raise InvalidArguments(self.owner, found, more)
 
     def parse(self, raw: Raw | bytes | None | UnsetType) -> dict[str, Any]:
         """Decode and check a call's raw ``arguments`` JSON; absent or ``null`` means ``{}``.
 
         Bytes that are not JSON are the client program's mistake (``InvalidParams``), as is a
-        value that is not an object; everything else that does not fit is ``ArgumentsInvalid``.
+        value that is not an object; everything else that does not fit is ``InvalidArguments``.
         """
         data = _EMPTY_OBJECT if raw is None or raw is UNSET else bytes(raw)  # type: ignore[arg-type]
         if data == _NULL:

@@ -20,6 +20,7 @@ from msgspec import UNSET
 
 from . import _tool_class
 from ._middleware import Middleware
+from ._on_asyncio import OnAsyncio, OnAsyncioMiddleware, check_runtime
 from ._registry import (
     CompletionDef,
     MethodDef,
@@ -90,12 +91,15 @@ class Registrar:
         ``name``, ``title``, ``description`` (default: the docstring), ``read_only``,
         ``destructive`` (or its alias ``dangerous``), ``idempotent``, ``open_world`` (MCP tool
         annotations: ``readOnlyHint``, ``destructiveHint``...), ``timeout`` (seconds; a call
-        past it is cancelled and answered with a timeout error), ``tags`` and ``category``
+        past it is cancelled and answered with a timeout error; default: the server's
+        ``Limits.tool_timeout``, ``math.inf`` for none), ``tags`` and ``category``
         (for listing, and for switching tools on and off by tag), ``version``, ``examples``
         (argument objects, checked against the signature now), ``scopes``, ``deprecated``
         (True or a message; shown in the description and ``_meta``),
         ``input_schema``/``output_schema`` (raw overrides), ``meta``, ``coerce_arguments``
-        (accept ``"5"`` for an integer and the like; default: the server's setting, strict).
+        (accept ``"5"`` for an integer and the like; default: the server's setting, strict),
+        ``runtime`` (``"asyncio"``: an ``async def`` written for asyncio runs on the server's
+        asyncio loop, ``mcp_trio.offer._on_asyncio``).
         """
 
         def register(func: F) -> F:
@@ -128,6 +132,7 @@ class Registrar:
         meta: dict[str, Any] | None = None,
         coerce_arguments: bool | None = None,
         parser: Any = None,
+        runtime: str | None = None,
     ) -> ToolDef:
         """Register ``fn``, or a ``Tool`` instance (``mcp_trio.offer._tool_class``) with its own
         options (options given here fill in what it leaves unset; tags add up). ``parser``: a
@@ -141,6 +146,13 @@ class Registrar:
         tool_name = name or fn.__name__
         if parser is None:
             parser = build_parser(fn, f"tool {tool_name!r}")
+        elif not hasattr(parser, "parse_lenient"):
+            # A schema given as data is the contract as written (often by someone else: an
+            # OpenAPI document, an upstream server): values are never converted to fit it.
+            if coerce_arguments:
+                raise ValueError(f"tool {tool_name!r}: coerce_arguments is for tools whose schema comes from their "
+                                 "signature; a schema-defined tool takes its arguments exactly as its schema says")
+            coerce_arguments = False
         shape = output_shape(fn)
         if output_schema is not None:
             shape = type(shape)(output_schema, shape.wrap)
@@ -186,8 +198,11 @@ class Registrar:
         )
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive")
+        is_async = is_async_callable(fn)
+        if check_runtime(runtime, fn, is_async, f"tool {tool_name!r}"):
+            fn = OnAsyncio(fn, parser.context_param)
         definition = ToolDef(
-            name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async_callable(fn),
+            name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async,
             timeout=timeout, tags=tags, scopes=_scope_set(scopes), category=category, version=version,
             deprecated=note, examples=examples, coerce_arguments=coerce_arguments,
         )
@@ -212,6 +227,7 @@ class Registrar:
         description: str | None = None,
         mime_type: str | None = None,
         scopes: str | Iterable[str] = (),
+        runtime: str | None = None,
     ) -> Callable[[F], F]:
         """Register a resource at ``uri``, or a template when ``uri`` has ``{variables}``.
 
@@ -219,6 +235,7 @@ class Registrar:
         contents, or JSON data. A template's variables are passed as keyword arguments,
         converted to their annotated types. ``scopes``: what a caller must hold to see it
         listed, read it or subscribe to it (admin ⊇ write ⊇ read; see ``mcp_trio.auth``).
+        ``runtime="asyncio"``: an ``async def`` written for asyncio (as for tools).
         """
         required = _scope_set(scopes)
 
@@ -226,6 +243,7 @@ class Registrar:
             res_name = name or fn.__name__
             text = description if description is not None else _description(fn)
             is_async = is_async_callable(fn)
+            on_asyncio = check_runtime(runtime, fn, is_async, f"resource {uri!r}")
             if "{" in uri:
                 pattern, variables = compile_template(uri)
                 parser = build_parser(fn, f"resource template {uri!r}", forbid_unknown=False)
@@ -233,14 +251,16 @@ class Registrar:
                 if missing:
                     raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
                 wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
-                template = TemplateDef(uri, pattern, variables, fn, parser, wire_t, is_async, mime_type, required)
+                target = OnAsyncio(fn, parser.context_param) if on_asyncio else fn
+                template = TemplateDef(uri, pattern, variables, target, parser, wire_t, is_async, mime_type, required)
                 self._update(lambda r: r.with_template(template), "resources")
             else:
                 parser = build_parser(fn, f"resource {uri!r}")
                 if parser.field_names:
                     raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
                 wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
-                resource = ResourceDef(uri, fn, parser, wire_r, is_async, mime_type, required)
+                target = OnAsyncio(fn, parser.context_param) if on_asyncio else fn
+                resource = ResourceDef(uri, target, parser, wire_r, is_async, mime_type, required)
                 self._update(lambda r: r.with_resource(resource), "resources")
             return fn
 
@@ -254,7 +274,8 @@ class Registrar:
 
     def prompt(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a prompt; its parameters are the prompt's arguments (``name``, ``title``,
-        ``description``, ``scopes`` options). It returns text, a message, or a list of messages."""
+        ``description``, ``scopes``, ``runtime`` options). It returns text, a message, or a list
+        of messages."""
 
         def register(func: F) -> F:
             self.add_prompt(func, **options)
@@ -270,6 +291,7 @@ class Registrar:
         title: str | None = None,
         description: str | None = None,
         scopes: str | Iterable[str] = (),
+        runtime: str | None = None,
     ) -> PromptDef:
         prompt_name = name or fn.__name__
         parser = build_parser(fn, f"prompt {prompt_name!r}")
@@ -281,7 +303,10 @@ class Registrar:
         ]
         text = description if description is not None else _description(fn)
         wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET)
-        definition = PromptDef(prompt_name, fn, parser, wire, is_async_callable(fn), _scope_set(scopes))
+        is_async = is_async_callable(fn)
+        if check_runtime(runtime, fn, is_async, f"prompt {prompt_name!r}"):
+            fn = OnAsyncio(fn, parser.context_param)
+        definition = PromptDef(prompt_name, fn, parser, wire, is_async, _scope_set(scopes))
         self._update(lambda r: r.with_prompt(definition), "prompts")
         return definition
 
@@ -324,21 +349,24 @@ class Registrar:
     @overload
     def middleware(self, fn: F, /) -> F: ...
     @overload
-    def middleware(self, fn: None = None, /) -> Callable[[F], F]: ...
+    def middleware(self, fn: None = None, /, *, runtime: str | None = None) -> Callable[[F], F]: ...
 
-    def middleware(self, fn: F | None = None, /) -> F | Callable[[F], F]:
+    def middleware(self, fn: F | None = None, /, *, runtime: str | None = None) -> F | Callable[[F], F]:
         """Register ``fn(request, call_next)`` around every request (see
-        ``mcp_trio.offer._middleware``); the first registered runs outermost."""
+        ``mcp_trio.offer._middleware``); the first registered runs outermost.
+        ``runtime="asyncio"``: written for asyncio (``await call_next(request)`` works there)."""
 
         def register(func: F) -> F:
-            self.add_middleware(func)
+            self.add_middleware(func, runtime=runtime)
             return func
 
         return register(fn) if fn is not None else register
 
-    def add_middleware(self, fn: Middleware) -> None:
+    def add_middleware(self, fn: Middleware, *, runtime: str | None = None) -> None:
         if not inspect.iscoroutinefunction(fn) and not inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
             raise TypeError(f"middleware {getattr(fn, '__qualname__', fn)!r} must be an async function (request, call_next)")
+        if check_runtime(runtime, fn, True, f"middleware {getattr(fn, '__qualname__', fn)!r}"):
+            fn = OnAsyncioMiddleware(fn)
         self._update(lambda r: r.with_middleware(fn), "none")
 
 

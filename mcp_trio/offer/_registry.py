@@ -26,6 +26,26 @@ Handler = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
+class MountedFrom:
+    """A definition another server offers, mounted here (``Server.mount``): its name (or URI,
+    or URI template) in that server, the prefix it is mounted under, and that server's own
+    middleware chain, which runs around calls of it (after this server's own, seeing the
+    request as that server names it). ``inner``: the same one level further down, when that
+    server had mounted it from a third."""
+
+    prefix: str | None
+    name: str
+    middleware: tuple[Handler, ...] = ()
+    inner: MountedFrom | None = None
+    #: True when this level or one below has middleware (else a call needs nothing more).
+    middleware_below: bool = False
+
+    @classmethod
+    def of(cls, prefix: str | None, name: str, middleware: tuple[Handler, ...], inner: MountedFrom | None) -> MountedFrom:
+        return cls(prefix, name, middleware, inner, bool(middleware) or (inner is not None and inner.middleware_below))
+
+
+@dataclass(frozen=True, slots=True)
 class ToolDef:
     """One tool: the function, how its arguments are parsed, and how it is listed."""
 
@@ -50,6 +70,9 @@ class ToolDef:
     #: Accept ``"5"`` for an integer and the like (``ArgumentParser.parse_lenient``); None:
     #: as the serving ``Server``'s ``coerce_arguments`` says (default: strict).
     coerce_arguments: bool | None = None
+    #: Where a mounted definition comes from (``Server.mount``): its own name there and that
+    #: server's middleware; None for the server's own definitions.
+    mount: MountedFrom | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +86,7 @@ class ResourceDef:
     is_async: bool
     mime_type: str | None
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
 
 _TEMPLATE_VAR = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,6 +121,7 @@ class TemplateDef:
     is_async: bool
     mime_type: str | None
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
     def match(self, uri: str) -> dict[str, str] | None:
         found = self.pattern.match(uri)
@@ -111,6 +136,7 @@ class PromptDef:
     wire: Prompt
     is_async: bool
     scopes: frozenset[str] = frozenset()
+    mount: MountedFrom | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,8 @@ class SignatureError(TypeError):
 class InvalidArguments(InvalidParams):
     """An arguments object that does not fit the parameters: out of range, wrong type, missing,
     unknown. ``problems`` are the ``_explain.Problem``s, each naming the argument, the rule and
-    the value received.
+    the value received. Raised by both argument checkers: a signature's (``ArgumentParser``)
+    and a JSON Schema given as data (``_jsonschema.SchemaValidator``).
 
     For a tool this is not a protocol error (SEP-1303, revision 2025-11-25): the call is
     answered with a result the model reads, ``isError: true``, so it can correct its call
@@ -44,12 +45,18 @@ class InvalidArguments(InvalidParams):
     ``InvalidParams`` (``-32602``): the client program, not the model, got that wrong.
     """
 
-    def __init__(self, owner: str, problems: list[Problem]) -> None:
-        first = problems[0].parts
-        super().__init__(f"invalid arguments for {owner}: " + "; ".join(p.text() for p in problems),
+    def __init__(self, owner: str, problems: list[Problem], more: int = 0) -> None:
+        first = problems[0].parts if problems else ()
+        text = "; ".join(p.text(p.path or "the arguments") for p in problems)
+        if more:
+            text += f"; and {more} more"
+        super().__init__(f"invalid arguments for {owner}: {text}",
                          {"argument": first[0]} if first and isinstance(first[0], str) else None)
         self.owner = owner
         self.problems = problems
+        #: Problems found beyond those described (a schema-defined tool reports at most
+        #: ``_jsonschema.DEFAULT_MAX_ERRORS``).
+        self.more = more
 
     def details(self) -> list[dict[str, Any]]:
         """The problems as JSON data: ``argument`` (the top-level name) and ``Problem.detail``."""

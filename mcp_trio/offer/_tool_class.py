@@ -30,7 +30,8 @@ Metadata are class attributes (overridable per instance: ``Forecast(timeout=5)``
 (default: the class name in snake_case), ``title``, ``description`` (default: the class
 docstring), ``version``, ``tags``, ``category``, ``examples``, ``timeout``, ``read_only``,
 ``destructive``, ``idempotent``, ``open_world``, ``annotations`` (the same hints spelled as MCP
-does: ``{"readOnlyHint": True}``), ``deprecated``, ``scopes``, ``output_schema``, ``meta``.
+does: ``{"readOnlyHint": True}``), ``deprecated``, ``scopes``, ``output_schema``, ``meta``,
+``runtime`` (``"asyncio"`` for a ``run`` written for asyncio).
 
 ``add_tool_from_schema(server, name, schema, handler)`` is the function form: ``handler(arguments,
 ctx)`` (async, or sync to run in a worker thread) with the same validation.
@@ -57,7 +58,7 @@ _HINTS = {"readOnlyHint": "read_only", "destructiveHint": "destructive", "idempo
           "openWorldHint": "open_world"}
 _OPTIONS = ("name", "title", "description", "version", "tags", "category", "examples", "timeout", "read_only",
             "destructive", "idempotent", "open_world", "annotations", "deprecated", "scopes", "input_schema",
-            "output_schema", "meta")
+            "output_schema", "meta", "runtime")
 
 
 class ToolDefinitionError(TypeError):
@@ -132,6 +133,9 @@ class Tool:
     input_schema: ClassVar[Mapping[str, Any] | None] = None
     output_schema: ClassVar[Mapping[str, Any] | None] = None
     meta: ClassVar[Mapping[str, Any] | None] = None
+    #: ``"asyncio"`` when ``run`` is written for asyncio (aiohttp, asyncpg...): it runs on the
+    #: server's asyncio loop. None: trio.
+    runtime: ClassVar[str | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         unknown = set(overrides) - set(_OPTIONS)
@@ -213,6 +217,7 @@ class Tool:
             "output_schema": dict(self.output_schema) if self.output_schema is not None else None,
             "meta": dict(self.meta) if self.meta is not None else None,
             "parser": self._parser,
+            "runtime": self.runtime,
         }
         return self.run, options
 

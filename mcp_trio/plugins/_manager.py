@@ -18,7 +18,9 @@ same decorators a ``Server`` has::
 
 A module may instead (or as well) define ``register(plugin)``: it is called with the
 module's ``plugin`` (a fresh ``Plugin`` named after the module if there is none), for
-registrations that depend on configuration. Everything a plugin registers is recorded on its
+registrations that depend on configuration. Tools defined as classes need neither: a
+module-level ``Tool`` instance, or a ``Tool`` subclass defined in the module, is registered
+on the module's plugin (``module_tools`` says exactly which). Everything a plugin registers is recorded on its
 ``Plugin``, so a reload replaces exactly that module's definitions and a deleted file removes
 them. Names are first come, first served: a plugin that defines a tool (resource, prompt)
 another plugin or the application already defines is refused, with the clash named.
@@ -53,6 +55,7 @@ abandoned after ``IMPORT_TIMEOUT`` seconds.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import sys
@@ -70,6 +73,7 @@ import trio
 from .._containment import describe_raised
 from ..offer._registrar import Registrar
 from ..offer._registry import Registry, RegistryKeys
+from ..offer._tool_class import Tool, ToolDefinitionError
 from ._plugin import Plugin, PluginError
 
 if TYPE_CHECKING:
@@ -145,20 +149,64 @@ class ReloadReport:
 
 
 # -- loading (in a worker thread) -----------------------------------------------------------
+def module_tools(module: types.ModuleType) -> list[Tool]:
+    """The ``Tool``s a plugin module defines at module level, in definition order: every
+    ``Tool`` instance bound to a public name, and every ``Tool`` subclass *defined in that
+    module* that has a ``run`` of its own, takes no arguments, and has no instance among
+    those (``Forecast`` alone registers ``Forecast()``; ``eu = Forecast(name="forecast_eu")``
+    beside it registers only ``eu``). Names starting with ``_`` are private: never registered.
+    Imported classes (``from mcp_trio import Tool``, a shared base from a package) are not
+    registered; a class without ``run`` is a base for others, not a tool."""
+    public = [(key, value) for key, value in vars(module).items() if not key.startswith("_")]
+    instances = [value for _, value in public if isinstance(value, Tool)]
+    found: list[Tool] = list(dict.fromkeys(instances))  # one instance bound to two names: once
+    having = {type(tool) for tool in found}
+    for key, value in public:
+        if (isinstance(value, type) and issubclass(value, Tool) and value.__module__ == module.__name__
+                and value not in having and "run" in _own_attributes(value) and _takes_no_arguments(value)):
+            try:
+                found.append(value())
+            except ToolDefinitionError as exc:
+                raise PluginError(f"tool class {key}: {exc}") from None
+    return found
+
+
+def _own_attributes(cls: type) -> set[str]:
+    """Attributes ``cls`` or a base below ``Tool`` defines (``Tool`` itself excluded)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is Tool:
+            break
+        names |= set(vars(klass))
+    return names
+
+
+def _takes_no_arguments(cls: type) -> bool:
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
 def _plugin_of(module: types.ModuleType, name: str) -> Plugin:
-    """The module's ``plugin``, after ``register(plugin)`` if the module has one."""
+    """The module's ``plugin``, after ``register(plugin)`` if the module has one, with the
+    module's ``Tool`` instances and classes (``module_tools``) registered on it."""
     plugin = getattr(module, "plugin", None)
     register = getattr(module, "register", None)
     if plugin is not None and not isinstance(plugin, Plugin):
         raise PluginError(f"`plugin` is a {type(plugin).__name__}, not an mcp_trio.Plugin")
     if register is not None and not callable(register):
         raise PluginError("`register` is not a function")
+    tools = module_tools(module)
     if plugin is None:
-        if register is None:
-            raise PluginError("defines neither `plugin = Plugin(...)` nor `register(plugin)`")
+        if register is None and not tools:
+            raise PluginError("defines neither `plugin = Plugin(...)`, `register(plugin)` nor a Tool")
         plugin = Plugin(name)
     if register is not None:
         register(plugin)
+    for tool in tools:
+        plugin.add_tool(tool)
     if not plugin.name:
         plugin.name = name
     return plugin

@@ -70,6 +70,10 @@ class SessionAsks:
             raise MissingClientCapability(f"the client did not declare the {capability!r} capability", code=METHOD_NOT_FOUND)
 
     async def ask(self, key: str | None, kind: str, method: str, params: Any, result_type: type[T]) -> T:
+        tracing = self._peer.supervisor.tracing
+        if tracing is not None:  # a CLIENT span around the round trip, its context in params._meta
+            return await tracing.client_request(method, params, lambda sent: self._peer.request(
+                method, sent, result_type, in_flight=self._call))  # type: ignore[no-any-return]
         return await self._peer.request(method, params, result_type, in_flight=self._call)
 
     async def gather(self, *asks: Awaitable[Any]) -> list[Any]:

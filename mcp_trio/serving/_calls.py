@@ -9,6 +9,7 @@ the tool (SEP-1303): the model sent them and can correct them.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -112,20 +113,33 @@ async def _run_tool(peer: Peer, tool: ToolDef, arguments: Any, context: Callable
             return invalid_arguments_result(exc)
     if tool.parser.context_param is not None:
         kwargs[tool.parser.context_param] = context()
+    # The tool's own timeout (``math.inf``: none), else the server's (``Limits.tool_timeout``; 0: none).
+    timeout = tool.timeout if tool.timeout is not None else peer.limits.tool_timeout or None
+    if timeout == math.inf:
+        timeout = None
+    threads = None if tool.is_async else peer.supervisor.threads
+    if threads is not None:
+        threads.check(tool.name)  # too many of its threads hung: refused before it starts
     timed_out = False
     try:
-        if tool.timeout is None:
-            value = await call_user(tool.fn, tool.is_async, kwargs)
+        call = call_user(tool.fn, True, kwargs) if threads is None else threads.run(tool.name, tool.fn, kwargs)
+        tracing = peer.supervisor.tracing
+        if tracing is not None:  # the tool's own span: its code, its thread, see it as current
+            call = tracing.tool_call(tool.name, call)
+        if timeout is None:
+            value = await call
         else:
-            with trio.move_on_after(tool.timeout) as deadline:
-                value = await call_user(tool.fn, tool.is_async, kwargs)
+            with trio.move_on_after(timeout) as deadline:
+                value = await call
             timed_out = deadline.cancelled_caught
     except Exception as exc:  # boundary: a tool's own failure is reported to the model, not raised
         logger.debug("tool %r failed", tool.name, exc_info=True)
         return error_result(str(exc) or type(exc).__name__)
     if timed_out:
-        # The tool's own deadline is ours to enforce: a protocol error, unlike its failures.
-        raise RequestTimeout(f"tool {tool.name!r} timed out after {tool.timeout:g} s", {"tool": tool.name, "timeout": tool.timeout})
+        # The tool's deadline is ours to enforce: a protocol error, unlike its failures. A sync
+        # tool's thread cannot be stopped: it was abandoned, and runs on, counted.
+        left = "; its thread was abandoned and runs on until the function returns" if threads is not None else ""
+        raise RequestTimeout(f"tool {tool.name!r} timed out after {timeout:g} s{left}", {"tool": tool.name, "timeout": timeout})
     try:
         return tool_result(value, tool.output, peer.encoder)
     except ResultEncodingError as exc:

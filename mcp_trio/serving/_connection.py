@@ -31,7 +31,7 @@ import msgspec
 import trio
 
 from .._channel import MessageTooLarge
-from .._logging import request_id_var, session_id_var
+from .._logging import principal_var, request_id_var, session_id_var
 from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._era import HANDSHAKE, EraDecision, decide_era
 from ..protocol._errors import (
@@ -148,6 +148,7 @@ class Connection:
     async def run(self) -> None:
         """Serve the session until the peer leaves or the server shuts down."""
         session_id_var.set(self.session_id)
+        principal_var.set(self.principal)
         self.supervisor.attach(self)
         try:
             async with trio.open_nursery() as nursery:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import trio
 from msgspec import UNSET
 
+from .._tracing import incoming
 from ..offer._schema import ContextParameter, object_schema
 from ..protocol._errors import MissingClientCapability
 from ..protocol._jsonrpc import RequestId
@@ -37,6 +39,13 @@ from ._peer import Peer
 from ._request import InFlight
 
 T = TypeVar("T")
+
+
+class _MetaOnly(msgspec.Struct):
+    meta: Any = msgspec.field(default=None, name="_meta")
+
+
+_META_ONLY = msgspec.json.Decoder(_MetaOnly)
 
 #: The client did not declare the capability a server->client request needs (one error for one
 #: fact, either era: ``-32601`` in the handshake era, ``-32021`` in the stateless one).
@@ -86,6 +95,21 @@ class Context(ContextParameter):
     @property
     def session_id(self) -> str:
         return self._peer.session_id
+
+    @property
+    def request_meta(self) -> dict[str, Any]:
+        """The request's ``params._meta`` as the client sent it (a new dict each time; ``{}``
+        when there is none): trace context, vendor keys, the progress token, and in the
+        2026-07-28 era its envelope. Read from the raw params: the decoded ones keep only
+        the keys this server uses."""
+        raw = self._call.raw
+        if raw is None:
+            return {}
+        try:
+            meta = _META_ONLY.decode(raw).meta
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     # -- composition's view (``_compose.Caller``) --------------------------------------------
     @property
@@ -248,6 +272,21 @@ class Context(ContextParameter):
             await ctx.chain_tools(("geocode", {"q": "Paris"}), ("forecast", lambda p: {"lat": p["lat"], "lon": p["lon"]}))
         """
         return await _compose.chain_tools(self, first, steps)
+
+    # -- tracing ----------------------------------------------------------------------------
+    def trace_headers(self) -> dict[str, str]:
+        """W3C trace context headers (``traceparent``, ``tracestate``, ``baggage``) to put on
+        this function's own outgoing calls (HTTP, queues), so they join the request's trace.
+
+        With tracing on (``server.tracing``): the current span's context, the tool's own span
+        (an OpenTelemetry-instrumented HTTP client finds it as the current context anyway).
+        Off: the context the caller sent in ``params._meta``, passed through unchanged
+        (SEP-414), so downstream services still join the caller's trace; empty if it sent none.
+        """
+        tracing = self._peer.supervisor.tracing
+        if tracing is not None:
+            return tracing.headers()  # type: ignore[no-any-return]
+        return incoming(self._call.raw)
 
     # -- transport --------------------------------------------------------------------------
     def close_stream(self, retry: float | None = None) -> bool:

@@ -38,6 +38,7 @@ from ..protocol._types import (
 )
 from ._calls import allowed, check_uri_length, find_tool, known_resource_scopes, require, run_tool
 from ._context import Context
+from ._mounted import through_mounted
 from ._peer import Peer
 from ._request import InFlight
 
@@ -102,6 +103,9 @@ async def list_tools(peer: Peer, call: InFlight) -> ListToolsResult:
 async def call_tool(peer: Peer, call: InFlight) -> Any:
     params: CallToolParams = call.decode()
     tool = find_tool(peer, params.name)
+    if tool.mount is not None and tool.mount.middleware_below:  # a mounted server's own middleware
+        return await through_mounted(peer, call, params, tool.mount, lambda there: run_tool(
+            peer, tool, there.arguments, lambda: Context.for_request(peer, call, there.meta)))
     return await run_tool(peer, tool, params.arguments, lambda: Context.for_request(peer, call, params.meta))
 
 
@@ -130,6 +134,7 @@ async def read_resource(peer: Peer, call: InFlight) -> ReadResourceResult:
     if resource is not None:
         require(peer, resource.scopes, "resource", uri)
         fn, is_async, parser, mime_type, kwargs = resource.fn, resource.is_async, resource.parser, resource.mime_type, {}
+        mount = resource.mount
     else:
         found = registry.find_template(uri)
         if found is None:
@@ -138,8 +143,19 @@ async def read_resource(peer: Peer, call: InFlight) -> ReadResourceResult:
         require(peer, template.scopes, "resource template", template.uri_template)
         fn, is_async, parser, mime_type = template.fn, template.is_async, template.parser, template.mime_type
         kwargs = parser.parse_mapping(values)
+        mount = template.mount
+    if mount is not None and mount.middleware_below:  # a mounted server's own middleware
+        async def read(there: Any) -> ReadResourceResult:
+            return await _read(peer, call, uri, fn, is_async, parser, mime_type, kwargs, there.meta)
+
+        return await through_mounted(peer, call, params, mount, read)
+    return await _read(peer, call, uri, fn, is_async, parser, mime_type, kwargs, params.meta)
+
+
+async def _read(peer: Peer, call: InFlight, uri: str, fn: Any, is_async: bool, parser: Any, mime_type: str | None,
+                kwargs: dict[str, Any], meta: Any) -> ReadResourceResult:
     if parser.context_param is not None:
-        kwargs[parser.context_param] = Context.for_request(peer, call, params.meta)
+        kwargs[parser.context_param] = Context.for_request(peer, call, meta)
     try:
         value = await call_user(fn, is_async, kwargs)
         return ReadResourceResult(contents=resource_contents(uri, value, mime_type, peer.encoder))
@@ -202,6 +218,12 @@ async def get_prompt(peer: Peer, call: InFlight) -> GetPromptResult:
     if prompt is None:
         raise InvalidParams(f"unknown prompt: {params.name!r}", {"prompt": params.name})
     require(peer, prompt.scopes, "prompt", prompt.name)
+    if prompt.mount is not None and prompt.mount.middleware_below:  # a mounted server's own middleware
+        return await through_mounted(peer, call, params, prompt.mount, lambda there: _get_prompt(peer, call, prompt, there))
+    return await _get_prompt(peer, call, prompt, params)
+
+
+async def _get_prompt(peer: Peer, call: InFlight, prompt: Any, params: Any) -> GetPromptResult:
     kwargs = prompt.parser.parse_mapping(params.arguments)
     if prompt.parser.context_param is not None:
         kwargs[prompt.parser.context_param] = Context.for_request(peer, call, params.meta)

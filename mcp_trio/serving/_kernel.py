@@ -14,7 +14,8 @@ request, its params are decoded with its envelope. ``answer`` does the rest and 
 reply; ``notify`` runs a custom notification the same way and returns nothing.
 
 What costs nothing when unused: no admission policy is one flag test, no middleware one empty
-tuple test (no request view is built), a handshake-era request never touches the stateless side.
+tuple test (no request view is built), a handshake-era request never touches the stateless side,
+no tracing (``mcp_trio._tracing``, an optional extra) one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ logger = logging.getLogger("mcp_trio.requests")
 
 async def answer(peer: Peer, call: InFlight) -> Message:
     """Run one request and convert its outcome to its one reply: the only place."""
+    tracing = peer.supervisor.tracing
+    if tracing is not None and not tracing.answering(call):  # tracing on: this, inside its span
+        return await tracing.answer(peer, call, answer)  # type: ignore[no-any-return]
     try:
         try:
             supervisor = peer.supervisor
@@ -92,15 +96,21 @@ async def _admitted(peer: Peer, call: InFlight, handler: Handler) -> Any:
     """admission ─► middleware ─► handler, for a server with a policy or middleware."""
     supervisor = peer.supervisor
     admission = supervisor.admission
+    tracing = supervisor.tracing
+    chain = supervisor.registry.middleware
+    if tracing is not None and chain:
+        chain = tracing.middleware(chain)  # each middleware in a span of its own
     if not admission.active:
-        return await _through(supervisor.registry.middleware, peer, call, handler)
+        return await _through(chain, peer, call, handler)
     tool = cost_key(call.method, call.params)
-    if admission.shared is None:
+    if tracing is not None:
+        await tracing.admit(admission, peer, call.method, tool)
+    elif admission.shared is None:
         admission.enter(peer, call.method, tool)
     else:
         await admission.admit(peer, call.method, tool)
     try:
-        return await _through(supervisor.registry.middleware, peer, call, handler)
+        return await _through(chain, peer, call, handler)
     finally:
         admission.leave()
 

@@ -22,6 +22,7 @@ from .._limiter import RateLimits, RequestLimiter, TokenBucket
 from .._limits import Limits
 from .._metrics import Metrics
 from .._quotas import Quotas, quota_key
+from ..offer._on_asyncio import asyncio_functions
 from ..offer._registry import Registry
 from ..protocol._envelope import STATELESS_METHODS
 from ..protocol._errors import QuotaExceeded
@@ -29,8 +30,10 @@ from ..protocol._params import PARAMS
 from ._admission import Admission, SharedLimiter
 from ._admission import rate_key as _rate_key
 from ._stateless_side import StatelessSide
+from ._tool_threads import ToolThreads
 
 if TYPE_CHECKING:
+    from .._asyncio_runtime import AsyncioRuntime
     from .._server import Server
     from ..cluster import ClusterSettings
 
@@ -98,6 +101,10 @@ class Supervisor:
         self.registry = Registry()
         #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
         self.quotas = Quotas(self.limits)
+        #: OpenTelemetry tracing (``mcp_trio._tracing.Tracing``), the server's; None: off.
+        self.tracing = server.tracing
+        #: Sync tools' worker threads: the abandoned ones counted and capped (``_tool_threads``).
+        self.threads = ToolThreads(self.limits, self.metrics)
         self.connections: set[Session] = set()
         #: The stateless revision's side (2026-07-28): result stamps, requestState keys, listen streams.
         self.stateless = StatelessSide(server)
@@ -110,6 +117,12 @@ class Supervisor:
         #: Applied to every snapshot published (``ToolDef.enabled``), so they survive reloads.
         self.disabled_tools: set[str] = set()
         self.disabled_tags: set[str] = set()
+        #: The asyncio loop (on a thread) of ``runtime="asyncio"`` functions, made when a
+        #: published registry first holds one, started at their first call, closed at shutdown.
+        self.asyncio: AsyncioRuntime | None = None
+        #: The remote servers mounted (``Server.mount(Remote(...))``), one ``_gateway.Upstream``
+        #: each, held while this supervisor runs.
+        self.upstreams: list[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> None:
@@ -119,7 +132,7 @@ class Supervisor:
         reported; its plugin directories are then watched until shutdown.
         """
         # Switches are this run's: a registry kept from an earlier run starts all on again.
-        self.registry = self._switched(self.server._attach(self))
+        self.registry = self._published(self.server._attach(self))
         self.metrics.clock = trio.lowlevel.current_clock().current_time
         try:
             async with trio.open_nursery() as nursery:
@@ -138,6 +151,10 @@ class Supervisor:
                             await nursery.start(plugins.run)
                     else:
                         await nursery.start(plugins.run)
+                for mounted in self.server._mounted_servers():  # their plugins change them, and so us
+                    if mounted.plugins is not None and mounted._supervisor is None:
+                        await nursery.start(mounted.plugins.run)
+                await self._start_upstreams(nursery)
                 await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                 task_status.started(self)
                 await self._stop.wait()
@@ -149,6 +166,21 @@ class Supervisor:
             if self.server.plugins is not None:
                 self.server.plugins.announce = None
             self.server._detach(self)
+            if self.asyncio is not None:
+                with trio.CancelScope(shield=True):  # bounded by its close_timeout
+                    await self.asyncio.aclose()
+
+    async def _start_upstreams(self, nursery: trio.Nursery) -> None:
+        """Open every remote mount's session at once; each reports ready after its first
+        attempt (listed, or found down), bounded by its connect timeout."""
+        if not any(mount.remote for owner in (self.server, *self.server._mounted_servers()) for mount in owner.mounts):
+            return  # no remote mount: the client is not even imported
+        from ._gateway import upstreams_of
+
+        self.upstreams = upstreams_of(self.server)
+        async with trio.open_nursery() as starting:
+            for upstream in self.upstreams:
+                starting.start_soon(nursery.start, upstream.run)
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: every connection stops reading and drains."""
@@ -220,7 +252,7 @@ class Supervisor:
     def update_registry(self, change: Callable[[Registry], Registry], kind: str | Collection[str]) -> None:
         """Publish ``change(registry)`` and tell live sessions which list(s) changed
         (``kind``: ``"tools"``, ``"resources"``, ``"prompts"``, or several of them)."""
-        self.registry = self._switched(change(self.registry))
+        self.registry = self._published(change(self.registry))
         self.metrics.prune_tools(self.registry.tools)
         kinds = (kind,) if isinstance(kind, str) else sorted(kind)
         self.notify_list_changed(kinds)
@@ -235,6 +267,21 @@ class Supervisor:
                 for connection in self.connections:
                     connection.post_notification(method)
                 self.stateless.list_changed(each)
+
+    def _published(self, registry: Registry) -> Registry:
+        """What this supervisor publishes of ``registry``: its switches applied, and its
+        ``runtime="asyncio"`` functions bound to this server's asyncio runtime."""
+        registry = self._switched(registry)
+        found = asyncio_functions(registry)
+        if found:
+            if self.asyncio is None:
+                from .._asyncio_runtime import AsyncioRuntime
+
+                self.asyncio = AsyncioRuntime()
+            for fn in found:
+                if fn.runtime is not self.asyncio:
+                    fn.bind(self.asyncio)
+        return registry
 
     # -- run-time switches ------------------------------------------------------------------
     def _switched(self, registry: Registry) -> Registry:

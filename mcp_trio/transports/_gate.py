@@ -25,6 +25,10 @@ It also holds the one policy of who may connect, for every transport (the HTTP a
 its ``/ws``, the WebSocket server's handshake, ``/admin``, ``/metrics``): ``HostPolicy`` (Host
 and Origin against DNS rebinding), ``is_loopback_name``/``is_loopback_address`` (one answer to
 "is this loopback"), and ``auth_refusal`` (a refused credential as an HTTP status).
+
+And who the client is behind a proxy: ``TrustedProxies.client`` (peer address + headers + the
+trusted networks → the client's address and scheme), the one answer rate limits, ``/admin``'s
+loopback rule, sessions and traces use. Forwarding headers from any other peer are ignored.
 """
 
 from __future__ import annotations
@@ -269,3 +273,149 @@ def auth_refusal(authenticator: Any, exc: Any) -> AuthRefusal:
     code = FORBIDDEN if exc.status == 403 else INVALID_REQUEST
     headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in authenticator.refusal_headers(exc)]
     return AuthRefusal(exc.status, code, f"{exc.label}: {exc.description}", headers)
+
+
+# -- who the client is, behind trusted proxies ---------------------------------------------------
+#: Hops of a forwarding chain read at most, from the right (the nearest proxy's end). A chain
+#: longer than this is read no further: what lies beyond was written by the client anyway.
+MAX_FORWARDED_HOPS = 32
+#: Characters of forwarding headers read at most, from the right, for the same reason.
+MAX_FORWARDED_LENGTH = 8192
+#: Which headers the trusted proxies write: ``X-Forwarded-For``/``-Proto``, or RFC 7239 ``Forwarded``.
+PROXY_HEADERS = ("x-forwarded", "forwarded")
+_FORWARDED_PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
+_SCHEMES = frozenset({"http", "https"})
+
+
+class ClientAddress(NamedTuple):
+    """Who sent a request: its address (None when unknown) and the scheme it used (None: the
+    one it connected with), as the nearest trusted proxy reports them."""
+
+    address: str | None
+    scheme: str | None = None
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a peer or a forwarding header writes it: ``192.0.2.7``, ``192.0.2.7:80``,
+    ``[2001:db8::1]:443``, ``2001:db8::1``; IPv4-mapped IPv6 as IPv4. None if not an address
+    (``unknown``, an obfuscated ``_name``, garbage)."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+class TrustedProxies:
+    """The peers whose forwarding headers are believed (``[server] trusted_proxies``).
+
+    Only a request whose TCP peer is one of ``networks`` has its forwarding headers read at
+    all; from anyone else they are ignored, so a client cannot name itself. The chain is read
+    from the right (the hop nearest to us) and the first address that is not a trusted proxy
+    is the client (the *rightmost untrusted* rule): every hop to its left was written by that
+    client and proves nothing. ``headers`` says which family the proxies write (and only that
+    one is read: a proxy that sets ``X-Forwarded-For`` passes a client's own ``Forwarded``
+    through untouched, and the other way round).
+    """
+
+    def __init__(self, networks: Iterable[str], headers: str = "x-forwarded") -> None:
+        if headers not in PROXY_HEADERS:
+            raise ValueError(f"proxy headers must be one of {', '.join(PROXY_HEADERS)}, not {headers!r}")
+        self.headers = headers
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in networks:
+            try:
+                self.networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry!r} is not an IP address or network "
+                                 "(10.0.0.0/8, 192.0.2.7, 2001:db8::/32)") from None
+        self._memo: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str | None) -> bool:
+        """Whether ``address`` (a peer's, or a hop's) is one of the trusted proxies."""
+        if not address:
+            return False
+        verdict = self._memo.get(address)
+        if verdict is None:
+            parsed = _address(address)
+            verdict = parsed is not None and any(parsed in network for network in self.networks)
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[address] = verdict
+        return verdict
+
+    def client(self, peer: str | None, headers: Iterable[tuple[bytes, bytes]]) -> ClientAddress:
+        """Who sent a request that came from ``peer`` with ``headers`` (lower-case names)."""
+        if not self.trusts(peer):
+            return ClientAddress(peer)
+        if self.headers == "forwarded":
+            hops = _forwarded_hops(_joined(headers, b"forwarded"))
+        else:
+            hops = [(hop, None) for hop in _list(_joined(headers, b"x-forwarded-for"))]
+        if not hops:
+            return ClientAddress(peer)
+        client, index = peer, len(hops)
+        for index in range(len(hops) - 1, -1, -1):
+            parsed = _address(hops[index][0])
+            if parsed is None:  # "unknown", "_hidden", garbage: the proxy that wrote it is all we know
+                index += 1
+                break
+            client = str(parsed)
+            if not self.trusts(client):
+                break
+        if self.headers == "forwarded":
+            scheme = hops[index][1] if index < len(hops) else None
+        else:
+            protos = _list(_joined(headers, b"x-forwarded-proto"))
+            scheme = None
+            if protos:  # the client's own hop when each hop wrote one, else the nearest proxy's
+                shift = len(hops) - len(protos)
+                scheme = protos[index - shift] if shift == 0 and index < len(protos) else protos[-1]
+        scheme = scheme.strip().lower() if scheme else None
+        return ClientAddress(client, scheme if scheme in _SCHEMES else None)
+
+
+def _joined(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str:
+    """Every ``name`` header line, in order, as one comma-separated list (RFC 9110 5.3), its
+    rightmost ``MAX_FORWARDED_LENGTH`` characters."""
+    text = ",".join(value.decode("latin-1") for key, value in headers if key == name)
+    if len(text) > MAX_FORWARDED_LENGTH:  # the cut item is partial ("2.3.4.5" of "12.3.4.5"): dropped
+        text = text[-MAX_FORWARDED_LENGTH:].partition(",")[2]
+    return text
+
+
+def _list(text: str) -> list[str]:
+    """The rightmost ``MAX_FORWARDED_HOPS`` items of a comma-separated list, blanks dropped."""
+    items = text.rsplit(",", MAX_FORWARDED_HOPS)
+    if len(items) > MAX_FORWARDED_HOPS:
+        items = items[1:]  # the leftmost piece may hold many more: not read
+    return [item.strip() for item in items if item.strip()]
+
+
+def _forwarded_hops(text: str) -> list[tuple[str, str | None]]:
+    """(``for``, ``proto``) of each element of a ``Forwarded`` list (RFC 7239 section 4),
+    quoted values unquoted; an element without ``for`` is an unknown hop."""
+    hops: list[tuple[str, str | None]] = []
+    for element in _list(text):
+        pairs: dict[str, str] = {}
+        for pair in element.split(";"):
+            match = _FORWARDED_PAIR.fullmatch(pair)
+            if match is None:
+                continue
+            value = match.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            pairs.setdefault(match.group(1).lower(), value)
+        hops.append((pairs.get("for", "unknown"), pairs.get("proto")))
+    return hops

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import trio
 
-from .._logging import request_id_var
+from .._logging import principal_var, request_id_var
 from ..serving import _kernel
 from ..serving._request import InFlight
 from ..offer._results import unsendable_reason, unsendable_reply
@@ -217,6 +217,7 @@ async def _run(app: StatelessHost, call: InFlight, principal: Principal | None,
     sink = _Sink() if streaming else None
     exchange = Exchange(app, principal, peer, sink)
     request_id_var.set(call.id)
+    principal_var.set(principal)
     metrics = app.supervisor.metrics
     started = time.perf_counter()
     reply: list[Message] = []

@@ -26,8 +26,9 @@ Who may use it:
   scope: no credential (or an anonymous caller) is 401 with ``WWW-Authenticate``, a
   credential without ``admin`` is 403 (``error="insufficient_scope"``).
 * With none, only clients connecting from a loopback address (127.0.0.0/8, ::1), and 403
-  for anyone else. A reverse proxy on the same host makes every client look local: a server
-  behind one must have an authenticator. The Host/Origin checks of every route apply too,
+  for anyone else. A reverse proxy on the same host makes every client look local unless it
+  is listed in ``trusted_proxies`` (then the client it names is the one checked); a server
+  behind one is better given an authenticator. The Host/Origin checks of every route apply too,
   and the HTTP app puts ``admin_page`` in front: an action sent by a browser must come from
   the operator page itself (same origin, ``X-Mcp-Trio-Admin``), never from another page.
 

@@ -72,7 +72,16 @@ from ._asgi import (
     watch_disconnect,
     ws_reject,
 )
-from ._gate import HostPolicy, auth_refusal, check_head, continue_refusal, is_loopback_address, is_loopback_name, route_path
+from ._gate import (
+    HostPolicy,
+    TrustedProxies,
+    auth_refusal,
+    check_head,
+    continue_refusal,
+    is_loopback_address,
+    is_loopback_name,
+    route_path,
+)
 from ._http_session import SPILL_WAIT, SSE_RETRY_MS, HttpSession, SharedSessionTable, _Stream
 from ._sessions import SessionGate, SessionRefused
 from .admin import ADMIN_PATH, AdminApi
@@ -131,10 +140,13 @@ class McpHttpApp:
         authenticator: Authenticator | None = None,
         metrics: str | None = None,
         settings: ServedSettings | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         """``settings``: what ``serve_http`` was called with, for the operator page (built
-        from these arguments when None)."""
+        from these arguments when None). ``trusted_proxies``: the peers whose forwarding
+        headers name the client (``_gate.TrustedProxies``); None: the peer is the client."""
         self.supervisor = supervisor
+        self.proxies = trusted_proxies or None
         #: Who may read ``/metrics`` (``metrics_access``): "public", "loopback" or "scope:NAME".
         self.metrics_access = metrics_access(metrics, authenticator)
         self.limits = supervisor.limits
@@ -186,6 +198,8 @@ class McpHttpApp:
             logger.error("%s exchange failed; the server goes on", kind, exc_info=exc)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies is not None:  # behind trusted proxies: the client they name, from here on
+            scope = _behind(self.proxies, scope, "http")
         raw_headers = scope["headers"]
         headers = dict(raw_headers)
         refusal = check_head(raw_headers)
@@ -375,6 +389,9 @@ class McpHttpApp:
         body = await self._read_body(receive, headers, deadline)
         message = self._codec.decode(body)
         kind = type(message)
+        tracing = self.supervisor.tracing
+        if tracing is not None:  # the POST's own trace context (traceparent), for its request's span
+            tracing.from_http(headers)
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
@@ -400,6 +417,8 @@ class McpHttpApp:
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
+            if tracing is not None:  # answered in the session's task: handed over
+                tracing.carry(session.connection, message.id)  # type: ignore[union-attr]
             await self._post_request(session, message, body, receive, send, created=False)  # type: ignore[arg-type]
             return
         # A notification or a response (to our sampling/elicitation/roots request): 202.
@@ -687,6 +706,8 @@ class McpHttpApp:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        if self.proxies is not None:
+            scope = _behind(self.proxies, scope, "ws")
         refusal = check_head(scope["headers"])
         if refusal is not None:
             await ws_reject(scope, send, refusal.status, refusal.message)
@@ -793,6 +814,16 @@ def metrics_access(value: str | None, authenticator: Authenticator | None) -> st
     if authenticator is None:
         raise ValueError(f"metrics access {value!r} needs authentication configured (no credential can be checked)")
     return value
+
+
+def _behind(proxies: TrustedProxies, scope: Scope, plain: str) -> Scope:
+    """``scope`` with ``client`` (and ``scheme``) as the trusted proxies name them."""
+    peer = scope.get("client")
+    named = proxies.client(peer[0] if peer else None, scope["headers"])
+    scheme = scope.get("scheme")
+    if named.scheme is not None:
+        scheme = named.scheme if plain == "http" else ("wss" if named.scheme == "https" else "ws")
+    return {**scope, "client": (named.address, 0) if named.address is not None else None, "scheme": scheme}
 
 
 def _same_caller(owner: Principal | None, caller: Principal | None) -> bool:
@@ -909,6 +940,8 @@ async def serve_http(
     engine: str = "hypercorn",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     watch_signals: bool | None = None,
+    trusted_proxies: Iterable[str] | None = None,
+    proxy_headers: str = "x-forwarded",
     cluster: ClusterSettings | None = None,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
@@ -931,6 +964,10 @@ async def serve_http(
     may read ``/metrics`` (``metrics_access``: "public", "loopback", "scope:NAME"; default
     "scope:admin" with an ``authenticator``, else "public"). ``engine``: ``"hypercorn"``
     (HTTP/1.1 and HTTP/2) or ``"h1"`` (the lean HTTP/1.1 engine, ``transports/h1``).
+    ``trusted_proxies``: addresses or networks (``10.0.0.0/8``) of the proxies in front,
+    whose ``proxy_headers`` (``"x-forwarded"``: X-Forwarded-For/-Proto; ``"forwarded"``:
+    RFC 7239) name the client: its address keys rate limits and quotas, decides ``/admin``'s
+    loopback rule and is the session's peer. From any other peer those headers are ignored.
     ``cluster``: take part in a cluster on Redis: handshake-era sessions served by any
     process, shared rate limits, switches, plugin reloads and tasks (docs/cluster.md).
     """
@@ -942,6 +979,7 @@ async def serve_http(
         handle_signals = handle_signals or watch_signals
     limits = limits or Limits()
     metrics = metrics_access(metrics, authenticator)  # a bad value stops the server here
+    proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
     config = hypercorn_config(host, port, limits, certfile=certfile, keyfile=keyfile, reuse_port=reuse_port)
     if allowed_hosts is None and not is_loopback_name(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
@@ -953,10 +991,11 @@ async def serve_http(
             settings = ServedSettings(limits, rate_limits=rate_limits, authenticator=authenticator, bind_host=host,
                                       allowed_hosts=ServedSettings.listed(allowed_hosts),
                                       allowed_origins=ServedSettings.listed(allowed_origins), tls=certfile is not None,
-                                      json_response=json_response, reuse_port=reuse_port)
+                                      json_response=json_response, reuse_port=reuse_port,
+                                      trusted_proxies=tuple(trusted_proxies or ()), proxy_headers=proxy_headers)
             app = McpHttpApp(supervisor, sessions, bind_host=host, allowed_hosts=settings.allowed_hosts,
                              allowed_origins=settings.allowed_origins, json_response=json_response, authenticator=authenticator,
-                             metrics=metrics, settings=settings)
+                             metrics=metrics, settings=settings, trusted_proxies=proxies)
             sweeper = trio.CancelScope()
             sessions.start_soon(_in_scope, sweeper, app.expire_idle_sessions)
             if app.shared_sessions is not None:  # cluster mode: the bus's news of sessions come here

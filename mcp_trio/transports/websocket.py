@@ -64,7 +64,7 @@ from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from ..serving._supervisor import Supervisor
-from ._gate import HostPolicy, check_head
+from ._gate import HostPolicy, TrustedProxies, check_head
 from ._sessions import SessionGate, SessionRefused
 from ._ws_channel import CLOSE_NORMAL, RECEIVE_SIZE, SocketIO, WebSocketChannel, _peer_host
 
@@ -135,8 +135,11 @@ class WebSocketServer:
         *,
         authenticator: Authenticator | None = None,
         scheme: str = "ws",
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.supervisor = supervisor
+        #: The proxies whose forwarding headers name the client (None: the peer is the client).
+        self.proxies = trusted_proxies or None
         self.limits = supervisor.limits
         self.policy = policy
         self.authenticator = authenticator
@@ -240,10 +243,10 @@ class WebSocketServer:
             opened = await self._open(stream)
             if opened is None:
                 return
-            trailing, principal, quota = opened
+            trailing, principal, quota, client = opened
             try:
                 channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
-                connection = Connection(self.supervisor, channel, principal=principal, peer=_peer_host(stream))
+                connection = Connection(self.supervisor, channel, principal=principal, peer=client)
                 channel.connection = connection
                 channel.quiet_since = channel.idle_since = trio.current_time()
                 self.channels.add(channel)
@@ -258,7 +261,7 @@ class WebSocketServer:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
+    async def _open(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any, str | None] | None:
         """The opening handshake, bounded by ``Limits.handshake_timeout``; None if refused."""
         self.handshaking += 1
         try:
@@ -277,8 +280,9 @@ class WebSocketServer:
         finally:
             self.handshaking -= 1
 
-    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any] | None:
-        """(bytes after the upgrade request, the principal, the session quota it holds), or None."""
+    async def _handshake(self, stream: trio.abc.Stream) -> tuple[bytes, Any, Any, str | None] | None:
+        """(bytes after the upgrade request, the principal, the session quota it holds, the
+        client's address), or None."""
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_SIZE)
         request: h11.Request | None = None
         try:
@@ -299,8 +303,11 @@ class WebSocketServer:
                     return None
             assert request is not None
             key, subprotocol = self._check(request)
+            client = _peer_host(stream)
+            if self.proxies is not None:  # behind trusted proxies: the client they name
+                client = self.proxies.client(client, request.headers).address
             try:
-                principal, quota = await self.gate.admit(list(request.headers), _peer_host(stream), len(self.channels))
+                principal, quota = await self.gate.admit(list(request.headers), client, len(self.channels))
             except SessionRefused as refused:
                 raise _Refused(refused.status, refused.message,
                                [(name.decode("latin-1"), value.decode("latin-1")) for name, value in refused.headers]) from None
@@ -324,7 +331,7 @@ class WebSocketServer:
         except BaseException:
             self.supervisor.quotas.release("sessions", quota)
             raise
-        return bytes(trailing), principal, quota
+        return bytes(trailing), principal, quota, client
 
     def _check(self, request: h11.Request) -> tuple[str, str | None]:
         """Validate the upgrade itself: (key, subprotocol), or ``_Refused``. Who may open a
@@ -420,6 +427,8 @@ async def serve_websocket(
     rate_limits: RateLimits | None = None,
     cluster: ClusterSettings | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    trusted_proxies: Iterable[str] | None = None,
+    proxy_headers: str = "x-forwarded",
 ) -> None:
     """Serve ``server`` over WebSocket (``wss://`` with ``ssl_context``) until shut down.
 
@@ -433,10 +442,13 @@ async def serve_websocket(
     ``listeners``: accept from these instead of binding ``host``/``port`` (pre-bound sockets;
     an empty list serves only the streams given to ``WebSocketServer.accept_stream``).
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes (``--workers``) share
-    the port and the kernel spreads connections over them. ``cluster``: take part in a
+    the port and the kernel spreads connections over them. ``trusted_proxies``,
+    ``proxy_headers``: the proxies in front, whose forwarding headers name the client (as for
+    ``serve_http``); from any other peer those headers are ignored. ``cluster``: take part in a
     cluster on Redis (shared rate limits, switches, plugin reloads, tasks; docs/cluster.md).
     """
     limits = limits or Limits()
+    proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
     if listeners is not None:
         bound: list[Any] = list(listeners)
     elif reuse_port:
@@ -452,7 +464,8 @@ async def serve_websocket(
         supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits, cluster=cluster).run)
         if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
-        endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss")
+        endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss",
+                                   trusted_proxies=proxies)
         try:
             async with trio.open_nursery() as serving:
                 await serving.start(endpoint._serve, bound)

@@ -37,6 +37,9 @@ class ServedSettings:
     tls: bool = False
     json_response: bool = False
     reuse_port: bool = False
+    #: The proxies whose forwarding headers name the client, and which headers (none: no proxy).
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_headers: str = "x-forwarded"
 
     @staticmethod
     def listed(values: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -55,6 +58,8 @@ def settings_view(settings: ServedSettings, server: Server) -> dict[str, Any]:
             "allowed_origins": _or_default(settings.allowed_origins, "loopback origins when bound to loopback, else same-origin"),
             "json_response": settings.json_response,
             "reuse_port": settings.reuse_port,
+            "trusted_proxies": list(settings.trusted_proxies) or "none: the TCP peer is the client",
+            "proxy_headers": settings.proxy_headers if settings.trusted_proxies else None,
         },
         "limits": dataclasses.asdict(settings.limits),
         "rate_limits": _rate_limits_view(settings.rate_limits),
