@@ -389,3 +389,35 @@ async def test_websocket_servers_share_limits_and_switches(redis_server: RedisSe
                     await changed.wait()
                 assert "beta" not in {tool.name for tool in await b.list_tools()}
             nursery.cancel_scope.cancel()
+
+
+async def test_json_responses_put_a_requests_questions_on_the_get_stream_of_another_server(redis_server: RedisServer) -> None:
+    """With JSON answers, what a request sends before its reply goes on the session's GET
+    stream, wherever that is held; a GET opened later still gets what came before it."""
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "json:", json_response=True) as (one, two):
+            mcp = Hopping(one.port, two.port)
+            await mcp.initialize()
+            mcp.port = one.port
+            call = mcp.message(CALL, {"name": "ask", "arguments": {"prompt": "2+2?"}})
+            async with trio.open_nursery() as nursery:
+                answered: list[Any] = []
+
+                async def post() -> None:
+                    answered.append(await McpHttp.post(mcp, call))
+
+                nursery.start_soon(post)
+                await trio.sleep(0.2)  # the question is asked before any GET is open
+                mcp.port = two.port
+                async with mcp.get_stream() as get:
+                    asked = None
+                    while asked is None:
+                        event = await get.next_event()
+                        assert event is not None
+                        if event.data:
+                            asked = event.json()
+                    assert asked["method"] == "sampling/createMessage"
+                    answer = {"jsonrpc": "2.0", "id": asked["id"],
+                              "result": {"role": "assistant", "content": {"type": "text", "text": "4"}, "model": "m"}}
+                    assert (await McpHttp.post(mcp, answer)).status == 202  # to two; the tool runs on one
+            assert text_of(answered[0].json()).endswith("heard 4")

@@ -86,10 +86,3 @@ class EventLog:
                 events.append(StoredEvent(entry.identifier.decode(), number, fields[b"d"],
                                           int(seq) if seq else None, bool(fields.get(b"f"))))
         return events
-
-    async def last_id(self, session_id: str) -> str:
-        """The id of the newest event kept (``"0-0"`` when there is none): a listener that
-        starts now reads what comes after it."""
-        with self._cluster.reaching():
-            entries = await self._cluster.client.xrevrange(self._keys.events(session_id), "+", "-", count=1)
-        return entries[0].identifier.decode() if entries else "0-0"

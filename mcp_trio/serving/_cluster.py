@@ -451,9 +451,6 @@ class ClusterSessions:
     async def after(self, session_id: str, last_id: str | None, stream: int | None = None) -> list[Any]:
         return await self._node.events.after(session_id, last_id, stream=stream)
 
-    async def last_id(self, session_id: str) -> str:
-        return await self._node.events.last_id(session_id)
-
     async def send_input(self, session_id: str, data: bytes) -> None:
         """A client message (a response, a cancellation) for every process serving the session."""
         await self._node.publish(SessionInput(session_id, msgspec.Raw(data)))

@@ -592,8 +592,12 @@ class McpHttpApp:
         parts = last.decode("latin-1").strip().split("-") if last is not None else []
         try:
             if last is None:
+                # A new GET goes on after the last event a listener was written, wherever; with
+                # none yet, it gets every event kept (as one process's GET stream does).
                 record = await shared.get(session.token)
-                after = (record.delivered if record is not None else None) or await shared.last_id(session.token)
+                if record is None:
+                    raise Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+                after = record.delivered or "0-0"
                 stream = session.feed(0)
             elif len(parts) == 3 and parts[0] == "0" and all(p.isdigit() and len(p) <= 20 for p in parts[1:]):
                 after = f"{parts[1]}-{parts[2]}"
