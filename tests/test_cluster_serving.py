@@ -55,6 +55,21 @@ class Hopping(McpHttp):
         return await super().post(message, **extra)
 
 
+async def first_message(exchange: Any) -> dict[str, Any]:
+    """The first SSE event with data on ``exchange`` (priming events skipped), decoded."""
+    while True:
+        event = await exchange.next_event()
+        assert event is not None, "the stream ended"
+        if event.data:
+            return event.json()  # type: ignore[no-any-return]
+
+
+def sampling_answer(asked: dict[str, Any], text: str = "4") -> dict[str, Any]:
+    assert asked["method"] == "sampling/createMessage", asked
+    return {"jsonrpc": "2.0", "id": asked["id"],
+            "result": {"role": "assistant", "content": {"type": "text", "text": text}, "model": "m"}}
+
+
 def text_of(reply: dict[str, Any]) -> str:
     assert "result" in reply, reply
     return reply["result"]["content"][0]["text"]
@@ -91,15 +106,7 @@ async def test_sampling_answer_reaches_the_server_running_the_tool(redis_server:
                 call = mcp.message(CALL, {"name": "ask", "arguments": {"prompt": "2+2?"}})
                 mcp.hop()
                 async with mcp.post_streaming(call) as stream:
-                    asked = None
-                    while asked is None:
-                        event = await stream.next_event()
-                        assert event is not None
-                        if event.data:
-                            asked = event.json()
-                    assert asked["method"] == "sampling/createMessage"
-                    answer = {"jsonrpc": "2.0", "id": asked["id"],
-                              "result": {"role": "assistant", "content": {"type": "text", "text": "4"}, "model": "m"}}
+                    answer = sampling_answer(await first_message(stream))
                     assert (await mcp.post(answer)).status == 202  # lands on the other server
                     final = await stream.next_event()
                     assert final is not None and text_of(final.json()).endswith("heard 4")
@@ -410,14 +417,6 @@ async def test_json_responses_put_a_requests_questions_on_the_get_stream_of_anot
                 await trio.sleep(0.2)  # the question is asked before any GET is open
                 mcp.port = two.port
                 async with mcp.get_stream() as get:
-                    asked = None
-                    while asked is None:
-                        event = await get.next_event()
-                        assert event is not None
-                        if event.data:
-                            asked = event.json()
-                    assert asked["method"] == "sampling/createMessage"
-                    answer = {"jsonrpc": "2.0", "id": asked["id"],
-                              "result": {"role": "assistant", "content": {"type": "text", "text": "4"}, "model": "m"}}
+                    answer = sampling_answer(await first_message(get))
                     assert (await McpHttp.post(mcp, answer)).status == 202  # to two; the tool runs on one
             assert text_of(answered[0].json()).endswith("heard 4")
