@@ -420,3 +420,18 @@ async def test_json_responses_put_a_requests_questions_on_the_get_stream_of_anot
                     answer = sampling_answer(await first_message(get))
                     assert (await McpHttp.post(mcp, answer)).status == 202  # to two; the tool runs on one
             assert text_of(answered[0].json()).endswith("heard 4")
+
+
+async def test_concurrent_first_requests_make_one_replica(redis_server: RedisServer) -> None:
+    """Requests of a session arriving together at a process that does not serve it yet share
+    one replica (none is left running unlisted)."""
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "race:") as (one, two):
+            mcp = McpHttp(one.port)
+            await mcp.initialize()
+            mcp.port = two.port
+            before = len(two.supervisor.connections)
+            async with trio.open_nursery() as nursery:
+                for _ in range(8):
+                    nursery.start_soon(mcp.call, CALL, {"name": "echo", "arguments": {"text": "x"}})
+            assert len(two.supervisor.connections) == before + 1

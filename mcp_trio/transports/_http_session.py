@@ -498,6 +498,9 @@ class SharedSessionTable:
         record = await self.shared.get(token)
         if record is None or record.owner != owner_of(principal):
             return None
+        session = self.sessions.get(token)
+        if session is not None and not session.terminated:  # made by a request that read it too
+            return session
         session = self._make_replica(token, record, principal, peer)
         self._apply(session, record)
         return session
