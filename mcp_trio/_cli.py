@@ -402,8 +402,11 @@ class _Run:
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"
             ws = base.replace("http", "ws", 1)
+            cluster = config.cluster_settings()
+            shared = f"\n  cluster                {cluster.where} (key prefix {cluster.key_prefix!r})" if cluster else ""
             print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
-                  f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
+                  f"  health                 {base}/healthz\n  metrics                {base}/metrics{shared}", file=sys.stderr,
+                  flush=True)
 
 
 def _run_workers(workers: int, argv: list[str]) -> int:

@@ -179,6 +179,7 @@ async def test_kill_9_loses_no_session_and_no_acknowledged_task(tmp_path: Path) 
                 for _ in range(8):  # acknowledged: each caller got its id, from some process
                     raw = await tasks.request("tools/call", {"name": "brew", "arguments": {"seconds": 1.0}})
                     created.append(raw["taskId"])
+                assert f"cluster                {deployment.redis.url.removesuffix('/0')} (key prefix 'multi:')" in deployment.hosts[0].log.read_text()
                 victim = deployment.hosts[0].pids()[0]
                 deployment.hosts[0].kill9(victim)
                 # The session goes on: every next request is served by a process still alive.
