@@ -130,3 +130,14 @@ def test_the_compose_example_is_valid_where_it_can_be_checked_here() -> None:
     assert "MCP_TRIO_CLUSTER_REDIS_URL" in compose and "MCP_TRIO_REQUEST_STATE_SECRET" in compose
     assert "dockerfile: deploy/cluster/Dockerfile" in compose and (deploy / "Dockerfile").exists()
     assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg" in compose
+
+
+def test_the_redis_clients_own_logger_speaks_only_at_debug(redis_server: RedisServer) -> None:
+    """coredis logs a failed connection at INFO with its traceback: held at WARNING unless
+    --log-level debug (where its lines help)."""
+    redis_server.stop()
+    url = redis_server.url
+    quiet = _serve("--transport", "http", "--redis", url, "--log-level", "info")
+    assert "coredis" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
+    loud = _serve("--transport", "http", "--redis", url, "--log-level", "debug")
+    assert "coredis" in loud.stderr
