@@ -18,11 +18,12 @@ from ._request_state import single_use_state
 from ._server import Server
 from ._tracing import Tracing, tracing_provider
 from .serving._tasks import task_support
-from .protocol._errors import InvalidParams, McpError, ResourceNotFound
+from .protocol._errors import InvalidParams, McpError, NoSessionError, ResourceNotFound
 from .protocol._types import (
     BlobResourceContents,
     CallToolResult,
     EmbeddedResource,
+    Icon,
     ImageContent,
     ResourceLink,
     TextContent,
@@ -37,12 +38,14 @@ __all__ = [
     "CapabilityMissing",
     "Context",
     "EmbeddedResource",
+    "Icon",
     "Image",
     "ImageContent",
     "InvalidParams",
     "Limits",
     "McpError",
     "Message",
+    "NoSessionError",
     "PathSegment",
     "Plugin",
     "MountError",

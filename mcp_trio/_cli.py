@@ -18,7 +18,17 @@ from typing import Any
 
 from . import _limits
 from ._app import AppLoadError, load_app
-from ._startup import RUNTIME, StartupError, bind_failure, log_level_of, redis_failure, tls_context, unexpected, warn_if_open
+from ._startup import (
+    RUNTIME,
+    StartupError,
+    bind_failure,
+    lifespan_failure,
+    log_level_of,
+    redis_failure,
+    tls_context,
+    unexpected,
+    warn_if_open,
+)
 from ._usage import UsageParser, parse_size, size_text
 
 __all__ = ["AppLoadError", "build_parser", "load_app", "main"]
@@ -77,6 +87,9 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--max-subscriptions-per-session", "max_subscriptions_per_session", _positive_int, "N",
      "resource subscriptions one session may hold"),
     ("--max-uri-length", "max_uri_length", _positive_int, "CHARS", "longest resource URI subscribed to"),
+    ("--lifespan-timeout", "lifespan_timeout", _non_negative_float, "SECONDS",
+     "the server's lifespan may take this long to start, and again to stop"),
+    ("--max-batch-size", "max_batch_size", _positive_int, "N", "messages in one JSON-RPC batch (revision 2025-03-26)"),
 )
 
 
@@ -167,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_arguments(admin)
 
+    dev = commands.add_parser("dev", help="serve an app over HTTP while you work on it: reload on change, the MCP Inspector",
+                              description="Serve APP over Streamable HTTP (as serve --transport http), execute APP's file "
+                                          "again whenever it changes (its tools, resources and prompts are swapped in; "
+                                          "sessions stay open), and print the MCP Inspector command that connects to it.")
+    dev.add_argument("app", metavar="APP", help="MODULE:ATTR or path/to/file.py:ATTR naming a Server, as for serve")
+    dev.add_argument("--inspector", action="store_true", help="also start the MCP Inspector (needs npx, from Node.js)")
+    dev.add_argument("--no-reload", action="store_true", help="do not reload APP when its file changes")
+    dev.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
+                     help="any option of serve but --transport, --workers and --stdio-io (--port, --plugins, --config, ...)")
+
     install = commands.add_parser("install", help="register a server with Claude Desktop, Claude Code, Cursor or VS Code",
                                   description="Add (or update) a server in an MCP host's configuration file: a local "
                                               "server this Python starts over stdio, or a remote one at --url.")
@@ -200,12 +223,58 @@ def main(argv: list[str] | None = None) -> int:
         from ._admin_cli import run_admin
 
         return run_admin(args)
+    if args.command == "dev":
+        return _dev(args)
     return _serve(args, argv)
 
 
-def _serve(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _dev(args: argparse.Namespace) -> int:
+    """``mcp-trio dev``: ``serve --transport http`` with APP reloaded on change and the
+    Inspector's command printed (or run, ``--inspector``); see ``mcp_trio._dev``."""
+    from . import _dev as dev
+
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--inspector", action="store_true")
+    flags.add_argument("--no-reload", action="store_true")
+    own, rest = flags.parse_known_args(args.options)
+    for refused in ("--transport", "--workers", "--stdio-io"):
+        if any(option == refused or option.startswith(refused + "=") for option in rest):
+            print(f"mcp-trio: dev serves one process over HTTP: {refused} is for serve", file=sys.stderr, flush=True)
+            return 2
+    inspector = args.inspector or own.inspector
+    if inspector:
+        problem = dev.missing_npx()
+        if problem is not None:
+            print(f"mcp-trio: {problem}", file=sys.stderr, flush=True)
+            return 2
+    serve_args = build_parser().parse_args(["serve", args.app, *rest, "--transport", "http"])
+
+    reload = not (args.no_reload or own.no_reload)
+
+    async def develop(app: Any, url: str) -> None:
+        import trio
+
+        url = dev.loopback_url(url)
+        print(f"  MCP Inspector          {dev.inspector_line(url)}", file=sys.stderr, flush=True)
+        async with trio.open_nursery() as nursery:
+            if reload:
+                try:
+                    reloader = dev.AppReloader(app, args.app, serve_args.app_dir)
+                except ValueError as exc:
+                    print(f"mcp-trio: {exc}", file=sys.stderr, flush=True)
+                else:
+                    await nursery.start(reloader.run)
+            if inspector:
+                nursery.start_soon(dev.run_inspector, url)
+
+    hooks = [develop]
+    return _serve(serve_args, None, after_start=hooks)
+
+
+def _serve(args: argparse.Namespace, argv: list[str] | None, *, after_start: Any = ()) -> int:
     """Serve, or say in one line why not (the traceback too with ``--log-level debug``)."""
     run = _Run(args, argv)
+    run.after_start = list(after_start)
     try:
         return run.serve()
     except StartupError as exc:
@@ -224,6 +293,8 @@ class _Run:
         self.debug = log_level_of(args.log_level) == "debug"
         #: Set once the transport reports it is serving: failures after it are not start-up's.
         self.started = False
+        #: ``async fn(app, mcp_url)`` run beside the HTTP server once it serves (``mcp-trio dev``).
+        self.after_start: list[Any] = []
         #: The OpenTelemetry provider ``[tracing]`` made, flushed at exit; None: no tracing.
         self.provider: Any = None
 
@@ -337,7 +408,7 @@ class _Run:
         except StartupError:
             raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
-            failure = bind_failure(exc, server.host, server.port) or redis_failure(exc)
+            failure = lifespan_failure(exc) or bind_failure(exc, server.host, server.port) or redis_failure(exc)
             if failure is not None:
                 raise failure from exc
             if not self.started:
@@ -407,6 +478,20 @@ class _Run:
             print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
                   f"  health                 {base}/healthz\n  metrics                {base}/metrics{shared}", file=sys.stderr,
                   flush=True)
+            if self.after_start:
+                beside = await nursery.start(_beside_serving, app)
+                for hook in self.after_start:
+                    beside.start_soon(hook, app, f"{base}/mcp")
+
+
+async def _beside_serving(app: Any, *, task_status: Any) -> None:
+    """A nursery for what runs beside a server (``mcp-trio dev``), until it starts shutting down."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await app._supervisor.shutting_down.wait()
+        nursery.cancel_scope.cancel()
 
 
 def _run_workers(workers: int, argv: list[str]) -> int:

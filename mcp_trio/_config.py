@@ -38,7 +38,8 @@ every limit spelt out, is in docs/security.md)::
     # handshake_timeout, idle_timeout, heartbeat_interval, max_message_fragments,
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
-    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length
+    # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length,
+    # lifespan_timeout, max_batch_size
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401

@@ -21,6 +21,10 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_CLIENT_REQUEST_TIMEOUT = 300.0
 #: Server-to-client requests one connection may have outstanding at once.
 DEFAULT_MAX_CLIENT_REQUESTS = 64
+#: Seconds the server's lifespan (``@server.lifespan``) may take to start, and again to stop.
+DEFAULT_LIFESPAN_TIMEOUT = 30.0
+#: Messages one JSON-RPC batch may hold (batches exist in protocol revision 2025-03-26 only).
+DEFAULT_MAX_BATCH_SIZE = 64
 #: Seconds a tool call may run when the tool sets no ``timeout=`` of its own (0: no default;
 #: a tool's own ``timeout=`` wins either way, ``float("inf")`` opting it out).
 DEFAULT_TOOL_TIMEOUT = 300.0
@@ -93,12 +97,14 @@ class Limits:
     max_subscriptions_per_principal: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_PRINCIPAL
     max_subscriptions_per_session: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION
     max_uri_length: int = DEFAULT_MAX_URI_LENGTH
+    lifespan_timeout: float = DEFAULT_LIFESPAN_TIMEOUT
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
                      "max_connections", "max_message_fragments", "max_sessions", "max_sessions_per_principal",
                      "max_tasks_per_principal", "max_listens_per_principal", "max_subscriptions_per_principal",
-                     "max_subscriptions_per_session", "max_uri_length", "max_abandoned_threads",
+                     "max_subscriptions_per_session", "max_uri_length", "max_batch_size", "max_abandoned_threads",
                      "max_abandoned_threads_per_tool"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -108,3 +114,5 @@ class Limits:
                 raise ValueError(f"{name} must not be negative")
         if not self.keep_alive_timeout > 0:
             raise ValueError("keep_alive_timeout must be positive (an idle connection must close some time)")
+        if not self.lifespan_timeout > 0:
+            raise ValueError("lifespan_timeout must be positive (a lifespan that awaits anything needs some time)")

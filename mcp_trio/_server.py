@@ -10,9 +10,11 @@ tells live sessions their lists changed.
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from msgspec import UNSET
 
@@ -21,7 +23,22 @@ from .offer._mount import Mount, MountError
 from .offer._registrar import Registrar
 from .offer._registry import Registry, RegistryKeys
 from .plugins._manager import PluginManager
-from .protocol._types import Implementation
+from .protocol._types import Icon, Implementation
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RootsHook:
+    """A function run when the client's roots change, and how to call it. (A plain class: a
+    dataclass here would cost every server's start-up the compiling of its methods.)"""
+
+    __slots__ = ("name", "fn", "is_async", "parameter")
+
+    def __init__(self, name: str, fn: Callable[..., Any], is_async: bool, parameter: str) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_async = is_async
+        self.parameter = parameter
 
 
 if TYPE_CHECKING:
@@ -49,10 +66,12 @@ class Server(Registrar):
     """
 
     def __init__(self, name: str, version: str = "0.0.0", *, instructions: str | None = None, title: str | None = None,
-                 coerce_arguments: bool = False) -> None:
+                 coerce_arguments: bool = False, icons: Iterable[Icon | Mapping[str, Any]] | None = None) -> None:
         super().__init__(name, version)
         self.instructions = instructions
         self.title = title
+        #: The server's icons (``serverInfo.icons``, revision 2025-11-25), checked as a tool's are.
+        self.icons = _icons(icons, f"server {name!r}")
         self._supervisor: RegistryOwner | None = None
         #: Where plugins come from (``use_plugins``); None: no plugins.
         self.plugins: PluginManager | None = None
@@ -66,6 +85,11 @@ class Server(Registrar):
         #: an integer, ``"true"`` for a boolean), for tools that do not say otherwise
         #: (``@server.tool(coerce_arguments=...)``). Off by default: the schema is the contract.
         self.coerce_arguments = coerce_arguments
+        #: The lifespan (``@server.lifespan``) as a function of the server returning an async
+        #: context manager; None when the server has none.
+        self.lifespan_factory: Callable[[Server], AbstractAsyncContextManager[Any]] | None = None
+        #: What runs when a client says its roots changed (``@server.on_roots_changed``), in order.
+        self.roots_changed_hooks: tuple[RootsHook, ...] = ()
         #: OpenTelemetry tracing (``mcp_trio.Tracing``, ``pip install 'mcp-trio[otel]'``): a
         #: span per request and its children. None (the default): off, nothing imported.
         self.tracing: Any = None
@@ -76,7 +100,8 @@ class Server(Registrar):
     # -- identity ---------------------------------------------------------------------------
     @property
     def info(self) -> Implementation:
-        return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET)
+        return Implementation(name=self.name, version=self.version, title=self.title if self.title else UNSET,
+                              icons=self.icons)
 
     @property
     def registry(self) -> Registry:
@@ -170,6 +195,58 @@ class Server(Registrar):
                 found += [mount.source, *mount.source._mounted_servers()]
         return found
 
+    # -- lifespan ---------------------------------------------------------------------------
+    def lifespan(self, fn: F) -> F:
+        """Run ``fn`` once per process around serving; what it yields is ``ctx.lifespan``.
+
+        ``fn`` is an async generator function that yields once (or a function returning an
+        async context manager), taking the server or nothing::
+
+            @server.lifespan
+            async def lifespan(server: Server) -> AsyncIterator[AppState]:
+                pool = await open_pool()
+                try:
+                    yield AppState(pool)          # tools read it as ctx.lifespan
+                finally:
+                    await pool.close()
+
+        It is entered before the first request is read and left after the last session has
+        ended (``serving._lifespan`` says how: bounded by ``Limits.lifespan_timeout``, left
+        shielded from the shutdown's cancellation). A failure at start stops the server
+        before it serves. One per server; each ``--workers`` process runs its own.
+        """
+        if self.lifespan_factory is not None:
+            raise RuntimeError(f"server {self.name!r} already has a lifespan")
+        self.lifespan_factory = _lifespan_factory(fn)
+        return fn
+
+    # -- client notifications -----------------------------------------------------------------
+    def on_roots_changed(self, fn: F) -> F:
+        """Call ``fn(ctx)`` when a client says its roots changed
+        (``notifications/roots/list_changed``, handshake era)::
+
+            @server.on_roots_changed
+            async def remember_roots(ctx: Context) -> None:
+                ctx.session_state["roots"] = [root.uri for root in await ctx.list_roots()]
+
+        ``ctx`` is a ``Context`` of the notification (no request id, no progress): it asks the
+        client again with ``ctx.list_roots()``, logs, reads ``ctx.lifespan`` and
+        ``ctx.session_state``. ``fn`` may be async or plain (then it runs in a worker thread).
+        Runs of one session never overlap (changes that arrive meanwhile make one more run);
+        a failure is logged and the session goes on. See ``serving._roots``.
+        """
+        try:
+            parameters = [p for p in inspect.signature(fn).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        except (TypeError, ValueError):
+            parameters = []
+        if len(parameters) != 1:
+            raise TypeError(f"on_roots_changed hook {getattr(fn, '__qualname__', fn)!r} must take one parameter, the Context")
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        hook = RootsHook(getattr(fn, "__qualname__", repr(fn)), fn, is_async, parameters[0].name)
+        self.roots_changed_hooks = (*self.roots_changed_hooks, hook)
+        return fn
+
     # -- plugins ----------------------------------------------------------------------------
     def use_plugins(
         self,
@@ -189,3 +266,44 @@ class Server(Registrar):
         self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
         return self.plugins
 
+
+def _icons(icons: Iterable[Icon | Mapping[str, Any]] | None, owner: str) -> Any:
+    """``icons`` checked (``offer._icons``, imported only when a server has some)."""
+    if icons is None:
+        return UNSET
+    from .offer._icons import icons_of
+
+    return icons_of(icons, owner)
+
+
+def _lifespan_factory(fn: Callable[..., Any]) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """``fn`` as a function of the server returning an async context manager (checked now, at
+    decoration, so a wrong shape is an error where it is written, not at start)."""
+    if not callable(fn):
+        raise TypeError(f"@server.lifespan needs a function, not {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} is an async function: make it an async "
+                        "generator that yields once (or decorate it with contextlib.asynccontextmanager)")
+    takes_server = _takes_one_argument(fn)
+    made = asynccontextmanager(fn) if inspect.isasyncgenfunction(fn) else fn
+
+    def factory(server: Any) -> AbstractAsyncContextManager[Any]:
+        manager = made(server) if takes_server else made()
+        if not hasattr(manager, "__aenter__") or not hasattr(manager, "__aexit__"):
+            raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} returned {type(manager).__name__}, "
+                            "not an async context manager")
+        return manager  # type: ignore[no-any-return]
+
+    return factory
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 1 or any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters):
+        raise TypeError(f"lifespan {getattr(fn, '__qualname__', fn)!r} takes the server or nothing")
+    return bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in parameters)

@@ -128,6 +128,17 @@ def redis_failure(exc: BaseException) -> StartupError | None:
     return None
 
 
+def lifespan_failure(exc: BaseException) -> StartupError | None:
+    """The ``StartupError`` for the server's lifespan failing (at start, or at shutdown) found
+    anywhere in ``exc``: its message is already one line; None when it is something else."""
+    from .serving._lifespan import LifespanError
+
+    for leaf in _leaves(exc):
+        if isinstance(leaf, LifespanError):
+            return StartupError(str(leaf), RUNTIME)
+    return None
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins: list[str] = ["tests.cluster_fixtures"]
+pytest_plugins: list[str] = ["tests.cluster_fixtures", "mcp_trio.testing.pytest_plugin"]
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Test peers: a raw JSON-RPC client over any message channel, and ways to reach servers.
 
-``RawClient`` speaks JSON-RPC by hand (no SDK), so tests can send exactly the bytes they
-mean, garbage included. ``serve_in_memory`` runs a server's connection actors on an
-in-process stream pair; ``spawn_stdio`` runs ``python -m mcp_trio serve`` as a child process.
+``RawClient`` speaks JSON-RPC by hand (no SDK) over byte streams, so tests can send exactly
+the bytes they mean, garbage included. ``serve_in_memory`` runs a server in memory on
+``mcp_trio.testing``'s channel pair (what ``mcp_trio.testing.connect`` builds its typed client
+on) and speaks JSON-RPC by hand over it (``MemoryClient``); ``spawn_stdio`` runs
+``python -m mcp_trio serve`` as a child process.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 import msgspec
 import trio
-import trio.testing
 
 from mcp_trio import Limits, Server
 from mcp_trio.serving._connection import Connection
 from mcp_trio.serving._supervisor import Supervisor
+from mcp_trio.testing._memory import MemoryTransport
+from mcp_trio.testing._memory import session as memory_session
 from mcp_trio.transports.stdio import LineChannel
 
 INIT_PARAMS = {
@@ -110,27 +113,40 @@ class RawClient(JsonRpcPeer):
         await self._send.aclose()
 
 
+class MemoryClient(JsonRpcPeer):
+    """JSON-RPC by hand over ``mcp_trio.testing``'s in-memory transport (one message per send)."""
+
+    def __init__(self, transport: MemoryTransport) -> None:
+        super().__init__()
+        self.transport = transport
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.transport.send(msgspec.json.encode(message))
+
+    async def send_message(self, data: bytes) -> None:
+        """One message as these exact bytes (garbage included)."""
+        await self.transport.send(data)
+
+    async def receive_fresh(self) -> dict[str, Any]:
+        return msgspec.json.decode(await self.transport.receive())
+
+    async def close(self) -> None:
+        await self.transport.aclose()
+
+
 @asynccontextmanager
-async def connect_in_memory(supervisor: Supervisor, session_id: str = "test") -> AsyncIterator[tuple[RawClient, Connection]]:
-    """Open one more session on a running supervisor, over an in-process stream pair.
+async def connect_in_memory(supervisor: Supervisor, session_id: str = "test") -> AsyncIterator[tuple[MemoryClient, Connection]]:
+    """Open one more session on a running supervisor, in memory (``mcp_trio.testing``).
 
     Leaving the block closes the client side (EOF), then waits for the connection to drain.
     """
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-    channel = LineChannel(server_stream, server_stream, supervisor.limits.max_message_size)
-    connection = Connection(supervisor, channel, session_id=session_id)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(connection.run)
-        client = RawClient(client_stream, client_stream)
-        try:
-            yield client, connection
-        finally:
-            await client_stream.send_stream.aclose()
+    async with memory_session(supervisor, session_id=session_id) as (transport, connection):
+        yield MemoryClient(transport), connection
 
 
 @asynccontextmanager
-async def serve_in_memory(server: Server, limits: Limits | None = None, **supervisor_options: Any) -> AsyncIterator[tuple[RawClient, Supervisor, Connection]]:
-    """Run ``server`` on an in-process stream pair; yields (client, supervisor, connection).
+async def serve_in_memory(server: Server, limits: Limits | None = None, **supervisor_options: Any) -> AsyncIterator[tuple[MemoryClient, Supervisor, Connection]]:
+    """Run ``server`` in memory (``mcp_trio.testing``); yields (client, supervisor, connection).
 
     ``supervisor_options`` go to ``Supervisor`` (``rate_limits=...``). Set
     ``connection.principal``/``connection.peer`` before the first request to act as a transport.

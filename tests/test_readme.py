@@ -143,3 +143,21 @@ def test_docs_list_every_configuration_key() -> None:
     from mcp_trio._config import MountConfig
 
     assert {("mount", name) for name in MountConfig.__struct_fields__} <= listed
+
+
+def test_testing_your_server_runs_as_written(tmp_path: Path) -> None:
+    """The README's "Testing your server": its test file and conftest, with the weather.py and
+    inventory.py it imports, run by pytest (with pytest-trio, as it says) in a folder of their own."""
+    for name in ("weather.py", "inventory.py", "test_inventory.py", "conftest.py"):
+        (tmp_path / name).write_text(readme_block(f"# {name}"))
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inventory.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 passed" in done.stdout, done.stdout
+
+
+def test_the_inspector_line_in_the_readme_is_the_one_dev_prints() -> None:
+    from mcp_trio._dev import inspector_line
+
+    assert f"  MCP Inspector          {inspector_line('http://127.0.0.1:8000/mcp')}\n" in README

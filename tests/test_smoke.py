@@ -1,14 +1,13 @@
 import trio
 
+from mcp_trio.client import TextContent
 from mcp_trio.demo import server
-
-from .helpers import serve_in_memory
+from mcp_trio.testing import connect
 
 
 async def test_echo_in_memory() -> None:
     with trio.fail_after(5):
-        async with serve_in_memory(server) as (client, _, _):
-            init = await client.initialize()
-            assert init["result"]["serverInfo"]["name"] == "mcp-trio-demo"
-            reply = await client.request("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
-            assert reply["result"]["content"] == [{"type": "text", "text": "hi"}]
+        async with connect(server) as client:
+            assert client.server_info is not None and client.server_info.name == "mcp-trio-demo"
+            reply = await client.call_tool("echo", {"text": "hi"})
+            assert reply.content == [TextContent(text="hi")] and not reply.is_error

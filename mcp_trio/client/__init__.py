@@ -39,7 +39,7 @@ from ._client import (
     Client,
     Era,
 )
-from ._connect import connect, parse_target
+from ._connect import Transport, connect, open_client, parse_target
 from ._errors import (
     ClientError,
     ConnectError,
@@ -87,7 +87,9 @@ __all__ = [
     "RequestTracer",
     "TargetError",
     "TokenProvider",
+    "Transport",
     "connect",
+    "open_client",
     "parse_target",
     *_types_all,
 ]

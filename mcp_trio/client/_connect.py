@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shlex
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -33,7 +33,7 @@ from ._tracing import RequestTracer
 from ._websocket import WebSocketTransport
 from ._wire import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 
-__all__ = ["connect", "parse_target"]
+__all__ = ["Transport", "connect", "open_client", "parse_target"]
 
 
 def parse_target(target: str | Sequence[str]) -> tuple[str, Any]:
@@ -104,7 +104,7 @@ async def connect(
     try:
         async with AsyncExitStack() as stack:
             # The transport first: a WebSocket owns a nursery of its own, which must
-            # outlive ours.
+            # outlive the client's.
             transport: Any
             if kind == "stdio":
                 transport = await StdioTransport.open(where, max_message_size=max_message_size, stderr=stderr, cwd=cwd, env=env)
@@ -118,28 +118,93 @@ async def connect(
                                           max_connections=max_connections, connect_timeout=connect_timeout,
                                           token_provider=token_provider)
             stack.push_async_callback(transport.aclose)
-            async with trio.open_nursery() as nursery:
-                client = Client(
-                    transport, nursery, on_notification=on_notification, on_request=on_request, sampling=sampling,
-                    elicitation=elicitation, roots=roots, on_log=on_log, on_list_changed=on_list_changed,
-                    on_resource_updated=on_resource_updated, capabilities=capabilities, client_info=client_info,
-                    request_timeout=request_timeout, log_level=log_level, tracer=tracer,
-                )
-                if kind != "http":
-                    nursery.start_soon(client._read)
-                nursery.start_soon(client._run_handlers)
-                try:
-                    if era is not None:
-                        await client.open(era, protocol_version=protocol_version, timeout=handshake_timeout)
-                        handlers = (on_list_changed, on_resource_updated, on_log, on_notification, on_request, sampling,
-                                    elicitation, roots)
-                        if listen or (listen is None and any(h is not None for h in handlers)):
-                            client.start_listening()
-                    yield client
-                finally:
-                    client._connection_lost("the client was closed")
-                    await transport.aclose()
-                    nursery.cancel_scope.cancel()
+            client = await stack.enter_async_context(open_client(
+                transport, era=era, protocol_version=protocol_version, sampling=sampling, elicitation=elicitation,
+                roots=roots, on_log=on_log, on_list_changed=on_list_changed, on_resource_updated=on_resource_updated,
+                on_notification=on_notification, on_request=on_request, listen=listen, log_level=log_level,
+                capabilities=capabilities, client_info=client_info, request_timeout=request_timeout,
+                handshake_timeout=handshake_timeout, tracer=tracer))
+            yield client
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+class Transport(Protocol):
+    """What :func:`open_client` speaks over: whole JSON-RPC messages both ways.
+
+    ``send`` writes one encoded message (``headers`` and ``call`` are for HTTP; a message
+    transport ignores them); ``receive_loop`` hands every message the server sends to
+    ``deliver`` until the connection ends, and returns why it ended (or raises
+    :class:`ProtocolError`); ``aclose`` closes it and is called more than once. ``pid`` is the
+    server's process id when the transport spawned it, else None. ``mcp_trio.testing``'s
+    in-memory transport is one; the stdio and WebSocket transports are others.
+    """
+
+    inline_answers: bool
+    pid: int | None
+
+    async def send(self, data: bytes, headers: Any = None, call: Any = None) -> None: ...
+
+    async def receive_loop(self, deliver: Callable[[bytes], None]) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Client)
+
+
+@asynccontextmanager
+async def open_client(
+    transport: Transport,
+    *,
+    client_class: type[C] = Client,  # type: ignore[assignment]
+    era: Era | None = "auto",
+    protocol_version: str | None = None,
+    sampling: SamplingCallback | None = None,
+    elicitation: ElicitationCallback | None = None,
+    roots: RootsCallback | None = None,
+    on_log: LogCallback | None = None,
+    on_list_changed: ListChangedHandler | None = None,
+    on_resource_updated: ResourceUpdatedHandler | None = None,
+    on_notification: NotificationHandler | None = None,
+    on_request: RequestHandler | None = None,
+    listen: bool | None = None,
+    log_level: str | None = None,
+    capabilities: Mapping[str, Any] | None = None,
+    client_info: Mapping[str, Any] | None = None,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    tracer: RequestTracer | None = None,
+) -> AsyncIterator[C]:
+    """A session over a transport already open (:class:`Transport`): what :func:`connect`
+    does once it has opened its own. The options are :func:`connect`'s; ``client_class``
+    makes the client (a subclass of :class:`Client`, as ``mcp_trio.testing`` does). The
+    transport is closed at the end of the block."""
+    try:
+        async with trio.open_nursery() as nursery:
+            client = client_class(
+                transport, nursery, on_notification=on_notification, on_request=on_request, sampling=sampling,
+                elicitation=elicitation, roots=roots, on_log=on_log, on_list_changed=on_list_changed,
+                on_resource_updated=on_resource_updated, capabilities=capabilities, client_info=client_info,
+                request_timeout=request_timeout, log_level=log_level, tracer=tracer,
+            )
+            if not transport.inline_answers:
+                nursery.start_soon(client._read)
+            nursery.start_soon(client._run_handlers)
+            try:
+                if era is not None:
+                    await client.open(era, protocol_version=protocol_version, timeout=handshake_timeout)
+                    handlers = (on_list_changed, on_resource_updated, on_log, on_notification, on_request, sampling,
+                                elicitation, roots)
+                    if listen or (listen is None and any(h is not None for h in handlers)):
+                        client.start_listening()
+                yield client
+            finally:
+                client._connection_lost("the client was closed")
+                await transport.aclose()
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The reader never raises, so a group holds the block's own exception (or a
         # handler's): hand it back unwrapped, as a plain ``async with`` would.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from . import _tool_class
 from ._middleware import Middleware
@@ -32,10 +32,11 @@ from ._registry import (
     compile_template,
     is_async_callable,
 )
-from ._schema import ContextParameter, SignatureError, build_parser, output_shape
+from ._schema import ContextParameter, SignatureError, build_parser, is_context_annotation, output_shape
 from ..protocol._errors import InvalidParams
 from ..protocol._params import PARAMS
 from ..protocol._types import (
+    Icon,
     Prompt,
     PromptArgument,
     Resource,
@@ -50,6 +51,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _description(fn: Callable[..., Any]) -> str | None:
     doc = inspect.getdoc(fn)
     return doc.strip() if doc else None
+
+
+def _icons(icons: Iterable[Icon | Mapping[str, Any]] | None, owner: str) -> list[Icon] | UnsetType:
+    """``icons`` checked (``_icons``, imported only when a definition has some)."""
+    if icons is None:
+        return UNSET
+    from ._icons import icons_of
+
+    return icons_of(icons, owner)
 
 
 def _scope_set(scopes: str | Iterable[str]) -> frozenset[str]:
@@ -98,6 +108,7 @@ class Registrar:
         (True or a message; shown in the description and ``_meta``),
         ``input_schema``/``output_schema`` (raw overrides), ``meta``, ``coerce_arguments``
         (accept ``"5"`` for an integer and the like; default: the server's setting, strict),
+        ``icons`` (``mcp_trio.Icon``s or dicts: https or base64 data URIs, see ``offer._icons``),
         ``runtime`` (``"asyncio"``: an ``async def`` written for asyncio runs on the server's
         asyncio loop, ``mcp_trio.offer._on_asyncio``).
         """
@@ -131,6 +142,7 @@ class Registrar:
         output_schema: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         coerce_arguments: bool | None = None,
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
         parser: Any = None,
         runtime: str | None = None,
     ) -> ToolDef:
@@ -194,6 +206,7 @@ class Registrar:
             input_schema=input_schema if input_schema is not None else parser.schema,
             output_schema=shape.schema if shape.schema is not None else UNSET,
             annotations=annotations,
+            icons=_icons(icons, f"tool {tool_name!r}"),
             meta=wire_meta if wire_meta else UNSET,
         )
         if timeout is not None and timeout <= 0:
@@ -227,6 +240,7 @@ class Registrar:
         description: str | None = None,
         mime_type: str | None = None,
         scopes: str | Iterable[str] = (),
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
         runtime: str | None = None,
     ) -> Callable[[F], F]:
         """Register a resource at ``uri``, or a template when ``uri`` has ``{variables}``.
@@ -235,9 +249,11 @@ class Registrar:
         contents, or JSON data. A template's variables are passed as keyword arguments,
         converted to their annotated types. ``scopes``: what a caller must hold to see it
         listed, read it or subscribe to it (admin ⊇ write ⊇ read; see ``mcp_trio.auth``).
+        ``icons``: as for tools.
         ``runtime="asyncio"``: an ``async def`` written for asyncio (as for tools).
         """
         required = _scope_set(scopes)
+        shown = _icons(icons, f"resource {uri!r}")
 
         def register(fn: F) -> F:
             res_name = name or fn.__name__
@@ -250,7 +266,8 @@ class Registrar:
                 missing = set(variables) - set(parser.field_names)
                 if missing:
                     raise SignatureError(f"{fn.__qualname__}: no parameter for template variable(s) {sorted(missing)}")
-                wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                wire_t = ResourceTemplate(uri_template=uri, name=res_name, title=title or UNSET, description=text or UNSET,
+                                          mime_type=mime_type or UNSET, icons=shown)
                 target = OnAsyncio(fn, parser.context_param) if on_asyncio else fn
                 template = TemplateDef(uri, pattern, variables, target, parser, wire_t, is_async, mime_type, required)
                 self._update(lambda r: r.with_template(template), "resources")
@@ -258,7 +275,8 @@ class Registrar:
                 parser = build_parser(fn, f"resource {uri!r}")
                 if parser.field_names:
                     raise SignatureError(f"{fn.__qualname__}: a static resource takes no arguments (did you mean a {{template}}?)")
-                wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET, mime_type=mime_type or UNSET)
+                wire_r = Resource(uri=uri, name=res_name, title=title or UNSET, description=text or UNSET,
+                                  mime_type=mime_type or UNSET, icons=shown)
                 target = OnAsyncio(fn, parser.context_param) if on_asyncio else fn
                 resource = ResourceDef(uri, target, parser, wire_r, is_async, mime_type, required)
                 self._update(lambda r: r.with_resource(resource), "resources")
@@ -274,8 +292,8 @@ class Registrar:
 
     def prompt(self, fn: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
         """Register a prompt; its parameters are the prompt's arguments (``name``, ``title``,
-        ``description``, ``scopes``, ``runtime`` options). It returns text, a message, or a list
-        of messages."""
+        ``description``, ``scopes``, ``icons``, ``runtime`` options). It returns text, a message, or a
+        list of messages."""
 
         def register(func: F) -> F:
             self.add_prompt(func, **options)
@@ -291,6 +309,7 @@ class Registrar:
         title: str | None = None,
         description: str | None = None,
         scopes: str | Iterable[str] = (),
+        icons: Iterable[Icon | Mapping[str, Any]] | None = None,
         runtime: str | None = None,
     ) -> PromptDef:
         prompt_name = name or fn.__name__
@@ -302,7 +321,8 @@ class Registrar:
             for arg in parser.field_names
         ]
         text = description if description is not None else _description(fn)
-        wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET)
+        wire = Prompt(name=prompt_name, title=title or UNSET, description=text or UNSET, arguments=arguments if arguments else UNSET,
+                      icons=_icons(icons, f"prompt {prompt_name!r}"))
         is_async = is_async_callable(fn)
         if check_runtime(runtime, fn, is_async, f"prompt {prompt_name!r}"):
             fn = OnAsyncio(fn, parser.context_param)
@@ -381,7 +401,7 @@ def _method_def(name: str, fn: Callable[..., Any]) -> MethodDef:
     params_type: Any = Any
     for param in inspect.signature(fn).parameters.values():
         annotation = hints.get(param.name, Any)
-        if isinstance(annotation, type) and issubclass(annotation, ContextParameter):
+        if is_context_annotation(annotation, ContextParameter):
             context_param = param.name
         elif params_param is None:
             params_param, params_type = param.name, annotation

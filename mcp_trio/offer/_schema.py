@@ -74,8 +74,16 @@ class ContextParameter:
     __slots__ = ()
 
 
+def is_context_annotation(annotation: Any, context_type: type = ContextParameter) -> bool:
+    """Whether a parameter annotated ``annotation`` gets the Context: ``Context``,
+    ``Context[AppState]`` (typed ``ctx.lifespan``), ``Context | None``, ``Annotated[Context, ...]``."""
+    return _is_context(annotation, context_type)
+
+
 def _is_context(annotation: Any, context_type: type) -> bool:
     def fits(arg: Any) -> bool:
+        if not isinstance(arg, type):
+            arg = typing.get_origin(arg)  # Context[AppState] is a Context
         return isinstance(arg, type) and issubclass(arg, context_type)
 
     if fits(annotation):

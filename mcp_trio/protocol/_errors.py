@@ -63,6 +63,11 @@ class InvalidRequest(McpError):
     code = INVALID_REQUEST
 
 
+class BatchRefused(InvalidRequest):
+    """A JSON array where one JSON-RPC object was expected: a batch, which only sessions of
+    protocol revision 2025-03-26 may send (``serving._batch``)."""
+
+
 class MethodNotFound(McpError):
     """The method does not exist, or is not available in the session's current state."""
 
@@ -79,6 +84,12 @@ class InternalError(McpError):
     """Our fault: an unexpected exception. The message never leaks a traceback."""
 
     code = INTERNAL_ERROR
+
+
+class NoSessionError(InternalError):
+    """``ctx.session_state`` asked of a request that belongs to no session (protocol revision
+    2026-07-28): the server's code assumed a session. A tool's call answers it as a failure
+    the model reads (``isError``); any other request as ``-32603`` with this message."""
 
 
 class ResourceNotFound(McpError):

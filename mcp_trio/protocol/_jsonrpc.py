@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from ._errors import InvalidRequest, McpError, ParseError
+from ._errors import BatchRefused, InvalidRequest, McpError, ParseError
 
 RequestId = int | str
 
@@ -58,6 +58,12 @@ class Malformed(msgspec.Struct, frozen=True):
 
     id: RequestId | None
     error: McpError
+
+
+class BatchReply(msgspec.Struct, frozen=True):
+    """The replies to one JSON-RPC batch's requests, each already encoded: sent as one array."""
+
+    frames: list[bytes]
 
 
 Message = Request | Notification | Response | ErrorResponse
@@ -111,6 +117,14 @@ def error_object(error: McpError) -> ErrorObject:
 
 
 
+def is_batch(data: bytes) -> bool:
+    """Whether ``data`` is a JSON array: a JSON-RPC batch (or garbage shaped like one)."""
+    return data.lstrip()[:1] == b"["
+
+
+_BATCH = msgspec.json.Decoder(list[Raw])
+
+
 class MessageCodec:
     """One reusable decoder and encoder. Cheap to build; build one per connection."""
 
@@ -141,7 +155,7 @@ class MessageCodec:
         except msgspec.ValidationError as exc:
             stripped = data.lstrip()
             if stripped[:1] == b"[":
-                return Malformed(None, InvalidRequest("batch requests are not supported; send one JSON-RPC object per message"))
+                return Malformed(None, BatchRefused("batch requests are not supported; send one JSON-RPC object per message"))
             if stripped[:1] != b"{":
                 return Malformed(None, InvalidRequest("a JSON-RPC message must be a JSON object"))
             return Malformed(self._salvage_id(data), InvalidRequest(f"invalid JSON-RPC message: {exc}"))
@@ -152,6 +166,35 @@ class MessageCodec:
         except RecursionError:
             return Malformed(None, ParseError("parse error: JSON nested too deeply"))
         return self._classify(env)
+
+    def split_batch(self, data: bytes, max_items: int) -> list[tuple[bytes, Message | Malformed]] | Malformed:
+        """A JSON-RPC batch's messages, each as its bytes and its classification (``decode``'s),
+        in order; or the one ``Malformed`` that refuses the whole batch: not a JSON array, an
+        empty one (JSON-RPC 2.0 section 6), or more than ``max_items`` messages. An element
+        that is itself an array is refused alone: batches do not nest."""
+        if self.max_size is not None and len(data) > self.max_size:
+            return Malformed(None, InvalidRequest(f"message of {len(data)} bytes exceeds the limit of {self.max_size} bytes"))
+        try:
+            items = _BATCH.decode(data)
+        except msgspec.ValidationError:
+            return Malformed(None, InvalidRequest("a JSON-RPC batch must be an array of JSON-RPC objects"))
+        except msgspec.DecodeError as exc:
+            return Malformed(None, ParseError(f"parse error: {exc}"))
+        except (UnicodeDecodeError, RecursionError):
+            return Malformed(None, ParseError("parse error: batch is not valid UTF-8 JSON"))
+        if not items:
+            return Malformed(None, InvalidRequest("an empty JSON-RPC batch"))
+        if len(items) > max_items:
+            return Malformed(None, InvalidRequest(f"a JSON-RPC batch of {len(items)} messages exceeds the limit of "
+                                                  f"{max_items} (max_batch_size); send it in smaller batches"))
+        out: list[tuple[bytes, Message | Malformed]] = []
+        for item in items:
+            element = bytes(item)
+            if is_batch(element):
+                out.append((element, Malformed(None, InvalidRequest("a JSON-RPC batch may not hold another batch"))))
+            else:
+                out.append((element, self.decode(element)))
+        return out
 
     def _salvage_id(self, data: bytes) -> RequestId | None:
         try:
@@ -185,12 +228,12 @@ class MessageCodec:
         return Malformed(None if rid is None else rid, InvalidRequest('a response needs exactly one of "result" and "error"'))
 
     # -- encoding -------------------------------------------------------------------------
-    def encode(self, message: Message | Malformed) -> bytes:
+    def encode(self, message: Message | Malformed | BatchReply) -> bytes:
         """Encode any message; a ``Malformed`` is encoded as the error response it deserves."""
         return self._encoder.encode(self.wire(message))
 
     @staticmethod
-    def wire(message: Message | Malformed) -> msgspec.Struct:
+    def wire(message: Message | Malformed | BatchReply) -> Any:
         match message:
             case Response(id=rid, result=result):
                 return _OutResponse(id=rid, result=result)
@@ -202,6 +245,8 @@ class MessageCodec:
                 return _OutNotification(method=method, params=UNSET if params is None else params)
             case Malformed(id=rid, error=error):
                 return _OutError(id=rid, error=error_object(error))
+            case BatchReply(frames=frames):
+                return Raw(b"[" + b",".join(frames) + b"]")
         raise TypeError(f"not a message: {message!r}")  # pragma: no cover
 
     def encode_value(self, value: Any) -> bytes:

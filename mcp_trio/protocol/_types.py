@@ -22,12 +22,24 @@ class Wire(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
 
 
 # -- shared -----------------------------------------------------------------------------------
+class Icon(Wire):
+    """An icon a client may show for a tool, resource, prompt or the server (revision
+    2025-11-25, SEP-973). ``src``: an ``https:`` URL or a base64 ``data:`` URI (what a server
+    registers is checked by ``offer._icons``); ``sizes``: ``"48x48"``... or ``"any"``."""
+
+    src: str
+    mime_type: str | UnsetType = UNSET
+    sizes: list[str] | UnsetType = UNSET
+    theme: Literal["light", "dark"] | UnsetType = UNSET
+
+
 class Implementation(Wire):
     name: str
     version: str = ""
     title: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     website_url: str | UnsetType = UNSET
+    icons: list[Icon] | UnsetType = UNSET
 
 
 class Annotations(Wire):
@@ -156,6 +168,7 @@ class Tool(Wire):
     description: str | UnsetType = UNSET
     output_schema: dict[str, Any] | UnsetType = UNSET
     annotations: ToolAnnotations | UnsetType = UNSET
+    icons: list[Icon] | UnsetType = UNSET
     meta: dict[str, Any] | UnsetType = field(default=UNSET, name="_meta")
 
 
@@ -188,6 +201,7 @@ class Resource(Wire):
     mime_type: str | UnsetType = UNSET
     size: int | UnsetType = UNSET
     annotations: Annotations | UnsetType = UNSET
+    icons: list[Icon] | UnsetType = UNSET
 
 
 class ResourceTemplate(Wire):
@@ -197,6 +211,7 @@ class ResourceTemplate(Wire):
     description: str | UnsetType = UNSET
     mime_type: str | UnsetType = UNSET
     annotations: Annotations | UnsetType = UNSET
+    icons: list[Icon] | UnsetType = UNSET
 
 
 class ListResourcesResult(Wire):
@@ -234,6 +249,7 @@ class Prompt(Wire):
     title: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     arguments: list[PromptArgument] | UnsetType = UNSET
+    icons: list[Icon] | UnsetType = UNSET
 
 
 class ListPromptsResult(Wire):

@@ -6,6 +6,10 @@ from __future__ import annotations
 SUPPORTED_VERSIONS: tuple[str, ...] = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 
+#: Revisions whose sessions may send JSON-RPC batches: 2025-03-26 allowed them, 2025-06-18
+#: removed them (PR 416), so a session that negotiated any other revision is refused one.
+BATCH_VERSIONS: tuple[str, ...] = ("2025-03-26",)
+
 #: The revision assumed by Streamable HTTP when a request carries no ``MCP-Protocol-Version``.
 DEFAULT_HTTP_VERSION = "2025-03-26"
 

@@ -14,12 +14,12 @@ that means depends on the request's era, decided once when the request arrived:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from typing import Any, TypeVar
 
 import trio
 
-from ..protocol._errors import METHOD_NOT_FOUND, InternalError, MissingClientCapability
+from ..protocol._errors import METHOD_NOT_FOUND, InternalError, MissingClientCapability, NoSessionError
 from ..protocol._session import ClientProfile
 from ._peer import Peer
 from ._replay import InputRequired, ProtocolEscape, decode_answer, gather
@@ -82,6 +82,9 @@ class SessionAsks:
     def run_as_task(self) -> bool:
         return False
 
+    def session_state(self) -> MutableMapping[str, Any]:
+        return self._peer.session_state
+
 
 class ReplayAsks:
     """Stateless era: asks are answered from the request's own answers (or, in a task, waited
@@ -134,3 +137,9 @@ class ReplayAsks:
 
     def run_as_task(self) -> bool:
         return self._peer.supervisor.stateless.tasks.escalate(self._call, self._peer)
+
+    def session_state(self) -> MutableMapping[str, Any]:
+        """There is no session in protocol revision 2026-07-28: nothing to keep state in."""
+        raise NoSessionError(
+            f"ctx.session_state: this {self._call.method} request is protocol revision 2026-07-28, which has no "
+            "session to keep state in; keep it in a store of your own (ctx.lifespan) keyed by what the client sends")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -35,6 +35,7 @@ from .._logging import principal_var, request_id_var, session_id_var
 from ..offer._results import unsendable_reason, unsendable_reply
 from ..protocol._era import HANDSHAKE, EraDecision, decide_era
 from ..protocol._errors import (
+    BatchRefused,
     InvalidRequest,
     McpError,
     PeerError,
@@ -42,6 +43,7 @@ from ..protocol._errors import (
     ShuttingDown,
 )
 from ..protocol._jsonrpc import (
+    BatchReply,
     ErrorObject,
     ErrorResponse,
     Malformed,
@@ -61,6 +63,10 @@ from ._request import CANCELLED_BY_CLIENT as _CANCELLED_BY_CLIENT
 from ._request import CANCELLED_BY_SHUTDOWN as _CANCELLED_BY_SHUTDOWN
 from ._request import InFlight
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._batch import BatchReplies
+    from ._roots import RootsWatch
 
 logger = logging.getLogger("mcp_trio.connection")
 #: Messages the writer encodes and writes together at most.
@@ -134,10 +140,19 @@ class Connection:
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](0)
         self._side_nursery: trio.Nursery | None = None
         self._posted: set[tuple[str, str]] = set()
+        self._session_state: dict[str, Any] | None = None
+        self._roots: RootsWatch | None = None
 
     @property
     def client(self) -> ClientProfile | None:
         return self.state.client
+
+    @property
+    def session_state(self) -> dict[str, Any]:
+        """``ctx.session_state``: this session's own mapping, made at first use, gone with it."""
+        if self._session_state is None:
+            self._session_state = {}
+        return self._session_state
 
     @property
     def in_flight(self) -> int:
@@ -212,7 +227,10 @@ class Connection:
             elif type(message) is Notification:
                 self._on_notification(message, requests)
             elif type(message) is Malformed:
-                await out.send((message, message.id))
+                if type(message.error) is BatchRefused:  # a JSON-RPC batch (``_batch``)
+                    await self._read_batch(data, requests)
+                else:
+                    await out.send((message, message.id))
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
 
@@ -248,6 +266,42 @@ class Connection:
             return
         await self._dispatch(request, requests)
 
+    async def _read_batch(self, data: bytes, requests: trio.Nursery) -> None:
+        """A JSON-RPC batch: each message handled as if alone, the replies to its requests sent
+        together (``_batch``); refused whole where the session's revision has no batches."""
+        from ._batch import BatchReplies, batches_allowed
+        from ._batch import refusal as batch_refusal
+
+        out = self._out_send
+        if not batches_allowed(self.state):
+            await out.send((batch_refusal(self.state), None))
+            return
+        items = self.codec.split_batch(data, self.limits.max_batch_size)
+        if type(items) is Malformed:
+            await out.send((items, None))
+            return
+        batch = BatchReplies(self.codec)
+        for _, message in items:  # type: ignore[union-attr]
+            kind = type(message)
+            if kind is Request:
+                if message.id in self._running:  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest(  # type: ignore[union-attr]
+                        f"duplicate request id {message.id!r}: a request with this id is still in flight")))  # type: ignore[union-attr]
+                elif message.method == "initialize":  # type: ignore[union-attr]
+                    batch.answer_now(Malformed(message.id, InvalidRequest("initialize may not be part of a JSON-RPC batch")))  # type: ignore[union-attr]
+                else:
+                    batch.expect()
+                    await self._dispatch(message, requests, batch=batch)  # type: ignore[arg-type]
+            elif kind is Notification:
+                self._on_notification(message, requests)  # type: ignore[arg-type]
+            elif kind is Malformed:
+                batch.answer_now(message)
+            else:
+                self._route_reply(message)  # type: ignore[arg-type]
+        reply = batch.seal()
+        if reply is not None:
+            await out.send((reply, None))  # type: ignore[arg-type]
+
     def _initialize(self, request: Request) -> Message:
         try:
             admission = self.supervisor.admission
@@ -270,7 +324,11 @@ class Connection:
         elif method == "notifications/initialized":
             self.state.initialized_notified = True
         elif method == "notifications/roots/list_changed":
-            logger.debug("client roots changed")
+            if self._roots is None:
+                from ._roots import RootsWatch  # only sessions whose client changes its roots pay for it
+
+                self._roots = RootsWatch(self)
+            self._roots.changed(requests, note.params)  # @server.on_roots_changed (``_roots``)
         elif method in self.supervisor.registry.methods and self._accepting:
             # A custom method's notification: through the kernel (admission, middleware), no reply.
             decision = decide_era(method, note.params, in_session=self.state.client is not None)
@@ -304,7 +362,8 @@ class Connection:
                 for in_flight in list(self._running.values()):
                     in_flight.cancel(_CANCELLED_BY_SHUTDOWN)
 
-    async def _dispatch(self, request: Request, requests: trio.Nursery, decision: EraDecision | None = None) -> None:
+    async def _dispatch(self, request: Request, requests: trio.Nursery, decision: EraDecision | None = None,
+                        batch: BatchReplies | None = None) -> None:
         """Take an in-flight slot, then start the request's task (called by the reader).
 
         Taking the slot is synchronous when one is free (no extra trip through the scheduler
@@ -315,6 +374,7 @@ class Connection:
             logger.debug("hard stop: request %r read but not started", request.id)
             return
         in_flight = InFlight(request.id, request.method, request.params, decision)
+        in_flight.batch = batch
         self._running[request.id] = in_flight
         try:
             self._slots.acquire_nowait()
@@ -342,11 +402,16 @@ class Connection:
             if in_flight.scope.cancelled_caught or in_flight.reason is not None:
                 if in_flight.reason == _CANCELLED_BY_CLIENT:
                     self._metrics.observe(request.method, "cancelled", time.perf_counter() - started)
+                    if in_flight.batch is not None:  # its batch's other replies still go out
+                        await self._send_batch(in_flight.batch.add(None))
                     return  # the client asked; the spec says not to answer
                 reply = ErrorResponse(request.id, error_object(ShuttingDown("server shutting down: request cancelled after the grace period")))
                 self._metrics.observe(request.method, "shutdown", time.perf_counter() - started)
             else:
                 self._metrics.observe(request.method, "ok" if type(reply) is Response else "error", time.perf_counter() - started)
+            if in_flight.batch is not None:  # a batch's request: its reply goes out with the others
+                await self._send_batch(in_flight.batch.add(reply))
+                return
             try:
                 try:
                     # The writer is usually waiting: hand over without a trip through the
@@ -362,6 +427,14 @@ class Connection:
             del self._running[request.id]
             if self._drained is not None and not self._running:
                 self._drained.set()
+
+    async def _send_batch(self, reply: BatchReply | None) -> None:
+        if reply is None:
+            return
+        try:
+            await self._out_send.send((reply, None))  # type: ignore[arg-type]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("peer gone before its batch's answer could be sent")
 
     # -- writer -----------------------------------------------------------------------------
     async def _writer(self, out_recv: trio.MemoryReceiveChannel[Outgoing]) -> None:

@@ -7,8 +7,8 @@ through its connection: progress and log notifications, and the server-to-client
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Mapping, MutableMapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import trio
@@ -39,6 +39,8 @@ from ._peer import Peer
 from ._request import InFlight
 
 T = TypeVar("T")
+#: The type of what the server's lifespan yields (``Context[AppState]``: ``ctx.lifespan`` is an ``AppState``).
+L = TypeVar("L")
 
 
 class _MetaOnly(msgspec.Struct):
@@ -52,8 +54,12 @@ _META_ONLY = msgspec.json.Decoder(_MetaOnly)
 CapabilityMissing = MissingClientCapability
 
 
-class Context(ContextParameter):
-    """The request a function is serving, and the way back to its client."""
+class Context(ContextParameter, Generic[L]):
+    """The request a function is serving, and the way back to its client.
+
+    Annotate ``ctx: Context`` or, to type what the server's lifespan yields,
+    ``ctx: Context[AppState]``: then ``ctx.lifespan`` is an ``AppState`` to a type checker.
+    """
 
     __slots__ = ("_peer", "_depth", "_call", "_asks", "request_id", "method", "progress_token", "client", "principal")
 
@@ -95,6 +101,28 @@ class Context(ContextParameter):
     @property
     def session_id(self) -> str:
         return self._peer.session_id
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def lifespan(self) -> L:
+        """What the server's lifespan yielded (``@server.lifespan``): one value per process,
+        shared by every request. ``RuntimeError`` when the server has no lifespan."""
+        supervisor = self._peer.supervisor
+        if supervisor.server.lifespan_factory is None:
+            raise RuntimeError(f"server {supervisor.server.name!r} has no lifespan: decorate an async generator "
+                               "with @server.lifespan to give ctx.lifespan a value")
+        return supervisor.lifespan  # type: ignore[no-any-return]
+
+    @property
+    def session_state(self) -> MutableMapping[str, Any]:
+        """A mapping of this session's own, for what a tool keeps between calls of one client
+        (a cart, a cursor, a login): empty at the first use, gone when the session ends.
+
+        Handshake era only: a 2026-07-28 request belongs to no session, and asking raises
+        ``NoSessionError`` (keep such state in a store of your own, keyed by what the
+        client sends; see the README, "Lifespan and session state").
+        """
+        return self._asks.session_state()
 
     @property
     def request_meta(self) -> dict[str, Any]:

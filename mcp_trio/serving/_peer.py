@@ -40,6 +40,11 @@ class Peer(Protocol):
     channel: Any
 
     @property
+    def session_state(self) -> dict[str, Any]:
+        """The session's own mapping (``ctx.session_state``); asked only in the handshake era,
+        so a carrier of stateless requests alone need not have it."""
+
+    @property
     def input_done(self) -> trio.Event | None:
         """Set when nothing more will be read from this peer (long waits end then)."""
 

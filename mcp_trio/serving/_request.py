@@ -27,7 +27,7 @@ CANCELLED_BY_SHUTDOWN = "shutdown"
 class InFlight:
     """A request between arrival and answer."""
 
-    __slots__ = ("id", "method", "raw", "params", "envelope", "scope", "reason", "holds_slot", "inputs", "task")
+    __slots__ = ("id", "method", "raw", "params", "envelope", "scope", "reason", "holds_slot", "inputs", "task", "batch")
 
     def __init__(self, request_id: RequestId, method: str, raw: Raw | None, decision: EraDecision | None = None) -> None:
         self.id = request_id
@@ -46,6 +46,8 @@ class InFlight:
         self.inputs: InputRound | None = None
         #: Stateless ``tools/call`` of a task-capable tool: the task it may become (``_tasks.Task``).
         self.task: Any = None
+        #: The JSON-RPC batch it came in (``_batch.BatchReplies``: its reply goes out with the others).
+        self.batch: Any = None
 
     @property
     def stateless(self) -> bool:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable, Collection, Hashable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -117,6 +118,8 @@ class Supervisor:
         #: Applied to every snapshot published (``ToolDef.enabled``), so they survive reloads.
         self.disabled_tools: set[str] = set()
         self.disabled_tags: set[str] = set()
+        #: What the server's lifespan yielded (``ctx.lifespan``), while ``run`` runs.
+        self.lifespan: Any = None
         #: The asyncio loop (on a thread) of ``runtime="asyncio"`` functions, made when a
         #: published registry first holds one, started at their first call, closed at shutdown.
         self.asyncio: AsyncioRuntime | None = None
@@ -135,32 +138,35 @@ class Supervisor:
         self.registry = self._published(self.server._attach(self))
         self.metrics.clock = trio.lowlevel.current_clock().current_time
         try:
-            async with trio.open_nursery() as nursery:
-                if self.cluster_settings is not None:
-                    # First: the cluster's switches apply to the first snapshot, plugins included.
-                    from ._cluster import ClusterNode
+            # The lifespan (``_lifespan``) around everything: entered before readiness, left
+            # after ``close`` (every session has ended), in this one task.
+            async with self._lifespan() as self.lifespan:
+                async with trio.open_nursery() as nursery:
+                    if self.cluster_settings is not None:
+                        # First: the cluster's switches apply to the first snapshot, plugins included.
+                        from ._cluster import ClusterNode
 
-                    self.cluster = await nursery.start(ClusterNode(self, self.cluster_settings).run)
-                if self.server.plugins is not None:
-                    plugins = self.server.plugins
-                    if self.cluster is not None:
-                        from ._cluster import announced
+                        self.cluster = await nursery.start(ClusterNode(self, self.cluster_settings).run)
+                    if self.server.plugins is not None:
+                        plugins = self.server.plugins
+                        if self.cluster is not None:
+                            from ._cluster import announced
 
-                        plugins.announce = self.cluster.plugins_reloaded
-                        with announced():  # its reloads are announced as such, not as list changes
+                            plugins.announce = self.cluster.plugins_reloaded
+                            with announced():  # its reloads are announced as such, not as list changes
+                                await nursery.start(plugins.run)
+                        else:
                             await nursery.start(plugins.run)
-                    else:
-                        await nursery.start(plugins.run)
-                for mounted in self.server._mounted_servers():  # their plugins change them, and so us
-                    if mounted.plugins is not None and mounted._supervisor is None:
-                        await nursery.start(mounted.plugins.run)
-                await self._start_upstreams(nursery)
-                await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
-                task_status.started(self)
-                await self._stop.wait()
-                if self.cluster is not None:
-                    await self.cluster.stop()
-                nursery.cancel_scope.cancel()
+                    for mounted in self.server._mounted_servers():  # their plugins change them, and so us
+                        if mounted.plugins is not None and mounted._supervisor is None:
+                            await nursery.start(mounted.plugins.run)
+                    await self._start_upstreams(nursery)
+                    await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
+                    task_status.started(self)
+                    await self._stop.wait()
+                    if self.cluster is not None:
+                        await self.cluster.stop()
+                    nursery.cancel_scope.cancel()
         finally:
             self.cluster = None
             if self.server.plugins is not None:
@@ -181,6 +187,14 @@ class Supervisor:
         async with trio.open_nursery() as starting:
             for upstream in self.upstreams:
                 starting.start_soon(nursery.start, upstream.run)
+
+    def _lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """The server's lifespan around serving (``_lifespan``, imported only when it has one)."""
+        if self.server.lifespan_factory is None:
+            return nullcontext()
+        from ._lifespan import running_lifespan
+
+        return running_lifespan(self.server, self.limits.lifespan_timeout)
 
     def shutdown(self) -> None:
         """Begin graceful shutdown: every connection stops reading and drains."""

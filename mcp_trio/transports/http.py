@@ -45,7 +45,15 @@ from .._limits import Limits
 from .._server import Server
 from ..auth import AuthError, Authenticator, Principal, insufficient_scope
 from ..protocol._era import decide_era, stateless_version_header
-from ..protocol._errors import FORBIDDEN, INVALID_REQUEST, SERVER_OVERLOADED, SHUTTING_DOWN, QuotaExceeded, ServerOverloaded
+from ..protocol._errors import (
+    FORBIDDEN,
+    INVALID_REQUEST,
+    SERVER_OVERLOADED,
+    SHUTTING_DOWN,
+    BatchRefused,
+    QuotaExceeded,
+    ServerOverloaded,
+)
 from ..protocol._headers import fold_headers
 from ..protocol._jsonrpc import ErrorObject, Malformed, MessageCodec, Notification, Request
 from ..protocol._params import cancelled_request_id
@@ -394,6 +402,13 @@ class McpHttpApp:
             tracing.from_http(headers)
         if kind is Malformed:
             error = message.error  # type: ignore[union-attr]
+            if type(error) is BatchRefused and b"mcp-session-id" in headers:  # revision 2025-03-26 (``_http_batch``)
+                from ._http_batch import post_batch
+
+                self._check_version(headers)
+                await post_batch(self._session(headers, principal), body, self.limits.max_batch_size,
+                                 self.supervisor.shutting_down.is_set(), receive, send)
+                return
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
         if b"mcp-session-id" not in headers:
             folded, repeated = fold_headers(raw_headers if raw_headers is not None else list(headers.items()))
