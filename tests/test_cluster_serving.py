@@ -435,3 +435,21 @@ async def test_concurrent_first_requests_make_one_replica(redis_server: RedisSer
                 for _ in range(8):
                     nursery.start_soon(mcp.call, CALL, {"name": "echo", "arguments": {"text": "x"}})
             assert len(two.supervisor.connections) == before + 1
+
+
+async def test_a_batched_answer_reaches_the_server_running_the_tool(redis_server: RedisServer) -> None:
+    """Revision 2025-03-26 batches: an answer inside a batch posted to the other server is
+    relayed like a single one."""
+    with trio.fail_after(20):
+        async with two_servers(redis_server, "batch:") as (one, two):
+            mcp = McpHttp(one.port, protocol_version="2025-03-26")
+            await mcp.initialize({"protocolVersion": "2025-03-26", "capabilities": {"sampling": {}},
+                                  "clientInfo": {"name": "t", "version": "1"}})
+            call = mcp.message(CALL, {"name": "ask", "arguments": {"prompt": "2+2?"}})
+            async with mcp.post_streaming(call) as stream:
+                answer = sampling_answer(await first_message(stream))
+                mcp.port = two.port
+                response = await mcp.post(json.dumps([answer]).encode())
+                assert response.status == 202, response.body
+                final = await stream.next_event()
+                assert final is not None and text_of(final.json()).endswith("heard 4")

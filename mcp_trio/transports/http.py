@@ -55,7 +55,7 @@ from ..protocol._errors import (
     ServerOverloaded,
 )
 from ..protocol._headers import fold_headers
-from ..protocol._jsonrpc import ErrorObject, Malformed, MessageCodec, Notification, Request
+from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Malformed, MessageCodec, Notification, Request, Response
 from ..protocol._params import cancelled_request_id
 from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS
 from ..serving._connection import Connection
@@ -406,7 +406,10 @@ class McpHttpApp:
                 from ._http_batch import post_batch
 
                 self._check_version(headers)
-                await post_batch(self._session(headers, principal), body, self.limits.max_batch_size,
+                session = await self._session(headers, principal, peer)
+                if self.shared_sessions is not None:  # cluster mode: answers and cancellations for elsewhere
+                    await self._relay_batch(session, body)
+                await post_batch(session, body, self.limits.max_batch_size,
                                  self.supervisor.shutting_down.is_set(), receive, send)
                 return
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
@@ -456,6 +459,20 @@ class McpHttpApp:
             session.end()
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _relay_batch(self, session: HttpSession, body: bytes) -> None:
+        """Cluster mode: a batch's answers to our requests and its cancellations, relayed to
+        every process serving the session (as single ones are)."""
+        items = self._codec.split_batch(body, self.limits.max_batch_size)
+        if isinstance(items, Malformed):
+            return  # post_batch refuses it
+        for data, item in items:
+            if type(item) in (Response, ErrorResponse) or (type(item) is Notification
+                                                          and item.method == "notifications/cancelled"):  # type: ignore[union-attr]
+                try:
+                    await self.shared_sessions.relay(session, data)  # type: ignore[union-attr]
+                except ServerOverloaded as exc:
+                    raise Refused(503, exc.code, exc.message, headers=[(b"retry-after", b"1")]) from None
 
     def _new_session(self, principal: Principal | None, peer: str | None) -> HttpSession:
         if self.supervisor.shutting_down.is_set():
