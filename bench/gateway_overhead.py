@@ -5,7 +5,7 @@ tool unmounted. Run from the repository root: ``.venv/bin/python bench/gateway_o
 
 Processes: the official Python SDK server over Streamable HTTP (``tests/sdk_peer_app.py``),
 the official TypeScript SDK server over Streamable HTTP (``tests/ts_peer_server.mjs``), and
-``mcp-trio serve`` (hypercorn, or ``--http-engine h1``) with both mounted (``--mount``) beside a
+``mcp-trio serve`` (the h1 engine, or hypercorn with ``--http2``) with both mounted (``--mount``) beside a
 local ``echo`` and the same ``echo`` in a mounted server. One ``mcp_trio.client`` session per
 target, sequential ``tools/call echo`` (one call in flight: latency, not throughput).
 
@@ -106,7 +106,7 @@ async def main(engine: str, rounds: int, calls: int) -> None:
             app = Path(folder) / "gateway_bench_app.py"
             app.write_text(APP)
             gateway, port = spawn_port([sys.executable, "-m", "mcp_trio", "serve", f"{app}:server", "--transport", "http",
-                                        "--port", "0", "--http-engine", engine, *mounts],
+                                        "--port", "0", *(["--http2"] if engine == "hypercorn" else []), *mounts],
                                        r"MCP \(Streamable HTTP\)\s+http://[\d.]+:(\d+)/mcp", stream="stderr")
             processes.append(gateway)
             ours = f"http://127.0.0.1:{port}/mcp"

@@ -8,11 +8,11 @@ Usage::
 Servers, each exposing the same ``echo(text)`` tool (floors echo any request):
 
 * ``floor``   -- the limit of our own stack for that transport: ``bench/floors/pipe_echo.py``
-  (trio + msgspec over pipes), ``ws_echo.py`` (raw trio-websocket), ``http_echo.py`` (raw
-  hypercorn-trio ASGI POST echo);
+  (trio + msgspec over pipes), ``ws_echo.py`` (raw trio-websocket), ``h1_echo.py`` (a raw
+  POST echo on our HTTP/1.1 engine); ``floor_hypercorn``: ``http_echo.py`` (the same on
+  hypercorn-trio, the floor of ``--http2``), HTTP rows;
 * ``ours``    -- ``python -m mcp_trio serve`` (the demo app) on that transport;
-* ``ours_h1`` -- ours on the lean HTTP/1.1 engine (``--http-engine h1``), HTTP rows only,
-  until it becomes the default;
+  ``ours_http``: WebSocket rows on ``/ws`` of ``--transport http``;
 * ``sdk``     -- the official ``mcp`` SDK's server (``bench/peers/sdk_*_server.py``);
 * ``ts``      -- the official TypeScript SDK on Node 22 (``bench/peers/ts/server.mjs``);
 * ``fastmcp`` -- FastMCP's server (``bench/peers/fastmcp_server.py``).
@@ -120,14 +120,15 @@ def servers(transport: str, peers_python: str, node: str = "node") -> list[Serve
             Server("floor", "raw trio-websocket echo", (py, str(floors / "ws_echo.py"), "--port", "{port}"),
                    f"ws://{HOST}:{{port}}/", script=floors / "ws_echo.py"),
             Server("ours", "mcp_trio", (*ours, "--transport", "ws", *net), f"ws://{HOST}:{{port}}/"),
+            Server("ours_http", "mcp_trio, /ws of the HTTP port", (*ours, "--transport", "http", *net), f"ws://{HOST}:{{port}}/ws"),
         ]
     if transport == "http":
         return [
-            Server("floor", "raw hypercorn-trio POST echo", (py, str(floors / "http_echo.py"), "--port", "{port}"),
+            Server("floor", "raw h1-engine POST echo", (py, str(floors / "h1_echo.py"), "--port", "{port}"),
+                   f"http://{HOST}:{{port}}/mcp", script=floors / "h1_echo.py"),
+            Server("floor_hypercorn", "raw hypercorn-trio POST echo", (py, str(floors / "http_echo.py"), "--port", "{port}"),
                    f"http://{HOST}:{{port}}/mcp", script=floors / "http_echo.py"),
             Server("ours", "mcp_trio", (*ours, "--transport", "http", *net), f"http://{HOST}:{{port}}/mcp"),
-            Server("ours_h1", "mcp_trio, h1 engine", (*ours, "--transport", "http", "--http-engine", "h1", *net),
-                   f"http://{HOST}:{{port}}/mcp"),
             Server("sdk", "official SDK", (peers_python, str(peers / "sdk_http_server.py"), "--port", "{port}"),
                    f"http://{HOST}:{{port}}/mcp", peer=True, script=peers / "sdk_http_server.py"),
             Server("ts", "TypeScript SDK", (node, str(ts_script), "http", "--port", "{port}"), f"http://{HOST}:{{port}}/mcp",
@@ -542,8 +543,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [s.name for s in SCENARIOS] + ["cluster"]  # cluster: bench/cluster_rows.py's section
     parser.add_argument("--only", nargs="+", choices=names, metavar="SCENARIO", help=f"run only these ({', '.join(names)})")
-    parser.add_argument("--servers", nargs="+", choices=["floor", "ours", "ours_h1", "sdk", "ts", "fastmcp"], metavar="NAME",
-                        help="run only these servers (floor, ours, ours_h1, sdk, ts, fastmcp)")
+    server_names = ["floor", "floor_hypercorn", "ours", "ours_http", "sdk", "ts", "fastmcp"]
+    parser.add_argument("--servers", nargs="+", choices=server_names, metavar="NAME",
+                        help=f"run only these servers ({', '.join(server_names)})")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per row, servers taking turns (default: 2)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per round (default: 5)")
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per round (default: 1.5)")

@@ -1,8 +1,11 @@
 """mcp-trio: an MCP server framework on trio structured concurrency.
 
 Write tools, resources and prompts as plain functions on a ``Server``; serve it over stdio
-(``mcp-trio serve module:server``) or from Python (``mcp_trio.transports.stdio.serve_stdio``).
+(``mcp-trio serve module:server``) or from Python (``mcp_trio.transports.stdio.serve_stdio``);
+``asgi_app(server)`` is it as an ASGI app, to mount in an ASGI stack of your own.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .serving._compose import ToolCallError
 from .offer._content import AssistantMessage, Audio, Image, Message, UserMessage
@@ -61,6 +64,7 @@ __all__ = [
     "Tracing",
     "ToolDefinitionError",
     "UserMessage",
+    "asgi_app",
     "current_principal",
     "current_request_id",
     "single_use_state",
@@ -68,3 +72,15 @@ __all__ = [
     "tracing_provider",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .transports.http import asgi_app
+
+
+def __getattr__(name: str) -> Any:
+    # Imported when asked for: a stdio child never pays for the HTTP stack.
+    if name == "asgi_app":
+        from .transports.http import asgi_app
+
+        return asgi_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -77,6 +77,9 @@ _LIMIT_FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--request-deadline", "request_deadline", _non_negative_float, "SECONDS", "an HTTP request must arrive whole within"),
     ("--keep-alive-timeout", "keep_alive_timeout", _non_negative_float, "SECONDS",
      "close an HTTP connection idle this long between requests"),
+    ("--max-head-size", "max_head_size", parse_size, "BYTES", "largest HTTP request head (request line and headers)"),
+    ("--max-headers", "max_headers", _positive_int, "N", "header lines one HTTP request may carry"),
+    ("--max-http-connections", "max_http_connections", _positive_int, "N", "TCP connections to the HTTP port"),
     ("--max-sessions-per-principal", "max_sessions_per_principal", _positive_int, "N",
      "sessions (HTTP and WebSocket) one caller may hold open"),
     ("--max-tasks-per-principal", "max_tasks_per_principal", _positive_int, "N", "tasks one caller may hold"),
@@ -141,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stdio-io", choices=["auto", "threads", "fd"], default=None,
                        help="stdio: wait on the pipes (fd), or read and write them in threads (as on Windows); "
                             "auto: threads on Windows, fd elsewhere (default)")
-    serve.add_argument("--http-engine", choices=["hypercorn", "h1"], default="hypercorn",
-                       help="http: the HTTP server: hypercorn (default) or h1, the lean HTTP/1.1 engine")
+    serve.add_argument("--http2", action="store_true", default=None,
+                       help="http: serve through hypercorn, HTTP/2 (h2 over TLS, h2c) as well as HTTP/1.1, instead of "
+                            "the lean HTTP/1.1 engine")
+    serve.add_argument("--legacy-sse", action="store_true", default=None,
+                       help="http: also serve the 2024-11-05 HTTP+SSE transport (GET /sse, POST /messages) for "
+                            "clients that still use it")
     serve.add_argument("--plugins", action="append", default=None, metavar="DIR",
                        help="load tools, resources and prompts from the plugin files in DIR, and reload them "
                             "when they change (repeatable)")
@@ -466,7 +473,7 @@ class _Run:
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None,
                 certfile=args.certfile, keyfile=args.keyfile,
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
-                rate_limits=config.rate_limits(), metrics=server.metrics, engine=args.http_engine,
+                rate_limits=config.rate_limits(), metrics=server.metrics, http2=server.http2, legacy_sse=server.legacy_sse,
                 reuse_port=args.reuse_port, trusted_proxies=server.trusted_proxies or None,
                 proxy_headers=server.proxy_headers, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
@@ -475,7 +482,8 @@ class _Run:
             ws = base.replace("http", "ws", 1)
             cluster = config.cluster_settings()
             shared = f"\n  cluster                {cluster.where} (key prefix {cluster.key_prefix!r})" if cluster else ""
-            print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n"
+            legacy = f"  MCP (HTTP+SSE, 2024)   {base}/sse\n" if server.legacy_sse else ""
+            print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n{legacy}"
                   f"  health                 {base}/healthz\n  metrics                {base}/metrics{shared}", file=sys.stderr,
                   flush=True)
             if self.after_start:

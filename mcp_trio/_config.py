@@ -28,6 +28,10 @@ every limit spelt out, is in docs/security.md)::
                                      #   only theirs are forwarding headers believed
     proxy_headers = "x-forwarded"    # what they write: x-forwarded (X-Forwarded-For/-Proto)
                                      #   | forwarded (RFC 7239)
+    http2 = false                    # http: serve through hypercorn (HTTP/2 and HTTP/1.1)
+                                     #   instead of the lean HTTP/1.1 engine
+    legacy_sse = false               # http: also serve the 2024-11-05 HTTP+SSE transport
+                                     #   (GET /sse, POST /messages?session_id=...)
 
     [limits]                         # every field of mcp_trio.Limits, same names and defaults
     max_message_size = 4194304
@@ -39,7 +43,7 @@ every limit spelt out, is in docs/security.md)::
     # max_sessions, request_deadline, sse_replay_events, keep_alive_timeout,
     # max_sessions_per_principal, max_tasks_per_principal, max_listens_per_principal,
     # max_subscriptions_per_principal, max_subscriptions_per_session, max_uri_length,
-    # lifespan_timeout, max_batch_size
+    # max_head_size, max_headers, max_http_connections, lifespan_timeout, max_batch_size
 
     [auth]
     allow_anonymous = false          # no credential: anonymous principal instead of 401
@@ -230,6 +234,10 @@ class ServerConfig(_Section):
     #: Which forwarding headers those proxies write: "x-forwarded" (X-Forwarded-For and
     #: X-Forwarded-Proto) or "forwarded" (RFC 7239); the other family is never read.
     proxy_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
+    #: Serve HTTP through hypercorn (HTTP/2 as well as HTTP/1.1) instead of the h1 engine.
+    http2: bool = False
+    #: Also serve the 2024-11-05 HTTP+SSE transport (``GET /sse``, ``POST /messages``).
+    legacy_sse: bool = False
 
     def __post_init__(self) -> None:
         if self.resource is not None and not self.resource.startswith(("https://", "http://")):
@@ -1107,6 +1115,8 @@ FLAG_KEYS: dict[str, str] = {
     "metrics": "server.metrics",
     "trusted_proxies": "server.trusted_proxies",
     "proxy_headers": "server.proxy_headers",
+    "http2": "server.http2",
+    "legacy_sse": "server.legacy_sse",
     "rate_limit": "rate_limit.rate",
     "burst": "rate_limit.burst",
     "max_concurrent": "rate_limit.max_concurrent",

@@ -54,6 +54,12 @@ DEFAULT_REQUEST_DEADLINE = 30.0
 DEFAULT_SSE_REPLAY_EVENTS = 256
 #: Seconds an HTTP/1.1 connection may sit idle between requests before the server closes it.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+#: Largest HTTP request head (request line and header lines), in bytes: 431 past it.
+DEFAULT_MAX_HEAD_SIZE = 16 * 1024
+#: Header lines one HTTP request may carry: 431 past it.
+DEFAULT_MAX_HEADERS = 100
+#: Concurrent TCP connections to the HTTP port; past it a connection is answered 503 and closed.
+DEFAULT_MAX_HTTP_CONNECTIONS = 10_000
 
 # -- per principal (an authenticated caller; an anonymous one by its address) ------------------
 #: Sessions (HTTP sessions and WebSocket connections) one principal may hold open at once.
@@ -97,6 +103,9 @@ class Limits:
     max_subscriptions_per_principal: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_PRINCIPAL
     max_subscriptions_per_session: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION
     max_uri_length: int = DEFAULT_MAX_URI_LENGTH
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS
     lifespan_timeout: float = DEFAULT_LIFESPAN_TIMEOUT
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
 
@@ -104,8 +113,8 @@ class Limits:
         for name in ("max_message_size", "max_in_flight", "page_size", "max_client_requests",
                      "max_connections", "max_message_fragments", "max_sessions", "max_sessions_per_principal",
                      "max_tasks_per_principal", "max_listens_per_principal", "max_subscriptions_per_principal",
-                     "max_subscriptions_per_session", "max_uri_length", "max_batch_size", "max_abandoned_threads",
-                     "max_abandoned_threads_per_tool"):
+                     "max_subscriptions_per_session", "max_uri_length", "max_head_size", "max_headers",
+                     "max_http_connections", "max_batch_size", "max_abandoned_threads", "max_abandoned_threads_per_tool"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("grace_period", "send_timeout", "client_request_timeout", "handshake_timeout",

@@ -1,8 +1,8 @@
 """Attacks on the HTTP edge, over real sockets: framing, routing, headers, descriptors.
 
 Every test drives a TCP socket with the exact bytes an attacker would send, so it tests the
-server behind the port, whichever it is (hypercorn's h11 today; the gate in
-``transports/_gate.py`` is what both servers share). What each finding was, and what happens
+server behind the port, whichever it is (the h1 engine by default; the gate in
+``transports/_gate.py`` is what every server shares). What each finding was, and what happens
 now, is the attack table in ``docs/security.md``.
 """
 
@@ -124,9 +124,6 @@ async def test_two_different_content_lengths_are_400_and_closed() -> None:
             assert [status for status, _ in responses(received)] == [400] and closed
 
 
-@pytest.mark.xfail(strict=True, reason="hypercorn's h11 merges equal Content-Length headers before the app "
-                   "sees them (RFC 9110 8.6 allows it; no desync is possible); the gate refuses them on a "
-                   "server that passes raw headers (issue 13)")
 async def test_two_equal_content_lengths_are_400_and_closed() -> None:
     with trio.fail_after(10):
         async with serving(demo.server) as served:
@@ -245,8 +242,6 @@ async def test_metrics_need_the_admin_scope_when_auth_is_on() -> None:
 
 
 # -- Expect: 100-continue ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="hypercorn sends 100 Continue itself before the app runs; the gate's "
-                   "continue_refusal answers 413 first on a server that asks it (issue 13)")
 async def test_expect_continue_is_not_answered_before_the_size_check() -> None:
     with trio.fail_after(10):
         async with serving(demo.server, Limits(max_message_size=1000)) as served:

@@ -402,3 +402,21 @@ def test_provider_limits_are_checked_when_loaded(tmp_path: Path) -> None:
                  "[auth.introspection]\nmax_concurrent = 0\n", '[auth.introspection]\nauth_method = "private_key_jwt"\n'):
         with pytest.raises(ConfigError):
             load_config(write(tmp_path, text), {}, {})
+
+
+def test_http_serving_settings_from_the_command_line() -> None:
+    """``--http2``, ``--legacy-sse`` and the HTTP engine's limits are flags like the others,
+    and reach ``Limits`` (and, for the engine, ``H1Limits``)."""
+    from mcp_trio._cli import build_parser
+    from mcp_trio.transports.h1 import H1Limits
+
+    args = build_parser().parse_args(["serve", "--transport", "http", "--http2", "--legacy-sse", "--max-head-size", "8KiB",
+                                      "--max-headers", "20", "--max-http-connections", "50", "--keep-alive-timeout", "2"])
+    config = load_config(None, {"MCP_TRIO_LIMITS_MAX_HEADERS": "30"}, overrides_from_args(args))
+    assert config.server.http2 and config.server.legacy_sse
+    engine = H1Limits.from_limits(config.to_limits())
+    assert (engine.max_head_size, engine.max_headers, engine.max_connections, engine.keep_alive_timeout) == (8192, 20, 50, 2.0)
+    defaults = load_config(None, {"MCP_TRIO_SERVER_LEGACY_SSE": "true"}, {})
+    assert not defaults.server.http2 and defaults.server.legacy_sse
+    with pytest.raises(ConfigError, match="max_headers"):
+        load_config(None, {"MCP_TRIO_LIMITS_MAX_HEADERS": "0"}, {}).to_limits()

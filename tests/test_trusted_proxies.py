@@ -146,11 +146,11 @@ def app() -> Server:
 ONE_PER_CLIENT = RateLimits(rate=0.001, burst=0)  # one request per caller, then -32029 / 429
 
 
-@pytest.mark.parametrize("engine", ["hypercorn", "h1"])
-async def test_http_believes_only_trusted_peers(nursery: trio.Nursery, engine: str) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "hypercorn"])
+async def test_http_believes_only_trusted_peers(nursery: trio.Nursery, http2: bool) -> None:
     # 127.0.0.1 is the proxy; 127.0.0.2 is a client connecting directly.
     port = await nursery.start(partial(serve_http, app(), Limits(), port=0, trusted_proxies=["127.0.0.1/32"],
-                                       rate_limits=ONE_PER_CLIENT, engine=engine))
+                                       rate_limits=ONE_PER_CLIENT, http2=http2))
     with trio.fail_after(20):
         # /admin's loopback rule: through the proxy, a remote client is remote...
         remote = await request_from("127.0.0.1", port, "GET", "/admin/tools", {"x-forwarded-for": "203.0.113.5"})

@@ -132,7 +132,7 @@ class Connection:
         self._pending: dict[RequestId, _Pending] = {}
         self._next_request_id = first_request_id
         self._slots = trio.Semaphore(self.limits.max_in_flight)
-        self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
+        self._client_request_slots: trio.Semaphore | None = None  # made on the first request to the client
         self._reader_scope = trio.CancelScope()
         self._input_done = trio.Event()
         self._accepting = True
@@ -483,6 +483,9 @@ class Connection:
                             await self.channel.send(frame)
                     writing.deadline = math.inf
                     writing.shield = False
+                    # An idle session keeps nothing of what it last wrote while it waits.
+                    batch = frames = []  # type: ignore[assignment]
+                    message = frame = None  # type: ignore[assignment]
             if writing.cancelled_caught:
                 logger.warning("peer did not read for %.1f s; closing the connection", timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -552,6 +555,8 @@ class Connection:
         client, and the client's answer must not queue behind a reader stalled on a full
         dispatcher.
         """
+        if self._client_request_slots is None:
+            self._client_request_slots = trio.Semaphore(self.limits.max_client_requests)
         async with self._client_request_slots:
             self._next_request_id += 1
             request_id = self._next_request_id

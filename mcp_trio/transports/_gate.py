@@ -78,6 +78,28 @@ def check_head(headers: Iterable[tuple[bytes, bytes]]) -> Refusal | None:
     return None
 
 
+def fold_head(headers: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], Refusal | None]:
+    """The head as a dict (name -> value; a repeated header other than ``SINGLE_HEADERS``
+    keeps its last value) and the refusal it deserves, in one pass: ``check_head`` for the
+    HTTP hot path, which needs the dict anyway."""
+    folded: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in folded and name in SINGLE_HEADERS:
+            if name in (b"content-length", b"transfer-encoding"):
+                return folded, Refusal(400, f"bad request: more than one {name.decode()} header (ambiguous framing)", True)
+            return folded, Refusal(400, f"bad request: more than one {name.decode()} header")
+        folded[name] = value
+    if b"content-length" in folded or b"transfer-encoding" in folded:
+        length, coding = folded.get(b"content-length"), folded.get(b"transfer-encoding")
+        if length is not None and coding is not None:
+            return folded, Refusal(400, "bad request: both Transfer-Encoding and Content-Length (ambiguous framing)", True)
+        if length is not None and _DIGITS.fullmatch(length.strip()) is None:
+            return folded, Refusal(400, "bad request: Content-Length is not a decimal number", True)
+        if coding is not None and coding.strip().lower() != b"chunked":
+            return folded, Refusal(501, "not implemented: the only transfer coding accepted is chunked", True)
+    return folded, None
+
+
 def _check_framing(headers: Iterable[tuple[bytes, bytes]], seen: set[bytes]) -> Refusal | None:
     if b"transfer-encoding" in seen and b"content-length" in seen:
         return Refusal(400, "bad request: both Transfer-Encoding and Content-Length (ambiguous framing)", True)

@@ -2,7 +2,7 @@
 
 2025-03-26 lets a POST body be an array of requests, notifications and responses. Here each
 message goes to the session's connection as if it had been POSTed alone (each request gets its
-own stream, as ``http.py`` gives one POST), and the answer to the POST carries all of their
+own stream, as ``_http_app.py`` gives one POST), and the answer to the POST carries all of their
 replies:
 
 * only notifications and responses: ``202 Accepted``, no body;
@@ -26,14 +26,14 @@ from ..protocol._errors import INVALID_REQUEST, SHUTTING_DOWN, InvalidRequest
 from ..protocol._jsonrpc import Malformed, MessageCodec, Notification, Request, RequestId
 from ..protocol._params import cancelled_request_id
 from ..protocol._versions import BATCH_VERSIONS
-from ._asgi import SSE_HEADERS, Receive, Refused, Send, respond, watch_disconnect
+from ._http_common import SSE_HEADERS, Refused, respond_json, watch_disconnect
 from ._http_session import HttpSession, _Stream
+from .h1 import Responder
 
 _codec = MessageCodec()
 
 
-async def post_batch(session: HttpSession, body: bytes, max_items: int, shutting_down: bool, receive: Receive,
-                     send: Send) -> None:
+async def post_batch(session: HttpSession, body: bytes, max_items: int, shutting_down: bool, responder: Responder) -> None:
     """Answer one POSTed batch on ``session`` (see the module's docstring)."""
     client = session.connection.state.client if session.connection is not None else None
     if client is None or client.protocol_version not in BATCH_VERSIONS:
@@ -78,19 +78,18 @@ async def post_batch(session: HttpSession, body: bytes, max_items: int, shutting
             raise Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
         if not streams:
             if answered:
-                await respond(send, 200, b"[" + b",".join(answered) + b"]")
+                await respond_json(responder, 200, b"[" + b",".join(answered) + b"]")
             else:
-                await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
-                await send({"type": "http.response.body", "body": b""})
+                await responder.respond(202)
             return
         pending = [stream for _, stream in streams]
         while not all(stream.done for stream in pending) and all(_only_final(stream) for stream in pending):
             await _wait_any(pending)
         if all(stream.final and len(stream.events) == 1 for stream in pending):
             replies = answered + [stream.events[0][1] for stream in pending]
-            await respond(send, 200, b"[" + b",".join(replies) + b"]")
+            await respond_json(responder, 200, b"[" + b",".join(replies) + b"]")
             return
-        await _stream_all(pending, answered, receive, send)
+        await _stream_all(pending, answered, responder)
     finally:
         session.end()
 
@@ -115,28 +114,26 @@ async def _park_then_cancel(stream: _Stream, seen: int, scope: trio.CancelScope)
     scope.cancel()
 
 
-async def _stream_all(streams: list[_Stream], answered: list[bytes], receive: Receive, send: Send) -> None:
+async def _stream_all(streams: list[_Stream], answered: list[bytes], responder: Responder) -> None:
     """The batch's answer as one SSE stream: every request's messages as they come."""
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    first = b"".join(b"event: message\ndata: %b\n\n" % reply for reply in answered)
+    await responder.start(200, SSE_HEADERS, b"".join(b"event: message\ndata: %b\n\n" % reply for reply in answered))
     ended = False
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
+        nursery.start_soon(watch_disconnect, responder, nursery.cancel_scope)
         cursors = [0] * len(streams)
         while True:
-            chunks = [first]
-            first = b""
+            chunks = []
             for index, stream in enumerate(streams):
                 chunk, cursors[index], _ = stream.render_after(cursors[index])
                 chunks.append(chunk)
             data = b"".join(chunks)
             if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await responder.send(data)
             if all(stream.done and cursors[i] >= stream.seq for i, stream in enumerate(streams)):
                 break
             await _wait_any([s for i, s in enumerate(streams) if not (s.done and cursors[i] >= s.seq)])
         ended = True
         nursery.cancel_scope.cancel()
     if ended:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await responder.end()
 

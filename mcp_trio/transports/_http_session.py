@@ -18,6 +18,10 @@ so a client that lost an SSE connection (or was asked to poll, ``Context.close_s
 it with ``GET`` + ``Last-Event-ID`` and gets what it missed, then the rest, on that stream only.
 A final reply never goes on the standalone stream: if its POST was cancelled, it is dropped.
 
+An idle session is most of what a server with many clients holds, so it holds little: its
+inbox is a rendezvous kept in three attributes (trio's memory channel of size 0 does the same
+with five objects), and a stream's event buffer and parking lot are made when first used.
+
 Cluster mode (``shared``: the narrow store interface ``SharedSessions``; ``SharedSessionTable``
 keeps an app's sessions in it). A session is the cluster's: any process serves it, each with a
 replica of its own (a ``HttpSession`` and a ``Connection`` resumed from the stored profile).
@@ -27,7 +31,8 @@ by the process holding the GET (``_FedStream``, woken by the bus), with the log'
 ``Last-Event-ID`` resumes on any process. Messages no request asked for (``list_changed``,
 ``resources/updated``) are produced by every process for its replica, and kept only by the
 one holding the GET. A request stream whose listener went away before its final reply is
-spilled to the log too (``spill``), so a client resumes it wherever its GET lands.
+spilled to the log too (``spill``), so a client resumes it wherever its GET lands. A session
+of a single process carries none of this (its cluster attributes are class defaults).
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any, Protocol
 
+import outcome
 import trio
 
 from .._limits import Limits
@@ -104,14 +111,15 @@ class _Stream:
     listener that falls further behind skips to the oldest kept event.
     """
 
-    __slots__ = ("close_retry", "delivered", "done", "error", "events", "final", "listener", "lot", "number", "seq",
+    __slots__ = ("_events", "_lot", "_retain", "close_retry", "delivered", "done", "error", "final", "listener", "number", "seq",
                  "spilled", "spill_lock")
 
     def __init__(self, number: int, retain: int) -> None:
         self.number = number
-        self.events: deque[tuple[int, bytes, bool]] = deque(maxlen=retain)
+        self._retain = retain
+        self._events: deque[tuple[int, bytes, bool]] | None = None
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self.seq = 0
-        self.lot = trio.lowlevel.ParkingLot()
         #: No more events will come (the final reply is in, or the exchange was abandoned).
         self.done = False
         self.final = False
@@ -127,20 +135,42 @@ class _Stream:
         self.spilled: int | None = None
         self.spill_lock: trio.Lock | None = None
 
+    @property
+    def events(self) -> deque[tuple[int, bytes, bool]]:
+        """The events kept, oldest first: ``(seq, data, final)`` (made when first used)."""
+        events = self._events
+        if events is None:
+            events = self._events = deque(maxlen=self._retain)
+        return events
+
+    @events.setter
+    def events(self, value: deque[tuple[int, bytes, bool]]) -> None:
+        self._events = value
+
+    @property
+    def lot(self) -> trio.lowlevel.ParkingLot:
+        """Where listeners wait for the next event (made when first used)."""
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = trio.lowlevel.ParkingLot()
+        return lot
+
     def append(self, data: bytes, final: bool) -> None:
         self.seq += 1
         self.events.append((self.seq, data, final))
         if final:
             self.done = self.final = True
-        self.lot.unpark_all()
+        if self._lot is not None:
+            self._lot.unpark_all()
 
     def finish(self) -> None:
         self.done = True
-        self.lot.unpark_all()
+        if self._lot is not None:
+            self._lot.unpark_all()
 
     def render_after(self, cursor: int) -> tuple[bytes, int, bool]:
         """SSE text of the events after ``cursor``; the new cursor; True if the final is in it."""
-        events = self.events
+        events = self._events
         if not events or events[-1][0] <= cursor:
             return b"", cursor, False
         first = events[0][0]
@@ -193,6 +223,14 @@ class _FedStream(_Stream):
 class HttpSession(trio.abc.Channel[bytes]):
     """One Streamable HTTP session: the channel of its Connection, and the routing of replies."""
 
+    # Cluster mode's attributes, as a session of one process has them (set per instance only
+    # in cluster mode, so that an idle session of one process holds none of them).
+    shared: SharedSessions | None = None
+    _spawn: Callable[..., None] | None = None
+    checked_at = 0.0
+    stale = False
+    fed: dict[int, _FedStream] = MappingProxyType({})  # type: ignore[assignment]  # read-only: written in cluster mode only
+
     def __init__(self, token: str, limits: Limits, *, json_response: bool, principal: Any = None,
                  shared: SharedSessions | None = None, spawn: Callable[..., None] | None = None) -> None:
         self.token = token
@@ -200,7 +238,10 @@ class HttpSession(trio.abc.Channel[bytes]):
         self.principal = principal
         #: The session's ``serving.Connection`` (set by the app once made).
         self.connection: Any = None
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[bytes](0)
+        #: The inbox: the Connection's reader while it waits, POSTs waiting to hand over.
+        self._reader: trio.lowlevel.Task | None = None
+        self._writers: OrderedDict[trio.lowlevel.Task, bytes] | None = None
+        self._inbox_closed = False
         self._retain = max(1, limits.sse_replay_events)
         self._json_only = json_response
         #: Request id -> the stream its messages go to, until its final reply.
@@ -208,26 +249,35 @@ class HttpSession(trio.abc.Channel[bytes]):
         #: SSE request streams that may be resumed (oldest first), at most ``_max_resumable``.
         self._resumable: dict[int, _Stream] = {}
         self._max_resumable = limits.max_in_flight
-        #: Cluster mode: the store every process shares; None: this process alone.
-        self.shared = shared
-        self._spawn = spawn
-        # Request stream numbers are in ids a client may bring to any process: in a cluster
-        # they start at random, so that two processes' streams of one session never share one.
-        self._numbers = itertools.count(secrets.randbits(40) + 1 if shared is not None else 1)
-        self.standalone = _Stream(0, self._retain)
+        self._numbers = itertools.count(1)
+        self._standalone: _Stream | None = None
+        if shared is not None:
+            #: Cluster mode: the store every process shares; None (the class's): this process alone.
+            self.shared = shared
+            self._spawn = spawn
+            # Request stream numbers are in ids a client may bring to any process: in a cluster
+            # they start at random, so that two processes' streams of one session never share one.
+            self._numbers = itertools.count(secrets.randbits(40) + 1)
+            #: When the store was last read for this session (renewing it), and whether it
+            #: must be read before the next request (a bus event said it changed).
+            self.checked_at = trio.current_time()
+            #: The streams fed from the log here, by number (0: the GET stream; a newer GET
+            #: replaces the one before).
+            self.fed = {}
         #: HTTP exchanges (POST handlers, SSE listeners) open on this session.
         self.active = 0
         self.last_active = trio.current_time()
         self.terminated = False
         self.closed = False
-        self.ended = trio.Event()
-        #: Cluster mode: when the store was last read for this session (renewing it), and
-        #: whether it must be read before the next request (a bus event said it changed).
-        self.checked_at = trio.current_time()
-        self.stale = False
-        #: Cluster mode: the streams fed from the log here, by number (0: the GET stream; a
-        #: newer GET replaces the one before).
-        self.fed: dict[int, _FedStream] = {}
+
+    @property
+    def standalone(self) -> _Stream:
+        """The session's own stream (server-initiated messages; what a GET drains), made
+        when first used."""
+        stream = self._standalone
+        if stream is None:
+            stream = self._standalone = _Stream(0, self._retain)
+        return stream
 
     # -- what the HTTP side asks ------------------------------------------------------------
     @property
@@ -273,15 +323,33 @@ class HttpSession(trio.abc.Channel[bytes]):
         return self.standalone if number == 0 else self._resumable.get(number)
 
     async def deliver(self, body: bytes) -> None:
-        """Hand one message to the connection's reader (waits while it is busy).
+        """Hand one message to the connection's reader (waits while it is busy; a rendezvous,
+        so a flooding client waits on its own session). ``trio.ClosedResourceError`` once the
+        session was terminated, ``trio.BrokenResourceError`` once its connection is done.
 
         When the reader is already waiting, the hand-off is synchronous: the caller goes on
         to wait for the reply without an extra trip through the scheduler.
         """
-        try:
-            self._inbox_send.send_nowait(body)
-        except trio.WouldBlock:
-            await self._inbox_send.send(body)
+        if self._inbox_closed:
+            raise trio.BrokenResourceError("the session has ended") if self.closed else trio.ClosedResourceError("the session has ended")
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader, outcome.Value(body))
+            return
+        writers = self._writers
+        if writers is None:
+            writers = self._writers = OrderedDict()
+        task = trio.lowlevel.current_task()
+        writers[task] = body
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            del writers[task]
+            if not writers and self._writers is writers:
+                self._writers = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def close_stream(self, request_id: RequestId, retry: float | None) -> bool:
         """``Context.close_stream``: end the request's SSE response now; it stays resumable."""
@@ -297,14 +365,44 @@ class HttpSession(trio.abc.Channel[bytes]):
     def terminate(self) -> None:
         """End the session (DELETE, idle expiry): its reader sees EOF, in-flight requests drain."""
         self.terminated = True
-        self._inbox_send.close()
+        self._close_inbox(trio.ClosedResourceError)
         for fed in list(self.fed.values()):
             fed.stopped = True
             fed.finish()
 
+    def _close_inbox(self, refusal: type[Exception]) -> None:
+        """No more deliveries: the reader sees EOF, POSTs still waiting get ``refusal``."""
+        self._inbox_closed = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            trio.lowlevel.reschedule(reader, outcome.Error(trio.EndOfChannel()))
+        writers, self._writers = self._writers, None
+        for task in writers or ():
+            trio.lowlevel.reschedule(task, outcome.Error(refusal("the session has ended")))
+
     # -- the connection's side (trio.abc.Channel) -------------------------------------------
     async def receive(self) -> bytes:
-        return await self._inbox_recv.receive()
+        """The next POSTed message (``trio.EndOfChannel`` once the session is terminated)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        writers = self._writers
+        if writers:
+            task, body = writers.popitem(last=False)
+            if not writers:
+                self._writers = None
+            trio.lowlevel.reschedule(task)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return body
+        if self._inbox_closed:
+            raise trio.EndOfChannel
+        if self._reader is not None:
+            raise trio.BusyResourceError("another task is already receiving from this session")
+        self._reader = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._reader = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)  # type: ignore[no-any-return]
 
     async def send(self, data: bytes) -> None:
         if self.shared is None:
@@ -321,6 +419,8 @@ class HttpSession(trio.abc.Channel[bytes]):
             if final:
                 if stream is not None:
                     del self._requests[related]
+                    if not self._requests:
+                        self._requests = {}  # an emptied dict keeps its table: an idle session need not
                     stream.error = error
                     stream.append(data, True)
                     if stream.spilled is not None:
@@ -451,9 +551,8 @@ class HttpSession(trio.abc.Channel[bytes]):
         """The connection is done: end every response still open on this session."""
         if not self.closed:
             self.closed = True
-            self._inbox_send.close()
-            self._inbox_recv.close()
-            for stream in [*self._requests.values(), *self._resumable.values(), self.standalone]:
+            self._close_inbox(trio.BrokenResourceError)
+            for stream in [*self._requests.values(), *self._resumable.values(), *filter(None, [self._standalone])]:
                 stream.finish()
             self._requests.clear()
             self._resumable.clear()

@@ -50,19 +50,17 @@ from ..protocol._errors import (
 from ..protocol._era import EraDecision, decide_era
 from ..protocol._headers import PROTOCOL_VERSION_HEADER, check_param_headers, header_params
 from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Message, MessageCodec, Notification, Request
-from ._asgi import (
+from ._http_common import (
     ADMISSION_CODES,
-    JSON,
     KEEPALIVE,
     SSE_HEADERS,
     SSE_KEEPALIVE,
-    Receive,
-    Send,
     admission_status,
     error_body,
-    respond,
+    respond_json,
     watch_disconnect,
 )
+from .h1 import Responder
 from ..protocol._session import SessionState
 from ..protocol._envelope import STATELESS_VERSIONS
 from ..protocol._versions import ALL_VERSIONS
@@ -73,7 +71,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mcp_trio.http.stateless")
 
 #: JSON-RPC error -> HTTP status of a stateless answer given as JSON (others: 200; admission
-#: refusals: ``_asgi.admission_status``).
+#: refusals: ``_http_common.admission_status``).
 _STATUS = {
     PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
     MISSING_CLIENT_CAPABILITY: 400, UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404,
@@ -134,20 +132,20 @@ class Exchange:
         raise McpError(f"{method}: a stateless request cannot send requests to its client")  # pragma: no cover
 
 
-async def _respond_error(send: Send, rid: Any, error: McpError, status: int | None = None,
+async def _respond_error(responder: Responder, rid: Any, error: McpError, status: int | None = None,
                          headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await respond(send, _STATUS.get(error.code, 200) if status is None else status, error_body(error, rid), headers=headers or [])
+    await respond_json(responder, _STATUS.get(error.code, 200) if status is None else status, error_body(error, rid), headers or ())
 
 
 async def post(app: StatelessHost, message: Message, decision: EraDecision, headers: dict[str, str], repeated: set[str],
-               principal: Principal | None, peer: str | None, wants_sse: bool, receive: Receive, send: Send) -> None:
+               principal: Principal | None, peer: str | None, wants_sse: bool, responder: Responder) -> None:
     """Answer one stateless POST (its body already read and decoded into ``message``, its era
     decided: ``decision``, with ``headers`` folded)."""
     kind = type(message)
     if kind is Notification:
         version = headers.get(PROTOCOL_VERSION_HEADER, "")
         if version not in STATELESS_VERSIONS:
-            await _respond_error(send, None, UnsupportedProtocolVersion(
+            await _respond_error(responder, None, UnsupportedProtocolVersion(
                 "unsupported protocol version in the MCP-Protocol-Version header", {"supported": list(ALL_VERSIONS)}))
             return
         note: Notification = message  # type: ignore[assignment]
@@ -156,16 +154,15 @@ async def post(app: StatelessHost, message: Message, decision: EraDecision, head
             era = decide_era(note.method, note.params, headers, repeated)
             await _kernel.notify(Exchange(app, principal, peer, None),
                                  InFlight(None, note.method, note.params, era if era.error is None else None))
-        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
+        await responder.respond(202)
         return
     if kind is not Request:
-        await _respond_error(send, None, McpError("the body must be one JSON-RPC request or notification",
+        await _respond_error(responder, None, McpError("the body must be one JSON-RPC request or notification",
                                                   code=INVALID_REQUEST))
         return
     request: Request = message  # type: ignore[assignment]
     if request.method == "subscriptions/listen" and not wants_sse:
-        await _respond_error(send, request.id, McpError(
+        await _respond_error(responder, request.id, McpError(
             "not acceptable: a listen stream is text/event-stream; list it in Accept", code=INVALID_REQUEST), 406)
         return
     try:
@@ -173,14 +170,14 @@ async def post(app: StatelessHost, message: Message, decision: EraDecision, head
             raise decision.error
         _check_tool_headers(app, decision, headers, repeated)
     except McpError as exc:
-        await _respond_error(send, request.id, exc)
+        await _respond_error(responder, request.id, exc)
         return
     if app.supervisor.shutting_down.is_set():
-        await _respond_error(send, request.id, ShuttingDown("server shutting down"), 503, [(b"retry-after", b"1")])
+        await _respond_error(responder, request.id, ShuttingDown("server shutting down"), 503, [(b"retry-after", b"1")])
         return
     call = InFlight(request.id, request.method, request.params, decision)
     await _run(app, call, principal, peer, wants_sse and not (app.json_response and request.method != "subscriptions/listen"),
-               receive, send)
+               responder)
 
 
 def _check_tool_headers(app: StatelessHost, decision: EraDecision, headers: dict[str, str], repeated: set[str]) -> None:
@@ -213,7 +210,7 @@ def _declared(tool: Any) -> dict[tuple[str, ...], tuple[str, str | None]]:
 
 
 async def _run(app: StatelessHost, call: InFlight, principal: Principal | None,
-               peer: str | None, streaming: bool, receive: Receive, send: Send) -> None:
+               peer: str | None, streaming: bool, responder: Responder) -> None:
     sink = _Sink() if streaming else None
     exchange = Exchange(app, principal, peer, sink)
     request_id_var.set(call.id)
@@ -230,25 +227,38 @@ async def _run(app: StatelessHost, call: InFlight, principal: Principal | None,
                 sink.send.close()
 
     outcome = "cancelled"
-    last: list[dict[str, Any]] = []
+    answer: _Answer | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(watch_disconnect, responder, nursery.cancel_scope)
             if sink is None:
                 await run()
-                outcome, last = _json_answer(app, exchange, reply[0])
+                answer = _json_answer(app, exchange, reply[0])
             else:
                 nursery.start_soon(run)
-                outcome, last = await _answer_stream(app, send, exchange, sink, reply)
+                answer = await _answer_stream(app, responder, exchange, sink, reply)
             nursery.cancel_scope.cancel()
-        # The response's last message goes out after the disconnect watcher is gone: sending
-        # it ends the exchange, and the server answers that with http.disconnect. Were the
-        # watcher still there, it would cancel the send half-way, and with it the server's
-        # own bookkeeping (``Connection: close``, the keep-alive timer): the socket would leak.
-        for message in last:
-            await send(message)
+        # The response's last piece goes out after the disconnect watcher is gone, so that
+        # nothing cancels it half-way (and with it the engine's own bookkeeping).
+        if answer is not None:
+            outcome = answer.outcome
+            if answer.streamed:
+                await responder.send(answer.body)
+                await responder.end()
+            else:
+                await respond_json(responder, answer.status, answer.body, answer.headers)
     finally:
         metrics.observe(call.method, outcome, time.perf_counter() - started)
+
+
+class _Answer:
+    """The end of an answer: a whole JSON response, or the last event of an SSE stream."""
+
+    __slots__ = ("body", "headers", "outcome", "status", "streamed")
+
+    def __init__(self, outcome: str, body: bytes, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
+                 streamed: bool = False) -> None:
+        self.outcome, self.body, self.status, self.headers, self.streamed = outcome, body, status, headers or [], streamed
 
 
 def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]:
@@ -263,16 +273,14 @@ def _encode_reply(exchange: Exchange, message: Message) -> tuple[bytes, Message]
         return exchange.codec.encode(replacement), replacement
 
 
-def _json_answer(app: StatelessHost, exchange: Exchange, message: Message) -> tuple[str, list[dict[str, Any]]]:
-    """The outcome and the ASGI messages of a JSON answer."""
+def _json_answer(app: StatelessHost, exchange: Exchange, message: Message) -> _Answer:
+    """A JSON answer: its outcome, status, headers and body."""
     body, message = _encode_reply(exchange, message)
     error = message.error if type(message) is ErrorResponse else None  # type: ignore[union-attr]
-    status, extra = 200, []
-    if error is not None:
-        status, extra = _status(app, error)
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), *extra]}
-    return ("ok" if error is None else "error"), [start, {"type": "http.response.body", "body": body}]
+    if error is None:
+        return _Answer("ok", body)
+    status, extra = _status(app, error)
+    return _Answer("error", body, status, extra)
 
 
 def _status(app: StatelessHost, error: ErrorObject) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -283,10 +291,10 @@ def _status(app: StatelessHost, error: ErrorObject) -> tuple[int, list[tuple[byt
     return _STATUS.get(error.code, 200), []
 
 
-async def _answer_stream(app: StatelessHost, send: Send, exchange: Exchange, sink: _Sink,
-                         reply: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+async def _answer_stream(app: StatelessHost, responder: Responder, exchange: Exchange, sink: _Sink,
+                         reply: list[Message]) -> _Answer:
     """JSON if the request finishes first, silently; else SSE until the reply (see the module).
-    Returns the outcome and the last ASGI message(s), which the caller sends."""
+    Returns the answer's end, which the caller writes."""
     first: bytes | None = None
     done = False
     with trio.move_on_after(SSE_KEEPALIVE):
@@ -296,16 +304,14 @@ async def _answer_stream(app: StatelessHost, send: Send, exchange: Exchange, sin
             done = True
     if done:
         return _json_answer(app, exchange, reply[0])
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    chunk = first if first is not None else KEEPALIVE
+    await responder.start(200, SSE_HEADERS, first if first is not None else KEEPALIVE)
     while True:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
         chunk = KEEPALIVE
         with trio.move_on_after(SSE_KEEPALIVE):
             try:
                 chunk = await sink.receive.receive()
             except trio.EndOfChannel:
                 break
+        await responder.send(chunk)
     body, message = _encode_reply(exchange, reply[0])
-    outcome = "ok" if type(message) is not ErrorResponse else "error"
-    return outcome, [{"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}]
+    return _Answer("ok" if type(message) is not ErrorResponse else "error", b"data: " + body + b"\n\n", streamed=True)

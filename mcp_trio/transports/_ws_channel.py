@@ -2,7 +2,7 @@
 
 ``WebSocketChannel`` is the session's ``trio.abc.Channel[bytes]`` for a WebSocket whatever
 accepted it: the WebSocket server (``websocket.py``, its own handshake) and ``/ws`` on the
-HTTP port when the h1 engine serves it (``h1/_asgi.py``). The session's reader *is* the
+HTTP port (``http.py``, the h1 engine's upgrade hand-off). The session's reader *is* the
 WebSocket reader: ``receive`` reads the socket and turns wsproto frames into whole messages
 (no reader task of its own, no channel hop), bounding what a partial message costs (one
 ``bytearray`` of its size). ``SocketIO`` is a TCP socket with one trip through the scheduler
@@ -76,17 +76,18 @@ class SocketIO(trio.abc.Stream):
         while True:
             try:
                 data = sock.recv(max_bytes or RECEIVE_SIZE)
+                break
             except BlockingIOError:
                 if sock.fileno() < 0:
                     raise trio.ClosedResourceError("socket closed") from None
-                await trio.lowlevel.wait_readable(sock)
-                waited = True
             except OSError as exc:
                 if sock.fileno() < 0:
                     raise trio.ClosedResourceError("socket closed") from None
                 raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-            else:
-                break
+            # Waited for outside the except block: there, the BlockingIOError (its traceback
+            # and strings, about 400 bytes) would be held for as long as the peer is quiet.
+            await trio.lowlevel.wait_readable(sock)
+            waited = True
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return data
@@ -135,12 +136,13 @@ def _close_now(stream: trio.abc.Stream) -> bool:
     """Close ``stream``'s socket at once, without awaiting; False if it has none."""
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
-    if isinstance(stream, SocketIO):
-        stream.close_now()
-    elif isinstance(stream, trio.SocketStream):
+    if isinstance(stream, trio.SocketStream):
         stream.socket.close()
-    else:
+        return True
+    close_now = getattr(stream, "close_now", None)  # SocketIO, or the h1 engine's SocketStream
+    if close_now is None:
         return False
+    close_now()
     return True
 
 

@@ -40,15 +40,15 @@ Choices a client can see:
 
 Origin and Host (DNS rebinding defence), capacity, the credential and the caller's session
 quota are checked at the handshake by ``_sessions.SessionGate``, the same admission as ``/ws``
-on the HTTP port (its Host/Origin policy: ``_gate.HostPolicy``).
+on the HTTP port (its Host/Origin policy: ``_gate.HostPolicy``). What happens after the
+handshake (the session, its heartbeat and idle timeout, the close codes) is
+``_ws_sessions.WebSocketSessions``'s, shared with ``/ws`` on the HTTP port.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import logging
-import math
 import os
 import socket as socket_module
 from collections.abc import Iterable, Sequence
@@ -56,17 +56,15 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
-from wsproto.utilities import generate_accept_token
 
-from ..serving._connection import Connection
-from .._containment import run_session
 from .._limiter import RateLimits
 from .._limits import Limits
 from .._server import Server
 from ..serving._supervisor import Supervisor
 from ._gate import HostPolicy, TrustedProxies, check_head
 from ._sessions import SessionGate, SessionRefused
-from ._ws_channel import CLOSE_NORMAL, RECEIVE_SIZE, SocketIO, WebSocketChannel, _peer_host
+from ._ws_channel import RECEIVE_SIZE, SocketIO, WebSocketChannel, _peer_host
+from ._ws_sessions import SUBPROTOCOL, UpgradeRefused, WebSocketSessions, accept_head, check_upgrade
 
 if TYPE_CHECKING:
     import ssl
@@ -76,25 +74,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mcp_trio.websocket")
 
-#: The subprotocol selected when the client offers it.
-SUBPROTOCOL = "mcp"
+__all__ = ["SUBPROTOCOL", "WebSocketChannel", "WebSocketServer", "serve_websocket"]
+
 #: Largest HTTP upgrade request head (request line and headers) we read, in bytes.
 MAX_HANDSHAKE_SIZE = 16 * 1024
 #: accept() errors that mean "out of resources for now": wait and retry (as trio does).
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 # -- the handshake ------------------------------------------------------------------------------
-class _Refused(Exception):
-    """The upgrade request is refused with an HTTP status (and a plain-text reason)."""
-
-    def __init__(self, status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = tuple(headers)
-
-
-async def _send_refusal(stream: trio.abc.Stream, refused: _Refused) -> None:
+async def _send_refusal(stream: trio.abc.Stream, refused: UpgradeRefused) -> None:
     from http import HTTPStatus
 
     try:
@@ -104,20 +92,8 @@ async def _send_refusal(stream: trio.abc.Stream, refused: _Refused) -> None:
     body = (refused.reason + "\n").encode()
     head = [f"HTTP/1.1 {refused.status} {phrase}", "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}", "Connection: close"]
-    head += [f"{name}: {value}" for name, value in refused.headers]
+    head += [f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in refused.headers]
     await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-
-
-def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[str]:
-    """The comma-separated tokens of every ``name`` header, stripped and lowercased."""
-    return [token.strip().lower() for key, value in headers if key == name for token in value.decode("latin-1").split(",") if token.strip()]
-
-
-def _one(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    values = [value for key, value in headers if key == name]
-    if len(values) > 1:
-        raise _Refused(400, f"more than one {name.decode()} header")
-    return values[0].decode("latin-1") if values else None
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -147,8 +123,8 @@ class WebSocketServer:
         self.gate = SessionGate(supervisor, policy, authenticator)
         self.scheme = scheme
         self.addresses: list[tuple[str, int]] = []
-        #: Live sessions (accepted WebSockets).
-        self.channels: set[WebSocketChannel] = set()
+        #: Live sessions (set once serving: it needs the sessions nursery).
+        self.sessions: WebSocketSessions | None = None
         #: TCP connections still in the opening handshake.
         self.handshaking = 0
         self.refused: dict[int, int] = {}
@@ -156,6 +132,11 @@ class WebSocketServer:
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
         self._reaping = trio.CancelScope()
+
+    @property
+    def channels(self) -> set[WebSocketChannel]:
+        """Live sessions (accepted WebSockets)."""
+        return self.sessions.channels if self.sessions is not None else set()
 
     @property
     def port(self) -> int:
@@ -185,6 +166,7 @@ class WebSocketServer:
         limits = self.limits
         async with trio.open_nursery() as sessions:
             self._nursery = sessions
+            self.sessions = WebSocketSessions(self.supervisor, sessions)
             for listener in listeners:
                 inner = listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
                 if isinstance(inner, trio.SocketListener):
@@ -199,8 +181,7 @@ class WebSocketServer:
             self._reaping.cancel()
             for scope in list(self._handshakes):
                 scope.cancel()
-            for channel in list(self.channels):
-                sessions.start_soon(channel.answer_peer_close)
+            self.sessions.drain()
             # Sessions drain by themselves (grace period, then the writer, then the closing
             # handshake); this bound only catches what would outlive all three.
             sessions.cancel_scope.deadline = trio.current_time() + limits.grace_period + limits.send_timeout + limits.handshake_timeout + 1.0
@@ -244,18 +225,8 @@ class WebSocketServer:
             if opened is None:
                 return
             trailing, principal, quota, client = opened
-            try:
-                channel = WebSocketChannel(stream, self.limits, self.supervisor.shutting_down, trailing_data=trailing)
-                connection = Connection(self.supervisor, channel, principal=principal, peer=client)
-                channel.connection = connection
-                channel.quiet_since = channel.idle_since = trio.current_time()
-                self.channels.add(channel)
-                try:
-                    await run_session(f"WebSocket session {connection.session_id}", connection.run)
-                finally:
-                    self.channels.discard(channel)
-            finally:
-                self.supervisor.quotas.release("sessions", quota)
+            assert self.sessions is not None
+            await self.sessions.run(stream, trailing, principal, quota, client)
         except Exception:
             logger.exception("websocket connection failed")
         finally:
@@ -294,121 +265,45 @@ class WebSocketServer:
                     request = event
                     refusal = check_head(list(event.headers))  # before waiting for any body
                     if refusal is not None:
-                        raise _Refused(refusal.status, refusal.message)
+                        raise UpgradeRefused(refusal.status, refusal.message)
                 elif type(event) is h11.Data:
-                    raise _Refused(400, "a WebSocket upgrade request has no body")
+                    raise UpgradeRefused(400, "a WebSocket upgrade request has no body")
                 elif type(event) is h11.EndOfMessage or event is h11.PAUSED:
                     break
                 else:  # ConnectionClosed: the peer left before finishing its request
                     return None
             assert request is not None
-            key, subprotocol = self._check(request)
+            key, subprotocol = check_upgrade(request.method.decode("latin-1"), list(request.headers))
             client = _peer_host(stream)
             if self.proxies is not None:  # behind trusted proxies: the client they name
                 client = self.proxies.client(client, request.headers).address
             try:
                 principal, quota = await self.gate.admit(list(request.headers), client, len(self.channels))
             except SessionRefused as refused:
-                raise _Refused(refused.status, refused.message,
-                               [(name.decode("latin-1"), value.decode("latin-1")) for name, value in refused.headers]) from None
+                raise UpgradeRefused(refused.status, refused.message, refused.headers) from None
         except h11.RemoteProtocolError as exc:
             # Never quote h11's message: it holds the offending line, which may carry a token.
             self._refuse(exc.error_status_hint)
-            await _send_refusal(stream, _Refused(exc.error_status_hint, "bad HTTP request: malformed request line or header"))
+            await _send_refusal(stream, UpgradeRefused(exc.error_status_hint, "bad HTTP request: malformed request line or header"))
             return None
-        except _Refused as refused:
+        except UpgradeRefused as refused:
             self._refuse(refused.status)
             logger.debug("upgrade refused (%d): %s", refused.status, refused.reason)
             await _send_refusal(stream, refused)
             return None
-        head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
-                f"Sec-WebSocket-Accept: {generate_accept_token(key.encode()).decode()}"]
-        if subprotocol is not None:
-            head.append(f"Sec-WebSocket-Protocol: {subprotocol}")
         trailing, _ = http.trailing_data
         try:
-            await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            await stream.send_all(accept_head(key, subprotocol))
         except BaseException:
             self.supervisor.quotas.release("sessions", quota)
             raise
         return bytes(trailing), principal, quota, client
 
-    def _check(self, request: h11.Request) -> tuple[str, str | None]:
-        """Validate the upgrade itself: (key, subprotocol), or ``_Refused``. Who may open a
-        session is the gate's (``SessionGate.admit``), next."""
-        headers = list(request.headers)
-        if request.method != b"GET":
-            raise _Refused(405, "a WebSocket upgrade is a GET request", [("Allow", "GET")])
-        if "websocket" not in _tokens(headers, b"upgrade") or "upgrade" not in _tokens(headers, b"connection"):
-            raise _Refused(426, f'this endpoint serves MCP over WebSocket: connect with a WebSocket client (subprotocol "{SUBPROTOCOL}")',
-                           [("Upgrade", "websocket"), ("Connection", "Upgrade")])
-        if _one(headers, b"sec-websocket-version") != "13":
-            raise _Refused(426, "unsupported WebSocket version: 13 is supported", [("Sec-WebSocket-Version", "13")])
-        key = _one(headers, b"sec-websocket-key")
-        try:
-            valid_key = key is not None and len(base64.b64decode(key.strip(), validate=True)) == 16
-        except ValueError:
-            valid_key = False
-        if not valid_key:
-            raise _Refused(400, "missing or malformed Sec-WebSocket-Key")
-        _one(headers, b"host")  # two are refused here, as the gate refuses them on HTTP
-        _one(headers, b"origin")
-        subprotocol = SUBPROTOCOL if SUBPROTOCOL in _tokens(headers, b"sec-websocket-protocol") else None
-        return key.strip(), subprotocol  # type: ignore[union-attr]
-
-    # -- heartbeat and idle timeout ---------------------------------------------------------
     async def _reap(self) -> None:
-        """One task for every session: pings quiet peers, drops dead ones, closes idle ones.
-
-        Each round compares counters the sessions bump (an int increment on the hot path, no
-        clock read), so a deadline is met to within a round: a quarter of the shortest of
-        ``heartbeat_interval`` and ``idle_timeout`` (0 disables either).
-        """
-        heartbeat = self.limits.heartbeat_interval
-        idle = self.limits.idle_timeout
-        periods = [period for period in (heartbeat, idle) if 0 < period < math.inf]
-        if not periods:
-            return
+        """Heartbeat and idle timeout of every session (``WebSocketSessions.reap``), until shutdown."""
+        assert self.sessions is not None
         with self._reaping:
-            while True:
-                await trio.sleep(min(periods) / 4)
-                now = trio.current_time()
-                for channel in self.channels:
-                    if not channel.closing and not channel.dead:
-                        self._watch(channel, now, heartbeat, idle)
-
-    def _watch(self, channel: WebSocketChannel, now: float, heartbeat: float, idle: float) -> None:
-        if channel.received != channel.seen_received or not channel._reading:
-            # Heard from the peer (or not listening to it: then its silence proves nothing).
-            channel.seen_received = channel.received
-            channel.quiet_since = now
-            channel.ping_at = None
-        elif heartbeat > 0:
-            if channel.ping_at is None:
-                if now - channel.quiet_since >= heartbeat:
-                    channel.ping_at = now
-                    assert self._nursery is not None
-                    self._nursery.start_soon(channel.ping)
-            elif now - channel.ping_at >= heartbeat:
-                assert channel.connection is not None
-                logger.info("session %s: no pong within %g s; dropping the connection", channel.connection.session_id, heartbeat)
-                if not channel.abort():
-                    assert self._nursery is not None
-                    self._nursery.start_soon(channel.drop)
-                return
-        connection = channel.connection
-        assert connection is not None
-        if channel.activity != channel.seen_activity or connection.in_flight:
-            channel.seen_activity = channel.activity
-            channel.idle_since = now
-        elif idle > 0 and now - channel.idle_since >= idle:
-            logger.debug("session %s idle for %g s; closing", connection.session_id, idle)
-            channel.closing = True
-            channel.close_code = CLOSE_NORMAL
-            channel.close_reason = "idle timeout"
-            connection.stop_reading()
-            assert self._nursery is not None
-            self._nursery.start_soon(channel.answer_peer_close)
+            await self.sessions.reap()
 
 
 async def serve_websocket(

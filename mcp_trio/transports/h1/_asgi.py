@@ -1,293 +1,303 @@
-"""An ASGI 3 app served through the engine: the scope, ``receive`` and ``send`` are built here only.
+"""An engine handler served by an ASGI server: the ASGI scope becomes a ``Request``, ``send`` a ``Responder``.
 
-A bridge for today's ``McpHttpApp`` until the HTTP transport answers ``Request``s directly:
+The engine's own interface, ``handler(request, responder)``, is what the HTTP app is written
+against. Where the engine does not serve (HTTP/2 through hypercorn, or an ASGI stack a user
+mounts the app in), ``AsgiHost`` puts the same handler behind ASGI 3:
 
-* HTTP: the engine has read the whole body (within its limits), so the first ``receive``
-  gives it in one message — also without a trip through the scheduler, through the
-  ``receive_nowait`` of the object ``receive`` is bound to. Later ``receive`` calls wait for
-  the client to leave (``http.disconnect``). ``http.response.start`` is held until the first
-  body message, then sent with it: one whole response when that is the last message, a
-  streamed (chunked) one otherwise.
-* WebSocket: the upgrade request is validated (version 13, a key), then the app gets a
-  ``websocket`` scope over the WebSocket transport's own channel (``WebSocketChannel``,
-  wsproto frames, its size and fragment limits, close codes). ``websocket.accept`` writes
-  the 101; a refusal before it is an HTTP answer (``websocket.http.response``). Heartbeat
-  pings are not sent on this path.
-* No lifespan events (the app has nothing to do in them).
+* HTTP: the request's body is read whole first, as the engine does, within
+  ``max_body_size`` (413: from Content-Length before reading any of it, else while counting)
+  and ``request_deadline`` (408). A request with ``Expect: 100-continue`` and a body over the
+  limit is refused before it is read (the ASGI server may have sent ``100 Continue``
+  already: hypercorn does). The handler then gets a ``Request`` (raw path, split from the
+  query, never percent-decoded; the ``root_path`` a router mounted the app at taken off) and
+  an ``AsgiResponder``: ``respond`` is one whole response, ``start``/``send``/``end`` a
+  streamed one, ``wait_disconnected`` waits for ``http.disconnect``.
+* WebSocket scopes go to ``websocket(scope, receive, send)``; ``AsgiWebSocket`` is such a
+  socket as a channel of whole text messages.
+* Lifespan: ``lifespan(receive, send)`` when given, else startup and shutdown are
+  acknowledged.
 
-``scope["path"]`` is percent-decoded, as ASGI defines it; ``raw_path`` is what was sent.
+A handler's failure is that request's: 500 (``error_body``) if nothing was sent yet, else the
+response is cut; logged once, with its traceback.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import ssl
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import unquote
 
 import trio
-from wsproto.utilities import generate_accept_token
 
-from ..._limits import Limits
-from .._ws_channel import WebSocketChannel
-from ._io import bind
-from ._limits import H1Limits
 from ._parser import Request
-from ._server import ErrorBody, H1Server, Responder
-from ._wire import DateHeader, render_head
+from ._server import ErrorBody, Handler, plain_error_body
 
-logger = logging.getLogger("mcp_trio.http.h1")
+logger = logging.getLogger("mcp_trio.http.asgi")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-AsgiApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+WebSocketHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+LifespanHandler = Callable[[Receive, Send], Awaitable[None]]
 
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
-_DISCONNECT: Message = {"type": "http.disconnect"}
-
-
-def _path(raw: bytes) -> str:
-    text = raw.decode("latin-1")
-    return unquote(text) if "%" in text else text
-
-
-class _HttpExchange:
-    """``receive`` and ``send`` of one HTTP request."""
-
-    __slots__ = ("_body", "_ended", "_headers", "_responder", "_status")
-
-    def __init__(self, body: bytes, responder: Responder) -> None:
-        self._body: bytes | None = body
-        self._responder = responder
-        self._status = 0
-        self._headers: Iterable[tuple[bytes, bytes]] = ()
-        self._ended = False
-
-    def receive_nowait(self) -> Message:
-        body = self._body
-        if body is None:
-            raise trio.WouldBlock
-        self._body = None
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def receive(self) -> Message:
-        if self._body is not None:
-            return self.receive_nowait()
-        if not self._ended:
-            await self._responder.wait_disconnected()
-        return _DISCONNECT
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            status = self._status
-            if status:
-                self._status = 0
-                if more:
-                    await self._responder.start(status, self._headers, body)
-                else:
-                    self._ended = True
-                    await self._responder.respond(status, self._headers, body)
-            elif self._ended:
-                raise RuntimeError("ASGI: http.response.body after the response ended")
-            else:
-                if body:
-                    await self._responder.send(body)
-                if not more:
-                    self._ended = True
-                    await self._responder.end()
-        elif kind == "http.response.start":
-            self._status = message["status"]
-            self._headers = message.get("headers", ())
-        else:
-            raise RuntimeError(f"ASGI: unexpected message {kind!r} in an HTTP exchange")
+#: What a write raises when the client has just left (hypercorn's own close races ours).
+_CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
+#: Response headers that are the ASGI server's to write.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_BODYLESS = frozenset({204, 304})
 
 
-class _WebSocketExchange:
-    """``receive`` and ``send`` of one WebSocket, over the WebSocket transport's channel."""
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
-    def __init__(self, stream: trio.abc.Stream, channel: WebSocketChannel, key: bytes, date: bytes) -> None:
-        self._stream = stream
-        self._channel = channel
-        self._key = key
-        self._date = date
-        self._connected = False
-        self.accepted = False
-        self.answered = False  # an HTTP answer (a refusal) was written
-        self.closed = False
-        self._refusal: tuple[int, list[tuple[bytes, bytes]]] | None = None
 
-    async def receive(self) -> Message:
-        if not self._connected:
-            self._connected = True
-            return {"type": "websocket.connect"}
-        if not self.accepted or self.closed:
+class AsgiResponder:
+    """The ``Responder`` of one ASGI HTTP exchange (see ``h1.Responder``)."""
+
+    __slots__ = ("_disconnected", "_method", "_receive", "_send", "_started", "_streaming", "done")
+
+    def __init__(self, receive: Receive, send: Send, method: str) -> None:
+        self._receive = receive
+        self._send = send
+        self._method = method
+        self._started = self._streaming = self.done = False
+        self._disconnected = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    def _begin(self, status: int) -> None:
+        if self._started:
+            raise RuntimeError("this request has already been answered (or its answer started)")
+        if status < 200:
+            raise ValueError(f"status {status}: informational responses are the server's")
+        self._started = True
+
+    async def respond(self, status: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> None:
+        self._begin(status)
+        self.done = True
+        framing = [] if status in _BODYLESS else [(b"content-length", b"%d" % len(body))]
+        await self._send({"type": "http.response.start", "status": status,
+                          "headers": [*(h for h in headers if h[0] not in _FRAMING), *framing]})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def start(self, status: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> None:
+        self._begin(status)
+        self._streaming = True
+        await self._send({"type": "http.response.start", "status": status,
+                          "headers": [h for h in headers if h[0] not in _FRAMING]})
+        await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def send(self, data: bytes) -> None:
+        if not self._streaming or self.done:
+            raise RuntimeError("send() needs a streamed response started with start() and not ended")
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        if not self._streaming or self.done:
             await trio.lowlevel.checkpoint()
-            return {"type": "websocket.disconnect", "code": 1006}
-        try:
-            data = await self._channel.receive()
-        except trio.EndOfChannel:
-            return {"type": "websocket.disconnect", "code": self._channel.close_code or 1005}
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return {"type": "websocket.disconnect", "code": 1006}
-        return {"type": "websocket.receive", "text": data.decode()}
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "websocket.send":
-            text = message.get("text")
-            if text is None:
-                raise ValueError("ASGI: binary WebSocket messages are not supported here")
-            await self._channel.send(text.encode())
-        elif kind == "websocket.accept":
-            await self._accept(message)
-        elif kind == "websocket.close":
-            if not self.accepted:
-                await self.refuse(403)
-                return
-            self._channel.close_code = message.get("code", 1000)
-            self._channel.close_reason = message.get("reason") or ""
-            await self.close()
-        elif kind == "websocket.http.response.start":
-            self._refusal = (message["status"], list(message.get("headers", ())))
-        elif kind == "websocket.http.response.body":
-            if self._refusal is None:
-                raise RuntimeError("ASGI: websocket.http.response.body before its start")
-            status, headers = self._refusal
-            await self._answer(status, headers, message.get("body", b""))
-        else:
-            raise RuntimeError(f"ASGI: unexpected message {kind!r} in a WebSocket exchange")
-
-    async def _accept(self, message: Message) -> None:
-        if self.accepted or self.answered:
-            raise RuntimeError("ASGI: websocket.accept twice, or after an HTTP answer")
-        head = [b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n",
-                b"sec-websocket-accept: %b\r\n" % generate_accept_token(self._key)]
-        subprotocol = message.get("subprotocol")
-        if subprotocol:
-            head.append(b"sec-websocket-protocol: %b\r\n" % subprotocol.encode("latin-1"))
-        for name, value in message.get("headers", ()):
-            head += (name, b": ", value, b"\r\n")
-        head.append(b"\r\n")
-        self.accepted = True
-        await self._stream.send_all(b"".join(head))
-
-    async def refuse(self, status: int) -> None:
-        await self._answer(status, [(b"content-type", b"text/plain")], b"WebSocket refused\n")
-
-    async def _answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        if self.accepted or self.answered:
-            raise RuntimeError("ASGI: an HTTP answer after the WebSocket was accepted or answered")
-        self.answered = True
-        await _http_answer(self._stream, status, headers, body, self._date)
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self._channel.aclose()
-
-
-async def _http_answer(stream: trio.abc.Stream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                       date: bytes) -> None:
-    """An HTTP answer to an upgrade request that is not accepted (the connection closes after)."""
-    head, _ = render_head(status, headers, b"content-length: %d\r\n" % len(body), date, True)
-    await stream.send_all(head + body)
-
-
-class AsgiAdapter:
-    """Serves ``app`` (ASGI 3) through the engine: ``handle`` for HTTP, ``upgrade`` for WebSocket.
-
-    ``limits`` are the WebSocket side's (message size and fragments, send and close
-    timeouts); ``shutting_down`` picks the close code 1001 over 1000 when it is set.
-    """
-
-    def __init__(self, app: AsgiApp, limits: Limits, shutting_down: trio.Event, *,
-                 server_address: tuple[str, int] | None = None) -> None:
-        self.app = app
-        self.limits = limits
-        self.shutting_down = shutting_down
-        self.server_address = server_address
-        self._date = DateHeader()
-
-    def _scope(self, kind: str, scheme: str, request: Request) -> Scope:
-        path = request.path
-        return {
-            "type": kind,
-            "asgi": _ASGI,
-            "http_version": request.http_version,
-            "scheme": scheme,
-            "path": _path(path),
-            "raw_path": path,
-            "query_string": request.query,
-            "root_path": "",
-            "headers": request.headers,
-            "client": request.client,
-            "server": self.server_address,
-        }
-
-    async def handle(self, request: Request, responder: Responder) -> None:
-        scope = self._scope("http", request.scheme, request)
-        scope["method"] = request.method
-        exchange = _HttpExchange(request.body, responder)
-        await self.app(scope, exchange.receive, exchange.send)
-
-    async def upgrade(self, request: Request, stream: trio.abc.Stream, data: bytes) -> None:
-        key = request.header(b"sec-websocket-key") or b""
-        try:
-            valid = len(base64.b64decode(key, validate=True)) == 16
-        except ValueError:
-            valid = False
-        date = self._date.line()
-        if request.header(b"sec-websocket-version") != b"13" or not valid:
-            await _http_answer(stream, 426 if valid else 400, [(b"content-type", b"text/plain"), (b"sec-websocket-version", b"13")],
-                               b"bad WebSocket handshake: send Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key\n", date)
             return
-        channel = WebSocketChannel(stream, self.limits, self.shutting_down, trailing_data=data)
-        exchange = _WebSocketExchange(stream, channel, key, date)
-        protocols = request.header(b"sec-websocket-protocol")
-        scope = self._scope("websocket", "wss" if request.scheme == "https" else "ws", request)
-        scope["subprotocols"] = [p.strip() for p in protocols.decode("latin-1").split(",")] if protocols else []
-        scope["extensions"] = {"websocket.http.response": {}}
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        finally:
-            with trio.CancelScope(shield=True) as finishing:
-                finishing.deadline = trio.current_time() + self.limits.send_timeout + self.limits.handshake_timeout
-                if exchange.accepted:
-                    await exchange.close()
-                elif not exchange.answered:
-                    await exchange.refuse(403)  # returned without accepting (ASGI: 403)
+        self.done = True
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def wait_disconnected(self) -> None:
+        while not self._disconnected:
+            if (await self._receive())["type"] == "http.disconnect":
+                self._disconnected = True
 
 
-async def serve_asgi(app: AsgiApp, limits: Limits, h1_limits: H1Limits | None = None, *, host: str = "127.0.0.1",
-                     port: int = 0, certfile: str | None = None, keyfile: str | None = None, reuse_port: bool = False,
-                     error_body: ErrorBody | None = None, shutdown_trigger: Callable[[], Awaitable[Any]],
-                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` on ``host:port`` until ``shutdown_trigger`` returns, then drain.
+class AsgiHost:
+    """``handler`` (and ``websocket``) as an ASGI 3 application (see the module docstring).
 
-    Reports the bound addresses as ``scheme://host:port`` strings, as ``hypercorn.trio.serve``
-    does, so ``serve_http`` can take either.
+    ``max_body_size`` and ``request_deadline`` (0: none) bound the body read before the
+    handler runs; ``error_body`` shapes the refusals and 500s written here.
     """
-    ssl_context = None
-    if certfile is not None:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(certfile, keyfile)
-        ssl_context.set_alpn_protocols(["http/1.1"])
-    sockets = await bind(host, port, reuse_port=reuse_port)
-    shutting_down = trio.Event()
-    host_port = sockets[0].getsockname()[:2]
-    adapter = AsgiAdapter(app, limits, shutting_down, server_address=(str(host_port[0]), int(host_port[1])))
-    server = H1Server(adapter.handle, h1_limits or H1Limits.from_limits(limits), on_upgrade=adapter.upgrade,
-                      error_body=error_body, ssl_context=ssl_context)
-    scheme = "https" if ssl_context is not None else "http"
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve, sockets)
-        binds = [f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in server.addresses]
-        task_status.started(binds)
-        await shutdown_trigger()
-        shutting_down.set()
-        server.shutdown()
+
+    def __init__(self, handler: Handler, *, max_body_size: int, request_deadline: float,
+                 websocket: WebSocketHandler | None = None, lifespan: LifespanHandler | None = None,
+                 error_body: ErrorBody | None = None) -> None:
+        self.handler = handler
+        self.websocket = websocket
+        self.lifespan = lifespan
+        self.max_body_size = max_body_size
+        self.request_deadline = request_deadline if request_deadline > 0 else math.inf
+        self.error_body = error_body or plain_error_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            if self.websocket is not None:
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+        elif kind == "lifespan":
+            if self.lifespan is not None:
+                await self.lifespan(receive, send)
+            else:
+                await _acknowledge_lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        responder = AsgiResponder(receive, send, method)
+        try:
+            try:
+                body = await self._body(scope["headers"], receive)
+            except _Refused as refused:
+                await self._answer_error(responder, refused.status, refused.message, close=True)
+                return
+            await self.handler(_request(scope, method, body), responder)
+        except Exception as exc:
+            if _client_gone(exc):
+                logger.debug("client gone during %s %r", method, scope.get("path"))
+                return
+            logger.exception("HTTP handler failed on %s %r", method, scope.get("path"))
+            if not responder.started:
+                await self._answer_error(responder, 500, "internal server error")
+            return
+        if responder._streaming and not responder.done:
+            await responder.end()
+        elif responder.disconnected:
+            logger.debug("client gone before %s %r was answered", method, scope.get("path"))
+        elif not responder.started:
+            logger.error("HTTP handler returned without answering %s %r", method, scope.get("path"))
+            await self._answer_error(responder, 500, "internal server error: no response")
+
+    async def _answer_error(self, responder: AsgiResponder, status: int, message: str, *, close: bool = False) -> None:
+        content_type, body = self.error_body(status, message)
+        headers = [(b"content-type", content_type)]
+        if close:
+            headers.append((b"connection", b"close"))
+        try:
+            await responder.respond(status, headers, body)
+        except _CLIENT_GONE:
+            logger.debug("client gone before the %d answer", status)
+
+    async def _body(self, headers: Iterable[tuple[bytes, bytes]], receive: Receive) -> bytes:
+        """The whole body, within the size limit and the request deadline (413, 408)."""
+        limit = self.max_body_size
+        expected = -1
+        for name, value in headers:
+            if name == b"content-length":
+                expected = int(value) if value.strip().isdigit() else -1  # the server has validated it
+                if expected > limit:
+                    raise _Refused(413, f"request body of {expected} bytes exceeds the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        with trio.move_on_after(self.request_deadline) as waited:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _Refused(400, "client disconnected")
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise _Refused(413, f"request body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+                # With Content-Length, the last byte is the end: no wait for the empty message.
+                if not message.get("more_body", False) or size == expected:
+                    break
+        if waited.cancelled_caught:
+            raise _Refused(408, f"request body not received within {self.request_deadline:g} s")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _request(scope: Scope, method: str, body: bytes) -> Request:
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    root = scope.get("root_path")
+    prefix = b""
+    if root:
+        prefix = root.encode("utf-8")
+        if raw.startswith(prefix) and raw[len(prefix):len(prefix) + 1] in (b"", b"/"):
+            raw = raw[len(prefix):] or b"/"
+    query = scope.get("query_string", b"")
+    request = Request(method, raw + b"?" + query if query else raw, [(name, value) for name, value in scope["headers"]], body,
+                      scope.get("http_version", "1.1"), True)
+    request.root_path = prefix
+    client = scope.get("client")
+    request.client = (str(client[0]), int(client[1])) if client else None
+    request.scheme = scope.get("scheme", "http")
+    return request
+
+
+def _client_gone(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_gone(inner) for inner in exc.exceptions)
+    return isinstance(exc, _CLIENT_GONE)
+
+
+async def _acknowledge_lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+#: WebSocket close codes.
+_GOING_AWAY = 1001
+_UNSUPPORTED_DATA = 1003
+
+
+class AsgiWebSocket(trio.abc.Channel[bytes]):
+    """An accepted ASGI WebSocket as a message channel: one message per text frame.
+
+    The message size limit is the ASGI server's (hypercorn: ``websocket_max_message_size``,
+    close 1009); so are pings (``websocket_ping_interval``) and the answer to a client's close
+    frame. A binary frame closes the connection with 1003; so much silence
+    (``idle_timeout``, nothing ``busy``) with 1000 and ``idle timeout``; graceful shutdown
+    with 1001, as the WebSocket transport does.
+    """
+
+    def __init__(self, receive: Receive, send: Send, idle_timeout: float, shutting_down: trio.Event) -> None:
+        self._receive = receive
+        self._send = send
+        self._idle = idle_timeout if idle_timeout > 0 else math.inf
+        self._shutting_down = shutting_down
+        self._disconnected = False
+        self._close: tuple[int, str] | None = None
+        self.busy: Callable[[], bool] = lambda: False
+
+    async def receive(self) -> bytes:
+        while True:
+            with trio.move_on_after(self._idle):
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is not None:
+                        return text.encode()
+                    self._close = (_UNSUPPORTED_DATA, "binary frames are not supported: send each JSON-RPC message as one text frame")
+                    raise trio.EndOfChannel
+                if kind == "websocket.disconnect":
+                    self._disconnected = True
+                    raise trio.EndOfChannel
+                continue
+            if not self.busy():
+                self._close = (1000, "idle timeout")
+                raise trio.EndOfChannel
+
+    async def send(self, data: bytes) -> None:
+        if self._disconnected:
+            raise trio.BrokenResourceError("WebSocket closed by the peer")
+        await self._send({"type": "websocket.send", "text": data.decode()})
+
+    async def aclose(self) -> None:
+        if not self._disconnected:
+            self._disconnected = True
+            code, reason = self._close or ((_GOING_AWAY, "server shutting down") if self._shutting_down.is_set() else (1000, ""))
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})

@@ -41,17 +41,18 @@ class SocketStream(trio.abc.HalfCloseableStream):
         while True:
             try:
                 data = sock.recv(max_bytes or READ_SIZE)
+                break
             except BlockingIOError:
                 if sock.fileno() < 0:
                     raise trio.ClosedResourceError("socket closed") from None
-                await trio.lowlevel.wait_readable(sock)
-                waited = True
             except OSError as exc:
                 if sock.fileno() < 0:
                     raise trio.ClosedResourceError("socket closed") from None
                 raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-            else:
-                break
+            # Waited for outside the except block: there, the BlockingIOError (its traceback
+            # and strings, about 400 bytes) would be held for as long as the peer is quiet.
+            await trio.lowlevel.wait_readable(sock)
+            waited = True
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return data

@@ -1,8 +1,9 @@
 """The engine's limits, each with a named default, in one frozen object.
 
-``H1Limits.from_limits`` derives them from the server's ``Limits`` (body size, request
-deadline, grace period, send timeout); the rest are HTTP/1.1's own and keep their defaults
-until they get settings of their own in ``Limits`` and the CLI.
+``H1Limits.from_limits`` derives them from the server's ``Limits``, where each has its flag,
+config key and environment variable: ``max_head_size``, ``max_headers``,
+``max_message_size`` (the body), ``request_deadline``, ``keep_alive_timeout``,
+``max_http_connections``, ``send_timeout``, ``grace_period``.
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ class H1Limits:
     def from_limits(cls, limits: Limits, **overrides: float) -> H1Limits:
         """The engine's limits for a server with ``limits``; ``overrides`` set the others."""
         values: dict[str, float] = {
+            "max_head_size": limits.max_head_size,
+            "max_headers": limits.max_headers,
             "max_body_size": limits.max_message_size,
             "request_deadline": limits.request_deadline,
+            "keep_alive_timeout": limits.keep_alive_timeout,
+            "max_connections": limits.max_http_connections,
             "grace_period": limits.grace_period,
             "send_timeout": limits.send_timeout,
         }

@@ -171,7 +171,8 @@ class HttpConnection:
                 if not data or self._scope.cancel_called:
                     return  # the client closed, or a deadline or shutdown came with the data
                 parser.feed(data)
-            item = ready.popleft()
+                del data  # an idle connection holds no bytes of the last request
+            item = ready.pop(0)
             if type(item) is Refusal:
                 await self._refuse(item)
                 return
@@ -187,11 +188,17 @@ class HttpConnection:
                 on_upgrade = self._server.on_upgrade
                 if on_upgrade is not None:
                     self.state = _UPGRADED
-                    await on_upgrade(request, self._stream, parser.upgrade_data)
+                    data, parser.upgrade_data = parser.upgrade_data, b""
+                    # The session that follows may last for hours: only the callee keeps the
+                    # request (and may let it go once it has read what it needs).
+                    upgraded = on_upgrade(request, self._stream, data)
+                    del item, request, data
+                    await upgraded
                     return
                 request.keep_alive = False  # what follows its head is not HTTP
             self.state = _HANDLING
             await self._handle(request)
+            del item, request  # nor the request itself, while it waits for the next
             if self._close or self._broken:
                 if ready or parser.in_message:
                     await self._linger()
@@ -226,6 +233,10 @@ class HttpConnection:
                     await self.end()
                 finally:
                     self._request = None
+            elif self.disconnected:
+                # The client left and the app gave up on its answer (it was watching for that).
+                logger.debug("client %s gone before %s %r was answered", self.client, request.method, request.target)
+                self._close = True
             else:
                 logger.error("HTTP handler returned without answering %s %r", request.method, request.target)
                 await self._respond_error(500, "internal server error: no response")

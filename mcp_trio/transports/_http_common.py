@@ -1,6 +1,7 @@
-"""ASGI and HTTP helpers shared by both HTTP eras (``http.py``, ``_stateless_http.py``).
+"""HTTP helpers shared by every HTTP route (``http.py``, ``_stateless_http.py``, ``_legacy_sse.py``).
 
-The ASGI types; a whole JSON answer (``respond``); SSE framing; the watch that cancels an
+They answer through an h1 ``Responder`` (the engine's connection, or the ASGI shim's under
+hypercorn): a whole JSON answer (``respond_json``); SSE framing; the watch that cancels an
 exchange when its client leaves; the one way to build a JSON-RPC error body (``error_body``);
 ``Refused``, an HTTP error answer; and ``admission_status``, the status (and headers) of a
 request refused before its handler ran (429, 403, 503), the same for a session's request and a
@@ -10,7 +11,7 @@ stateless one.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -27,12 +28,10 @@ from ..protocol._errors import (
 )
 from ..protocol._jsonrpc import ErrorObject, RequestId, error_object
 from ._gate import Refusal
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from .h1 import Responder
 
 JSON = b"application/json"
+JSON_HEADERS = [(b"content-type", JSON)]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -44,9 +43,8 @@ KEEPALIVE = b": keep-alive\n\n"
 SSE_KEEPALIVE = 15.0
 #: JSON-RPC errors that refuse a request before its handler: answered with an HTTP status too.
 ADMISSION_CODES = frozenset({RATE_LIMITED, FORBIDDEN, SERVER_OVERLOADED, QUOTA_EXCEEDED})
-#: What a write to hypercorn raises when the client has just left: a 413 or 408 is answered
-#: before the body arrived, and a client that closes as soon as it has read an answer races
-#: hypercorn's own close of the connection (its ``send_eof`` is outside its send lock).
+#: What a write raises when the client has just left (a 413 or 408 is answered before the
+#: body arrived; a client may close as soon as it has read an answer).
 CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
 
 _encode = msgspec.json.Encoder().encode
@@ -59,10 +57,13 @@ def error_body(error: McpError | ErrorObject, rid: RequestId | None = None) -> b
     return _encode({"jsonrpc": "2.0", "id": rid, "error": obj})
 
 
-async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers]})
-    await send({"type": "http.response.body", "body": body})
+def engine_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The engine's own refusals (400, 408, 413, 431...), as JSON-RPC errors like ours."""
+    return JSON, error_body(ErrorObject(SERVER_OVERLOADED if status == 503 else INVALID_REQUEST, message))
+
+
+async def respond_json(responder: Responder, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    await responder.respond(status, [(b"content-type", JSON), *headers], body)
 
 
 class Refused(Exception):
@@ -76,16 +77,16 @@ class Refused(Exception):
         self.data = data
 
 
-async def refuse(send: Send, refused: Refused) -> None:
-    await respond(send, refused.status, error_body(ErrorObject(refused.code, refused.message, refused.data), refused.rid),
-                  headers=refused.headers)
+async def refuse(responder: Responder, refused: Refused) -> None:
+    await respond_json(responder, refused.status, error_body(ErrorObject(refused.code, refused.message, refused.data), refused.rid),
+                       refused.headers)
 
 
-async def refuse_head(send: Send, refusal: Refusal) -> None:
+async def refuse_head(responder: Responder, refusal: Refusal) -> None:
     """Answer a request the gate refused (framing, repeated headers); close if it says so."""
     extra = [(b"connection", b"close")] if refusal.close else []
     code = SERVER_OVERLOADED if refusal.status == 503 else INVALID_REQUEST
-    await respond(send, refusal.status, error_body(ErrorObject(code, refusal.message)), headers=extra)
+    await respond_json(responder, refusal.status, error_body(ErrorObject(code, refusal.message)), extra)
 
 
 def admission_status(error: ErrorObject, authenticator: Any = None) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -114,20 +115,13 @@ def admission_status(error: ErrorObject, authenticator: Any = None) -> tuple[int
     return 503, [(b"retry-after", b"1")]
 
 
-async def watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """Cancel ``scope`` when the client goes away (an SSE response has nothing else to read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def same_caller(owner: Any, caller: Any) -> bool:
+    """Whether ``caller`` (a ``Principal`` or None) may use a session ``owner`` opened: a
+    session is bound to the caller that opened it (no owner: anyone may)."""
+    return owner is None or (caller is not None and caller.kind == owner.kind and caller.subject == owner.subject)
+
+
+async def watch_disconnect(responder: Responder, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (a streamed answer has nothing else to read)."""
+    await responder.wait_disconnected()
     scope.cancel()
-
-
-async def ws_reject(scope: Scope, send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = (),
-                     code: int | None = None) -> None:
-    """Refuse a WebSocket handshake with an HTTP status (403 when the server cannot say more)."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = error_body(ErrorObject(code if code is not None else INVALID_REQUEST if status != 503 else SERVER_OVERLOADED, message))
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", JSON), (b"content-length", b"%d" % len(body)), *headers]})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})
