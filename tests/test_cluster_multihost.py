@@ -52,7 +52,7 @@ class Deployment:
         return f"{self.proxy.url}/mcp"
 
 
-def deploy(directory: Path, *, node_ttl: float = 5.0) -> Iterator[Deployment]:
+def deploy(directory: Path, *, node_ttl: float = 5.0, workers: tuple[int, int] = (2, 2)) -> Iterator[Deployment]:
     redis = RedisServer(directory / "redis")
     redis.start()
     plugins = directory / "plugins"
@@ -61,8 +61,8 @@ def deploy(directory: Path, *, node_ttl: float = 5.0) -> Iterator[Deployment]:
            "MCP_TRIO_REQUEST_STATE_SECRET": secrets.token_urlsafe(32), "MCP_TRIO_CLUSTER_KEY_PREFIX": "multi:"}
     # Host a watches the plugin directory; host b does not (as on a network file system
     # inotify never hears of): it reloads when the bus says another process did.
-    hosts = [McpHost(directory / "a", redis.url, "--plugins", str(plugins), workers=2, env=env),
-             McpHost(directory / "b", redis.url, "--plugins", str(plugins), "--no-watch", workers=2, env=env)]
+    hosts = [McpHost(directory / "a", redis.url, "--plugins", str(plugins), workers=workers[0], env=env),
+             McpHost(directory / "b", redis.url, "--plugins", str(plugins), "--no-watch", workers=workers[1], env=env)]
     proxy = None
     try:
         for host in hosts:
@@ -84,7 +84,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 def text_of(result: Any) -> str:
-    return result.content[0].text
+    """The text of a tool's result: a typed one, or a raw one (a task's, from ``tasks/get``)."""
+    return result["content"][0]["text"] if isinstance(result, dict) else result.content[0].text
 
 
 async def test_the_sdk_clients_session_goes_on_across_hops(deployment: Deployment) -> None:
@@ -146,6 +147,8 @@ async def test_limits_hold_exactly_and_plugins_reach_every_host(deployment: Depl
                 for _ in range(16):
                     nursery.start_soon(call)
             assert sorted(outcomes) == [-32029] * 6 + [0] * 10, outcomes
+            admitted_by = {text_of(await client.call_tool("where")).split("/")[0] for _ in range(4)}
+            assert len(admitted_by) >= 2, admitted_by  # still spread: the bucket is the cluster's, not one process's
 
             write_plugin(deployment.plugins, "late", '''
                 from mcp_trio import Plugin
@@ -170,32 +173,47 @@ async def test_limits_hold_exactly_and_plugins_reach_every_host(deployment: Depl
 
 
 async def test_kill_9_loses_no_session_and_no_acknowledged_task(tmp_path: Path) -> None:
-    for deployment in deploy(tmp_path, node_ttl=1.0):
+    # Host a is one process (the victim: the tasks it acknowledged are known), host b two.
+    for deployment in deploy(tmp_path, node_ttl=1.0, workers=(1, 2)):
+        victim_host = deployment.hosts[0]
+        victim = victim_host.pids()[0]
+        tasks_extension = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
         with trio.fail_after(45):
             async with connect(deployment.url, era="handshake") as session, \
-                    connect(deployment.url, era="stateless", capabilities={"extensions": {"io.modelcontextprotocol/tasks": {}}}) as tasks:
+                    connect(deployment.url, era="stateless", capabilities=tasks_extension) as tasks, \
+                    connect(f"http://127.0.0.1:{victim_host.port}/mcp", era="stateless", capabilities=tasks_extension) as direct:
                 assert text_of(await session.call_tool("where"))
-                created = []
-                for _ in range(8):  # acknowledged: each caller got its id, from some process
-                    raw = await tasks.request("tools/call", {"name": "brew", "arguments": {"seconds": 1.0}})
-                    created.append(raw["taskId"])
-                assert f"cluster                {deployment.redis.url.removesuffix('/0')} (key prefix 'multi:')" in deployment.hosts[0].log.read_text()
-                victim = deployment.hosts[0].pids()[0]
-                deployment.hosts[0].kill9(victim)
+                # Acknowledged by the victim: one done before it dies, two still running then;
+                # and eight through the balancer, on every process.
+                done = (await direct.request("tools/call", {"name": "brew", "arguments": {"seconds": 0}}))["taskId"]
+                running = [(await direct.request("tools/call", {"name": "brew", "arguments": {"seconds": 60}}))["taskId"]
+                           for _ in range(2)]
+                spread = [(await tasks.request("tools/call", {"name": "brew", "arguments": {"seconds": 1.0}}))["taskId"]
+                          for _ in range(8)]
+                while (await tasks.request("tasks/get", {"taskId": done}))["status"] != "completed":
+                    await trio.sleep(0.05)
+                assert f"cluster                {deployment.redis.url.removesuffix('/0')} (key prefix 'multi:')" in victim_host.log.read_text()
+                victim_host.kill9(victim)
                 # The session goes on: every next request is served by a process still alive.
                 after = {text_of(await session.call_tool("where")).split("/")[0] for _ in range(8)}
                 assert str(victim) not in after and len(after) >= 2, (victim, after)
                 # Every acknowledged task is known wherever it is asked for, and settles:
-                # completed, or failed because the process running it died.
-                settled: dict[str, str] = {}
-                while len(settled) < len(created):
-                    for task_id in created:
-                        if task_id in settled:
-                            continue
-                        got = await tasks.request("tasks/get", {"taskId": task_id})
-                        if got["status"] in ("completed", "failed", "cancelled"):
-                            settled[task_id] = got["status"] + (": " + got["error"]["message"] if "error" in got else "")
+                # completed (its result kept), or failed because the process running it died.
+                settled: dict[str, Any] = {}
+                while len(settled) < 1 + len(running) + len(spread):
+                    for task_id in [done, *running, *spread]:
+                        if task_id not in settled:
+                            got = await tasks.request("tasks/get", {"taskId": task_id})
+                            if got["status"] in ("completed", "failed", "cancelled"):
+                                settled[task_id] = got
                     await trio.sleep(0.1)
-                assert all(s == "completed" or s.startswith("failed: the server process running this task stopped")
-                           for s in settled.values()), settled
-                assert any(s == "completed" for s in settled.values()), settled
+                assert text_of(settled[done]["result"]).startswith(f"brewed by {victim}/"), settled[done]
+                stopped = "the server process running this task stopped"
+                for task_id in running:
+                    assert settled[task_id]["status"] == "failed" and settled[task_id]["error"]["message"].startswith(stopped), \
+                        settled[task_id]
+                outcomes = {(got["status"], text_of(got["result"]).split("/")[0] if "result" in got else got["error"]["message"])
+                            for got in (settled[task_id] for task_id in spread)}
+                assert all(status == "completed" and brewer != f"brewed by {victim}" or status == "failed" and brewer.startswith(stopped)
+                           for status, brewer in outcomes), outcomes
+                assert any(status == "completed" for status, _ in outcomes), outcomes
