@@ -78,6 +78,34 @@ assert not loaded, loaded
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
 
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_mcp_trio_serve_without_it_imports_nothing_of_cluster_mode(transport: str) -> None:
+    """``mcp-trio serve`` with no Redis URL (the command people run, its config and CLI paths
+    included) imports no Redis client and no cluster code: ``-X importtime`` lists every module
+    the process imported until it served."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_TRIO_CLUSTER_")}
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "mcp_trio", "serve", "tests.cluster_app:make_app",
+                                "--transport", transport, "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, text=True)
+    imported: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # ends when the process does (it fails a start: EOF)
+            if line.startswith("import time:"):
+                imported.append(line.rsplit("|", 1)[-1].strip())
+            elif "mcp-trio: serving" in line:
+                break
+        else:
+            pytest.fail(f"mcp-trio serve did not start (exit status {process.wait(10)})")
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "mcp_trio.serving._supervisor" in imported  # the list is the real one
+    loaded = [m for m in imported if m.split(".")[0] in ("coredis", "redis") or m.startswith("mcp_trio.cluster")
+              or m == "mcp_trio.serving._cluster"]
+    assert not loaded, loaded
+
+
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mcp_trio", "serve", "tests.cluster_app:make_app", "--port", "0", *args],
                           capture_output=True, text=True, timeout=60, cwd=REPO,
