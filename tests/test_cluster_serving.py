@@ -453,3 +453,40 @@ async def test_a_batched_answer_reaches_the_server_running_the_tool(redis_server
                 assert response.status == 202, response.body
                 final = await stream.next_event()
                 assert final is not None and text_of(final.json()).endswith("heard 4")
+
+
+async def test_a_session_hops_between_the_h1_engine_hypercorn_and_asgi_app(redis_server: RedisServer) -> None:
+    """The session hooks are the HTTP app's, whichever server runs it: the h1 engine (the
+    default), hypercorn (``http2=True``) and ``asgi_app`` mounted under hypercorn serve one
+    session in turn, its sampling answers and its GET stream crossing between them."""
+    from mcp_trio import asgi_app
+    from tests.test_http_asgi import hypercorn_serving
+
+    settings = ClusterSettings(redis_url=redis_server.url, key_prefix="engines:")
+    mounted = asgi_app(make_app(), cluster=settings)
+    with trio.fail_after(20):
+        async with serving(make_app(), cluster=settings) as h1, serving(make_app(), cluster=settings, http2=True) as h2, \
+                hypercorn_serving(mounted) as base:
+            mcp = Hopping(h1.port, h2.port, int(base.rpartition(":")[2]))
+            await mcp.initialize()
+            nodes = {text_of(await mcp.call(CALL, {"name": "where", "arguments": {}})) for _ in range(6)}
+            assert len(nodes) == 3, nodes
+            for _ in range(3):  # each asks; the answer is posted to the next
+                call = mcp.message(CALL, {"name": "ask", "arguments": {"prompt": "2+2?"}})
+                mcp.hop()
+                async with mcp.post_streaming(call) as stream:
+                    assert (await mcp.post(sampling_answer(await first_message(stream)))).status == 202
+                    final = await stream.next_event()
+                    assert final is not None and text_of(final.json()).endswith("heard 4")
+            mcp.port = h2.port
+            async with mcp.get_stream() as get:  # held by hypercorn; the switch made on the h1 engine
+                assert get.status == 200
+                assert (await h1.admin("POST", "/admin/tools/beta/disable")).status == 200
+                while not (event := await get.next_event()) or not event.data:
+                    assert event is not None, "the GET stream ended"
+                assert event.json()["method"] == "notifications/tools/list_changed"
+            mcp.port = int(base.rpartition(":")[2])
+            assert (await mcp.delete()).status == 204  # through asgi_app: ended on the others too
+            for port in (h1.port, h2.port):
+                mcp.port = port
+                assert (await McpHttp.post(mcp, mcp.message("ping"))).status == 404
