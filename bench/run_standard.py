@@ -669,7 +669,7 @@ def markdown(document: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    names = [s.name for s in SCENARIOS]
+    names = [s.name for s in SCENARIOS] + ["cluster"]  # cluster: bench/cluster_rows.py's section
     parser.add_argument("--only", nargs="+", choices=names, metavar="SCENARIO", help=f"run only these ({', '.join(names)})")
     server_names = ["floor", "floor_hypercorn", "ours", "ours_http", "sdk", "ts", "fastmcp"]
     parser.add_argument("--servers", nargs="+", choices=server_names, metavar="NAME",
@@ -724,6 +724,11 @@ def main(argv: list[str] | None = None) -> int:
                 for server in every:
                     if server not in runnable and (server.url is not None or not scenario.idle):
                         table[scenario.name][server.name] = Row(server, error=ts_error if server.node else peers_error)
+    cluster = None
+    if not args.only or "cluster" in args.only:  # the cluster rows: a section of their own
+        from bench import cluster_rows
+
+        cluster = cluster_rows.run(args.rounds, args.duration, args.warmup, args.timeout, say=say)
     host = socket.gethostname()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{started_at:%Y-%m-%d}-{host}"
@@ -746,12 +751,18 @@ def main(argv: list[str] | None = None) -> int:
             for s in chosen
         ],
     }
+    if cluster is not None:
+        document["cluster"] = cluster
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
     text = markdown(document)
+    if cluster is not None:
+        from bench import cluster_rows
+
+        text += "\n" + cluster_rows.markdown(cluster)
     md_path.write_text(text)
     print(text)
     say(f"wrote {json_path} and {md_path} in {document['seconds']:.0f} s")
-    failed = any(not row["ok"] for s in document["scenarios"] for row in s["rows"])
+    failed = any(not row["ok"] for s in [*document["scenarios"], *(cluster or {}).get("scenarios", [])] for row in s["rows"])
     return 1 if args.strict and failed else 0
 
 

@@ -24,6 +24,7 @@ from ._startup import (
     bind_failure,
     lifespan_failure,
     log_level_of,
+    redis_failure,
     tls_context,
     unexpected,
     warn_if_open,
@@ -134,8 +135,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                             "/healthz, /metrics on one port)")
     add_config_arguments(serve)
     serve.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                       help="ws/http: serve from N processes on one port (SO_REUSEPORT); each has its own "
-                            "supervisor, registry, limits and sessions (default: 1)")
+                       help="ws/http: serve from N processes on one port (SO_REUSEPORT); alone each has its own "
+                            "supervisor, registry, limits and sessions; with --redis they serve as one (default: 1)")
+    serve.add_argument("--redis", default=None, metavar="URL",
+                       help="ws/http: cluster mode: share sessions, rate limits, switches, plugin reloads and tasks "
+                            "with every process using this Redis (redis://, rediss://, redis+sentinel://, "
+                            "redis+cluster://; docs/cluster.md)")
     # Given to the processes --workers starts: bind with SO_REUSEPORT. Not for people.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--certfile", default=None, help="ws/http: serve wss:// / https:// with this certificate (PEM)")
@@ -347,8 +352,16 @@ class _Run:
         self.debug = config.server.log_level == "debug"
         configure_logging(config.server.log_level, config.server.log_format)
         transport = config.server.transport
+        if config.cluster.redis_url:
+            # The Redis client's own INFO lines carry tracebacks: ours say what happened, once.
+            logging.getLogger("coredis").setLevel(logging.DEBUG if self.debug else logging.WARNING)
+            if not config.request_state.configured and args.workers == 1 and not args.reuse_port:
+                logger.warning("cluster mode with a requestState key of this process only: a 2026-07-28 retry that "
+                               "reaches another host is refused; set [request_state] secret (or "
+                               "MCP_TRIO_REQUEST_STATE_SECRET) to the same value on every host")
         if transport == "stdio":
-            for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1)):
+            for flag, value in (("--certfile", args.certfile), ("--keyfile", args.keyfile), ("--workers", args.workers > 1),
+                                ("--redis (cluster.redis_url)", bool(config.cluster.redis_url))):
                 if value:
                     raise StartupError(f"{flag} needs a network transport: pass --transport http or ws")
             if not config.auth.trust_stdio:
@@ -435,7 +448,7 @@ class _Run:
         except StartupError:
             raise
         except Exception as exc:  # the edge of the process: say what stopped it, in one line
-            failure = lifespan_failure(exc) or bind_failure(exc, server.host, server.port)
+            failure = lifespan_failure(exc) or bind_failure(exc, server.host, server.port) or redis_failure(exc)
             if failure is not None:
                 raise failure from exc
             if not self.started:
@@ -475,7 +488,7 @@ class _Run:
                 allowed_origins=server.allowed_origins or None, allowed_hosts=server.allowed_hosts or None, ssl_context=tls,
                 authenticator=authenticator, handle_signals=True, rate_limits=config.rate_limits(),
                 reuse_port=self.args.reuse_port, trusted_proxies=server.trusted_proxies or None,
-                proxy_headers=server.proxy_headers, task_status=task_status))
+                proxy_headers=server.proxy_headers, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "wss" if tls is not None else "ws"
             print(f"mcp-trio: serving {app.name} on {scheme}://{server.host}:{ws.port}/", file=sys.stderr, flush=True)
@@ -495,14 +508,17 @@ class _Run:
                 json_response=args.json_response, authenticator=authenticator, handle_signals=True,
                 rate_limits=config.rate_limits(), metrics=server.metrics, http2=server.http2, legacy_sse=server.legacy_sse,
                 reuse_port=args.reuse_port, trusted_proxies=server.trusted_proxies or None,
-                proxy_headers=server.proxy_headers, task_status=task_status))
+                proxy_headers=server.proxy_headers, cluster=config.cluster_settings(), task_status=task_status))
             self.started = True
             scheme = "https" if args.certfile else "http"
             base = f"{scheme}://{server.host}:{port}"
             ws = base.replace("http", "ws", 1)
+            cluster = config.cluster_settings()
+            shared = f"\n  cluster                {cluster.where} (key prefix {cluster.key_prefix!r})" if cluster else ""
             legacy = f"  MCP (HTTP+SSE, 2024)   {base}/sse\n" if server.legacy_sse else ""
             print(f"mcp-trio: serving {app.name}\n  MCP (Streamable HTTP)  {base}/mcp\n  MCP (WebSocket)        {ws}/ws\n{legacy}"
-                  f"  health                 {base}/healthz\n  metrics                {base}/metrics", file=sys.stderr, flush=True)
+                  f"  health                 {base}/healthz\n  metrics                {base}/metrics{shared}", file=sys.stderr,
+                  flush=True)
             if self.after_start:
                 beside = await nursery.start(_beside_serving, app)
                 for hook in self.after_start:

@@ -146,6 +146,12 @@ every limit spelt out, is in docs/security.md)::
     max_connections = 8              # pooled HTTP connections
     scopes = []                      # scopes a caller needs for its tools, resources, prompts
     tags = []                        # tags added to its tools (switch them off by tag)
+    [cluster]                        # cluster mode: state shared on Redis (docs/cluster.md)
+    redis_url = "redis://redis:6379/0"  # turns it on (default: none, off); TLS: rediss://,
+                                     #   auth: redis://user:password@host, Sentinel, Cluster
+    # key_prefix, connect_timeout, command_timeout, probe_interval, on_unavailable,
+    # session_ttl, events_per_session, max_subscriptions, task_ttl, max_tasks_per_subject,
+    # stats_ttl, max_counters, max_bus_message, max_value_size, node_ttl, max_switches
 
 Environment: ``MCP_TRIO_<TABLE>_<KEY>``, upper case, for every key above:
 ``MCP_TRIO_SERVER_PORT=9000``, ``MCP_TRIO_LIMITS_MAX_IN_FLIGHT=8``,
@@ -177,6 +183,7 @@ if typing.TYPE_CHECKING:
     from ._explain import Problem
     from ._request_state import RequestStateCodec
     from .auth import Authenticator
+    from .cluster import ClusterSettings
 
 ENV_PREFIX = "MCP_TRIO_"
 #: ``mcp_trio.auth.DEFAULT_ALGORITHMS``, repeated so that loading a config does not import
@@ -396,6 +403,41 @@ class PluginsConfig(_Section):
     watch: bool = True
 
 
+class ClusterConfig(_Section):
+    """Cluster mode (``[cluster]``, docs/cluster.md): state shared on Redis. Off unless
+    ``redis_url`` is set; then ``Config.cluster_settings()`` builds ``ClusterSettings``.
+
+    The defaults are ``mcp_trio.cluster``'s, repeated so that loading a config imports
+    nothing of cluster mode (a test keeps the two equal).
+    """
+
+    redis_url: str | None = None
+    key_prefix: str = "mcp-trio:"
+    connect_timeout: float = 5.0
+    command_timeout: float = 1.0
+    probe_interval: float = 1.0
+    on_unavailable: Literal["closed", "local"] = "closed"
+    session_ttl: float = 300.0
+    events_per_session: int = 1024
+    max_subscriptions: int = 1024
+    task_ttl: float = 600.0
+    max_tasks_per_subject: int = 1000
+    stats_ttl: float = 7 * 24 * 3600.0
+    max_counters: int = 10_000
+    max_bus_message: int = 64 * 1024
+    max_value_size: int = 4 * 1024 * 1024
+    node_ttl: float = 5.0
+    max_switches: int = 10_000
+
+    def __repr__(self) -> str:  # the URL's password never reaches a log line or a traceback
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f != "redis_url"}
+        url = self.redis_url
+        if url is not None and "@" in url:
+            scheme, _, rest = url.partition("://")
+            url = f"{scheme}://<hidden>@{rest.rpartition('@')[2]}"
+        return f"ClusterConfig(redis_url={url!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
 class TracingConfig(_Section):
     """OpenTelemetry tracing (``[tracing]``; ``pip install 'mcp-trio[otel]'``, docs/tracing.md)."""
 
@@ -536,6 +578,7 @@ class Config(_Section):
     request_state: RequestStateConfig = field(default_factory=RequestStateConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     mount: tuple[MountConfig, ...] = ()
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     # -- the objects the rest of the server takes --------------------------------------------
     def to_limits(self) -> Limits:
@@ -554,6 +597,20 @@ class Config(_Section):
             return RateLimits(rate=rl.rate, burst=rl.burst, tools=tools, max_concurrent=rl.max_concurrent, max_keys=rl.max_keys)
         except ValueError as exc:
             raise ConfigError(f"[rate_limit]: {exc}") from None
+
+    def cluster_settings(self) -> ClusterSettings | None:
+        """The cluster's ``ClusterSettings`` (checked: a URL or value that cannot work is a
+        ``ConfigError``), or None when ``[cluster] redis_url`` is not set. Only then is
+        ``mcp_trio.cluster`` imported."""
+        cluster = self.cluster
+        if not cluster.redis_url:
+            return None
+        from .cluster import ClusterSettings, SettingError
+
+        try:
+            return ClusterSettings(**msgspec.structs.asdict(cluster))
+        except SettingError as exc:
+            raise ConfigError(str(exc)) from None
 
     def request_state_codec(self) -> RequestStateCodec:
         """The ``requestState`` sealer: the configured key(s), else a random key for this process."""
@@ -1006,6 +1063,7 @@ def load_config(
         raise ConfigError(f"configuration: {describe(explain(exc, merged, _schema()), 'configuration')}") from None
     config.to_limits()  # cross-field checks now, not when serving starts
     config.rate_limits()
+    config.cluster_settings()  # a Redis URL that cannot work stops the server now
     check_security(config, merged, env)
     if config.request_state.configured:
         config.request_state_codec()  # a short or unreadable key stops the server now
@@ -1085,6 +1143,7 @@ FLAG_KEYS: dict[str, str] = {
     "plugins": "plugins.directories",
     "plugin_packages": "plugins.entry_points",
     "watch_plugins": "plugins.watch",
+    "redis": "cluster.redis_url",
     "tracing": "tracing.enabled",
     **{name: f"limits.{name}" for name in (f.name for f in msgspec.structs.fields(Limits))},
 }

@@ -119,6 +119,15 @@ def bind_failure(exc: BaseException, host: str, port: int) -> StartupError | Non
     return None
 
 
+def redis_failure(exc: BaseException) -> StartupError | None:
+    """The ``StartupError`` for Redis failing cluster mode's start (unreachable, refused
+    credentials, failed TLS, too old), found anywhere in ``exc``; its message is one line."""
+    for leaf in _leaves(exc):
+        if type(leaf).__name__ == "RedisUnavailable":  # named, not imported: no cluster import here
+            return StartupError(str(leaf), RUNTIME)
+    return None
+
+
 def lifespan_failure(exc: BaseException) -> StartupError | None:
     """The ``StartupError`` for the server's lifespan failing (at start, or at shutdown) found
     anywhere in ``exc``: its message is already one line; None when it is something else."""

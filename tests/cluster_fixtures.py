@@ -11,12 +11,16 @@ another port if that one was taken in the meantime.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,10 +38,41 @@ def _need(binary: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(highest: int = 65535) -> int:
+    """A free loopback port, at most ``highest``."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port <= highest:
+            return port
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on TCP ``port`` (not another test's server that
+    took the free port first: helpers run their suites side by side on one machine)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 def _accepts(port: int) -> bool:
@@ -52,6 +87,8 @@ class _Process:
     """A server process on a loopback port: start (waiting until it accepts), stop, restart."""
 
     name = "server"
+    #: The highest port this server can use.
+    highest_port = 65535
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -68,7 +105,7 @@ class _Process:
         fixed = bool(self.port)
         for _ in range(1 if fixed else 5):
             if not fixed:
-                self.port = free_port()
+                self.port = free_port(self.highest_port)
             if self._start_once():
                 return
         raise RuntimeError(f"{self.name} did not start on 127.0.0.1:{self.port}:\n{self.log.read_text(errors='replace')[-2000:]}")
@@ -82,7 +119,9 @@ class _Process:
             if self.process.poll() is not None:
                 return False
             if _accepts(self.port):
-                return True
+                if _listens(self.process.pid, self.port):
+                    return True
+                break  # someone else's server took the port first
             time.sleep(0.01)
         self.stop()
         return False
@@ -122,6 +161,8 @@ class RedisServer(_Process):
         self.extra = list(extra)
         self.config = config
         self.password: str | None = None
+        if "--cluster-enabled" in extra:
+            self.highest_port = 55535  # its cluster bus listens 10,000 ports higher
 
     def command(self) -> list[str]:
         first: list[str] = []
@@ -155,15 +196,21 @@ class HAProxy(_Process):
 
     name = "haproxy"
 
-    def __init__(self, directory: Path, backends: Sequence[tuple[str, int]], *, server_timeout: float = 60.0) -> None:
+    def __init__(self, directory: Path, backends: Sequence[tuple[str, int]], *, server_timeout: float = 60.0,
+                 health: str | None = None) -> None:
         super().__init__(directory)
         self.binary = _need("haproxy")
         self.backends = list(backends)
         self.server_timeout = server_timeout
+        #: A path HAProxy checks every 200 ms on each backend (a down one gets no requests).
+        self.health = health
         self.config = directory / "haproxy.cfg"
 
     def command(self) -> list[str]:
-        servers = "\n".join(f"    server s{i} {host}:{port}" for i, (host, port) in enumerate(self.backends))
+        check = " check inter 200ms fall 1 rise 1" if self.health else ""
+        servers = "\n".join(f"    server s{i} {host}:{port}{check}" for i, (host, port) in enumerate(self.backends))
+        health = (f"    option httpchk\n    http-check send meth GET uri {self.health} ver HTTP/1.1 hdr Host localhost\n"
+                  if self.health else "")
         self.config.write_text(f"""\
 global
     maxconn 1024
@@ -173,8 +220,14 @@ defaults
     timeout connect 2s
     timeout client {self.server_timeout:g}s
     timeout server {self.server_timeout:g}s
+    # an SSE stream (a GET, a long POST answer) is one response that lasts: as long as a tunnel
+    timeout tunnel 1h
     timeout http-keep-alive 10s
     option http-server-close
+    # a backend that refuses the connection (a process killed) is tried no more for this
+    # request: another one gets it
+    option redispatch
+    retries 2
 
 frontend mcp
     bind 127.0.0.1:{self.port}
@@ -182,7 +235,7 @@ frontend mcp
 
 backend servers
     balance roundrobin
-{servers}
+{health}{servers}
 """)
         return [self.binary, "-db", "-f", str(self.config)]
 
@@ -225,7 +278,7 @@ def start_haproxy(tmp_path: Path) -> Iterator[object]:
     """``start_haproxy([(host, port), ...])`` → a running ``HAProxy`` in front of those backends."""
     started: list[HAProxy] = []
 
-    def start(backends: Sequence[tuple[str, int]], **options: float) -> HAProxy:
+    def start(backends: Sequence[tuple[str, int]], **options: Any) -> HAProxy:
         proxy = HAProxy(tmp_path / f"haproxy{len(started)}", backends, **options)
         started.append(proxy)
         proxy.start()
@@ -236,3 +289,58 @@ def start_haproxy(tmp_path: Path) -> Iterator[object]:
     finally:
         for proxy in reversed(started):
             proxy.stop()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class McpHost(_Process):
+    """One ``mcp-trio serve`` command on a loopback port (a "host" of the cluster), serving
+    ``tests.cluster_app:make_app`` over HTTP in cluster mode on ``redis_url``; with
+    ``workers`` > 1 its processes share the port. ``kill9`` kills one of its processes."""
+
+    name = "mcp"
+
+    def __init__(self, directory: Path, redis_url: str, *args: str, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(directory)
+        self.redis_url = redis_url
+        self.args = list(args)
+        self.workers = workers
+        self.env = env or {}
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "mcp_trio", "serve", "tests.cluster_app:make_app", "--app-dir", str(REPO),
+                "--transport", "http", "--port", str(self.port), "--redis", self.redis_url,
+                "--workers", str(self.workers), *self.args]
+
+    def _start_once(self) -> bool:
+        self.log.write_bytes(b"")
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            cwd=REPO, env=env)
+        deadline = time.monotonic() + START_DEADLINE * 2
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if self.log.read_text(errors="replace").count("mcp-trio: serving") >= self.workers:
+                return True
+            time.sleep(0.02)
+        self.stop()
+        return False
+
+    def pids(self) -> list[int]:
+        """The processes serving (the workers, or the one process)."""
+        assert self.process is not None
+        if self.workers == 1:
+            return [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def kill9(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)

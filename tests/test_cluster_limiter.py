@@ -214,7 +214,9 @@ async def test_a_frozen_redis_fails_closed_after_the_command_timeout(redis_serve
                 started = time.monotonic()
                 with pytest.raises(RedisUnavailable, match="did not answer in time"):
                     await limiter.try_admit("ann")
-                assert 0.25 < time.monotonic() - started < 1.0
+                # After command_timeout (0.3 s), not before; the upper bound only says it did not
+                # wait for Redis (a loaded 2-core machine took 1.08 s once)
+                assert 0.25 < time.monotonic() - started < 5.0
             finally:
                 redis_server.process.send_signal(signal.SIGCONT)
             await trio.sleep(0.25)
@@ -234,7 +236,7 @@ async def test_admission_takes_a_shared_limiter_as_it_is(redis_server: RedisServ
     async def echo(text: str) -> str:
         return text
 
-    policy = RateLimits(rate=1, burst=1)
+    policy = RateLimits(rate=1, burst=2)
     with trio.fail_after(20):
         async with shared(redis_server.url, policy, key_prefix="adm:") as (limiter, _):
             async with serve_in_memory(app, shared_limiter=limiter) as (client, supervisor, connection):
@@ -244,6 +246,8 @@ async def test_admission_takes_a_shared_limiter_as_it_is(redis_server: RedisServ
                 for _ in range(3):
                     reply = await client.request("tools/call", {"name": "echo", "arguments": {"text": "x"}})
                     codes.append(reply["error"]["code"] if "error" in reply else 0)
-                assert codes == [0, 0, -32029]  # burst 1: two pass, the third waits (decided in Redis)
+                # burst 2: three pass, initialize included (charged like any request, as with
+                # local buckets); the third call waits (decided in Redis)
+                assert codes == [0, 0, -32029]
                 assert supervisor.admission.active and supervisor.admission.limiter is None
                 supervisor.shutdown()

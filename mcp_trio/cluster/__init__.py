@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from ._limiter import SharedLimiter
     from ._sessions import SessionStore
     from ._tasks import TaskStore
-    from _bus import ToolsSwitched, PluginsReloaded, ListChanged, SessionDeleted, ResourceUpdated, SessionEvent, TaskCancelled, Resync
-    from _sessions import SessionRecord, SessionGone, TooManySubscriptions
-    from _events import StoredEvent
-    from _tasks import TaskRecord
-    from _limiter import LimiterStatistics
+    from ._bus import (ListChanged, PluginsReloaded, ResourceUpdated, Resync, SessionChanged, SessionDeleted,
+                       SessionEvent, SessionInput, TaskAnswered, TaskCancelled, ToolsSwitched)
+    from ._control import NodeRegistry, SwitchStore, TooManySwitches
+    from ._events import StoredEvent
+    from ._limiter import LimiterStatistics
+    from ._sessions import SessionGone, SessionRecord, TooManySubscriptions
+    from ._tasks import TaskRecord
 
 #: Names that need the Redis client, and the module each lives in (imported on first use).
 _LAZY = {
@@ -47,7 +49,13 @@ _LAZY = {
     "ResourceUpdated": "_bus",
     "SessionEvent": "_bus",
     "TaskCancelled": "_bus",
+    "TaskAnswered": "_bus",
+    "SessionChanged": "_bus",
+    "SessionInput": "_bus",
     "Resync": "_bus",
+    "SwitchStore": "_control",
+    "NodeRegistry": "_control",
+    "TooManySwitches": "_control",
     "SessionRecord": "_sessions",
     "SessionGone": "_sessions",
     "TooManySubscriptions": "_sessions",
@@ -75,22 +83,28 @@ __all__ = [
     "EventLog",
     "LimiterStatistics",
     "ListChanged",
+    "NodeRegistry",
     "PluginsReloaded",
     "RedisUnavailable",
     "ResourceUpdated",
     "Resync",
+    "SessionChanged",
     "SessionDeleted",
     "SessionEvent",
     "SessionGone",
+    "SessionInput",
     "SessionRecord",
     "SessionStore",
     "SettingError",
     "SharedLimiter",
     "StoredEvent",
+    "SwitchStore",
+    "TaskAnswered",
     "TaskCancelled",
     "TaskRecord",
     "TaskStore",
     "TooManySubscriptions",
+    "TooManySwitches",
     "ToolsSwitched",
     "open_cluster",
     "parse_redis_url",

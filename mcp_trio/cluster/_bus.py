@@ -1,9 +1,12 @@
 """The cluster bus: control-plane events every process hears, on Redis pub/sub.
 
 One channel (``Keys.bus``) carries small typed messages: tool switches, plugin reloads,
-``list_changed``, a session deleted, a resource updated, an event appended to a session's log
-(so the worker holding that session's GET stream reads it), a task cancelled. Each message
-names the node that sent it; a node does not hear its own (it acted already).
+``list_changed``, a session deleted or changed, a resource updated, an event appended to a
+session's log (so the worker holding that session's GET stream reads it), a client's message
+relayed to the worker running the request it answers, a task cancelled or answered. Each
+message names the node that sent it; a node does not hear its own (it acted already).
+Control messages are at most ``max_bus_message``; a relayed client message (``SessionInput``)
+at most ``max_value_size``, as a stored value.
 
 Pub/sub delivers to whoever is subscribed at that moment and keeps nothing, so a process that
 lost its subscription may have missed messages. ``run`` subscribes again by itself (backing off
@@ -40,7 +43,11 @@ class ToolsSwitched(msgspec.Struct, frozen=True, tag="tools-switched"):
 
 
 class PluginsReloaded(msgspec.Struct, frozen=True, tag="plugins-reloaded"):
+    """A process reloaded plugins (``names`` changed); ``force``: every plugin, changed or not
+    (``POST /admin/reload``). Every other process reloads its own plugin directories."""
+
     names: tuple[str, ...] = ()
+    force: bool = False
 
 
 class ListChanged(msgspec.Struct, frozen=True, tag="list-changed"):
@@ -64,9 +71,32 @@ class SessionEvent(msgspec.Struct, frozen=True, tag="session-event"):
     stream: int
 
 
+class SessionChanged(msgspec.Struct, frozen=True, tag="session-changed"):
+    """A session's log level or subscriptions changed in its ``SessionStore`` record: the
+    processes serving it read it again."""
+
+    session_id: str
+
+
+class SessionInput(msgspec.Struct, frozen=True, tag="session-input"):
+    """A client message that needs no answer (a response to a server-to-client request, a
+    cancellation), received by one process for a session whose request may run on another."""
+
+    session_id: str
+    data: msgspec.Raw
+
+
 class TaskCancelled(msgspec.Struct, frozen=True, tag="task-cancelled"):
     subject: str
     task_id: str
+
+
+class TaskAnswered(msgspec.Struct, frozen=True, tag="task-answered"):
+    """``tasks/update`` answers for a task that runs on another process."""
+
+    subject: str
+    task_id: str
+    responses: msgspec.Raw
 
 
 class Resync(msgspec.Struct, frozen=True, tag="resync"):
@@ -76,7 +106,7 @@ class Resync(msgspec.Struct, frozen=True, tag="resync"):
 
 
 BusEvent = Union[ToolsSwitched, PluginsReloaded, ListChanged, SessionDeleted, ResourceUpdated,  # noqa: UP007
-                 SessionEvent, TaskCancelled, Resync]
+                 SessionEvent, SessionChanged, SessionInput, TaskCancelled, TaskAnswered, Resync]
 
 
 class _Envelope(msgspec.Struct, frozen=True):
@@ -98,6 +128,9 @@ class ClusterBus:
         self._channel = cluster.keys.bus()
         self._node = cluster.node_id
         self._max = cluster.settings.max_bus_message
+        #: A client's message relayed for a session (``SessionInput``: a sampling answer may
+        #: carry an image) may be as large as a stored value; control messages stay small.
+        self._max_input = max(self._max, cluster.settings.max_value_size + 1024)
         self._reconnect_delay = reconnect_delay
         #: Messages received, dropped (undecodable, too large), and resubscriptions.
         self.received = self.dropped = self.resubscribed = 0
@@ -108,7 +141,10 @@ class ClusterBus:
         if isinstance(event, Resync):
             raise TypeError("Resync is local to a node; it is never published")
         data = _encoder.encode(_Envelope(self._node, event))
-        if len(data) > self._max:
+        if isinstance(event, SessionInput):
+            if len(data) > self._max_input:
+                raise ValueError(f"a relayed client message of {len(data)} bytes exceeds cluster.max_value_size")
+        elif len(data) > self._max:
             raise ValueError(f"bus message of {len(data)} bytes exceeds cluster.max_bus_message ({self._max})")
         with self._cluster.reaching():
             return int(await self._cluster.client.publish(self._channel, data))
@@ -120,6 +156,7 @@ class ClusterBus:
         bus goes on (one bad event must not deafen the process)."""
         delay = self._reconnect_delay
         started = False
+        lost = ""
         while True:
             try:
                 async with self._cluster.client.pubsub(channels=[self._channel], retry_policy=None,
@@ -139,12 +176,17 @@ class ClusterBus:
                 reason = describe(group, self._cluster.settings)
                 if not started:
                     raise RedisUnavailable(f"cluster bus: {reason}") from None
-                logger.warning("cluster bus: %s; subscribing again in %.1f s", reason, delay)
+                lost = reason
+            # The client's connection also closes when the process stops: nothing to say then.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            # One WARNING when the subscription is lost; the attempts after it at DEBUG.
+            (logger.warning if delay == self._reconnect_delay else logger.debug)(
+                "cluster bus: %s; subscribing again in %.1f s", lost, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _receive(self, handler: Handler, data: bytes) -> None:
-        if len(data) > self._max:
+        if len(data) > self._max_input:
             self.dropped += 1
             return
         try:

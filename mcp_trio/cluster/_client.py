@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
 import coredis
 import trio
 from coredis.connection import TCPLocation
@@ -34,8 +35,10 @@ from ._settings import ClusterSettings
 #: Oldest Redis accepted: GETEX, XRANGE with exclusive ids and SET … GET need 6.2.
 MIN_REDIS_VERSION = (6, 2)
 
-#: What coredis raises when Redis cannot be reached or does not answer in time.
-UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, OSError, PrimaryNotFoundError)
+#: What coredis raises when Redis cannot be reached or does not answer in time (and what its
+#: connection raises once it was closed: a call made while the client shuts down).
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, OSError, PrimaryNotFoundError,
+                                                anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 
 def describe(error: BaseException, settings: ClusterSettings) -> str:

@@ -21,7 +21,7 @@ _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 #: Append only while the session exists (a deleted session gets no new stream), then renew both.
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[3], 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', ARGV[3], 'd', ARGV[4], 'q', ARGV[5], 'f', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return id
@@ -32,6 +32,11 @@ class StoredEvent(NamedTuple):
     id: str
     stream: int
     data: bytes
+    #: The event's number within its SSE stream, when the writer gave one (a request stream
+    #: spilled to Redis keeps its ``<stream>-<seq>`` ids); None otherwise.
+    seq: int | None = None
+    #: The stream's last event (a request's final reply).
+    final: bool = False
 
 
 class EventLog:
@@ -44,12 +49,16 @@ class EventLog:
         self._ttl_ms = str(round(cluster.settings.session_ttl * 1000))
         self._append = cluster.client.register_script(_APPEND)
 
-    async def append(self, session_id: str, stream: int, data: bytes) -> str | None:
-        """Store one event; its id, or None when the session is gone (nothing is stored)."""
+    async def append(self, session_id: str, stream: int, data: bytes, *, seq: int | None = None,
+                     final: bool = False) -> str | None:
+        """Store one event; its id, or None when the session is gone (nothing is stored).
+        ``seq``: its number within its SSE stream, kept for the stream's own ids; ``final``:
+        the stream's last event."""
         if len(data) > self._settings.max_value_size:
             raise ValueError(f"event of {len(data)} bytes exceeds cluster.max_value_size")
         keys = [self._keys.session(session_id), self._keys.events(session_id)]
-        args = [self._ttl_ms, str(self._settings.events_per_session), str(stream), data]
+        args = [self._ttl_ms, str(self._settings.events_per_session), str(stream), data,
+                "" if seq is None else str(seq), "1" if final else ""]
         with self._cluster.reaching():
             event_id = await self._append(keys=keys, args=args)
         return None if event_id is None else event_id.decode()
@@ -73,5 +82,7 @@ class EventLog:
             fields = entry.field_values
             number = int(fields[b"s"])
             if stream is None or number == stream:
-                events.append(StoredEvent(entry.identifier.decode(), number, fields[b"d"]))
+                seq = fields.get(b"q") or b""
+                events.append(StoredEvent(entry.identifier.decode(), number, fields[b"d"],
+                                          int(seq) if seq else None, bool(fields.get(b"f"))))
         return events

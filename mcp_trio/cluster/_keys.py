@@ -54,5 +54,18 @@ class Keys:
     def counters(self) -> str:
         return f"{self.prefix}stats"
 
+    def switches(self) -> str:
+        """Hash of the tools and tags switched off (``tool:<name>``, ``tag:<tag>``)."""
+        return f"{self.prefix}switches"
+
+    def node(self, node_id: str) -> str:
+        """A server process's heartbeat (expires ``node_ttl`` after its last beat)."""
+        return f"{self.prefix}{{nodes}}:{tag(node_id)}"
+
+    def nodes(self) -> str:
+        """Sorted set of the server processes by their last heartbeat (ms); the same hash tag
+        as the heartbeats, so one script updates both."""
+        return f"{self.prefix}{{nodes}}"
+
     def bus(self) -> str:
         return f"{self.prefix}bus"

@@ -18,12 +18,12 @@ from ..protocol._session import ClientProfile
 from ._client import Cluster
 
 #: Fields every session hash has; subscriptions are the others ("sub:<uri>").
-_BASE_FIELDS = (b"profile", b"owner", b"level")
+_BASE_FIELDS = (b"profile", b"owner", b"level", b"delivered")
 _SUB = "sub:"
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'profile', ARGV[2], 'owner', ARGV[3], 'level', '')
+redis.call('HSET', KEYS[1], 'profile', ARGV[2], 'owner', ARGV[3], 'level', '', 'delivered', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
@@ -70,6 +70,9 @@ class SessionRecord(msgspec.Struct, frozen=True):
     #: Minimum level of ``notifications/message``; None until ``logging/setLevel``.
     log_level: str | None
     subscriptions: frozenset[str]
+    #: The last GET-stream event written to a listener (``EventLog`` id), None before any: a
+    #: new GET without ``Last-Event-ID`` starts after it, on whichever process.
+    delivered: str | None = None
 
 
 _profile_encoder = msgspec.json.Encoder()
@@ -109,15 +112,21 @@ class SessionStore:
             return None
         fields = _as_dict(flat)
         level = fields.get(b"level") or b""
+        delivered = fields.get(b"delivered") or b""
         return SessionRecord(
             profile=_profile_decoder.decode(fields[b"profile"]),
             owner=(fields.get(b"owner") or b"").decode(),
             log_level=level.decode() or None,
             subscriptions=frozenset(name[len(_SUB):].decode() for name in fields if name.startswith(_SUB.encode())),
+            delivered=delivered.decode() or None,
         )
 
     async def set_log_level(self, session_id: str, level: str) -> None:
         await self._field(session_id, "level", level, "")
+
+    async def mark_delivered(self, session_id: str, event_id: str) -> None:
+        """Record the last GET-stream event a listener was written (``SessionGone`` if gone)."""
+        await self._field(session_id, "delivered", event_id, "")
 
     async def subscribe(self, session_id: str, uri: str) -> None:
         """Add a resource subscription (``TooManySubscriptions`` past ``max_subscriptions``)."""

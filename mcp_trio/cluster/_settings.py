@@ -61,6 +61,11 @@ DEFAULT_MAX_COUNTERS = 10_000
 DEFAULT_MAX_BUS_MESSAGE = 64 * 1024
 #: Largest value (a session profile, an event, a task outcome) stored in Redis, in bytes.
 DEFAULT_MAX_VALUE_SIZE = 4 * 1024 * 1024
+#: Seconds a server process counts as alive after its last heartbeat (it beats three times
+#: per period): past it, the tasks it was running are reported failed to whoever asks.
+DEFAULT_NODE_TTL = 5.0
+#: Tool and tag switches kept cluster-wide (``/admin``); past it a new switch is refused.
+DEFAULT_MAX_SWITCHES = 10_000
 
 OnUnavailable = Literal["closed", "local"]
 Topology = Literal["single", "sentinel", "cluster"]
@@ -247,6 +252,8 @@ class ClusterSettings:
     max_counters: int = DEFAULT_MAX_COUNTERS
     max_bus_message: int = DEFAULT_MAX_BUS_MESSAGE
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE
+    node_ttl: float = DEFAULT_NODE_TTL
+    max_switches: int = DEFAULT_MAX_SWITCHES
     target: RedisTarget = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -255,12 +262,13 @@ class ClusterSettings:
         if len(prefix) > MAX_KEY_PREFIX_LENGTH or any(c in prefix for c in "{} \t\r\n"):
             raise SettingError(f"cluster.key_prefix {prefix!r} must be at most {MAX_KEY_PREFIX_LENGTH} characters, "
                                "without braces or spaces (e.g. 'weather:')")
-        for name in ("connect_timeout", "command_timeout", "probe_interval", "session_ttl", "task_ttl", "stats_ttl"):
+        for name in ("connect_timeout", "command_timeout", "probe_interval", "session_ttl", "task_ttl", "stats_ttl",
+                     "node_ttl"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise SettingError(f"cluster.{name} must be a positive number of seconds (got {value!r})")
         for name in ("events_per_session", "max_subscriptions", "max_tasks_per_subject", "max_counters",
-                     "max_bus_message", "max_value_size"):
+                     "max_bus_message", "max_value_size", "max_switches"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise SettingError(f"cluster.{name} must be a whole number of at least 1 (got {value!r})")

@@ -63,7 +63,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,6 +281,9 @@ class PluginManager:
         self._lock = trio.Lock()
         #: True while the directories are being watched.
         self.watching = False
+        #: Told of every reload that changed something (``announce(names, force)``): cluster
+        #: mode makes every other process reload too. None: nobody to tell.
+        self.announce: Callable[[list[str], bool], Awaitable[None]] | None = None
 
     # -- serving ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -289,7 +292,7 @@ class PluginManager:
         self._lock = trio.Lock()  # a fresh one per run: a server may be served again later
         if self.entry_points:
             await self.load_entry_points()
-        await self.reload(force=True)
+        await self.reload(force=True, announce=False)  # a process starting makes no one else reload
         task_status.started()
         if self.watch and self.directories:
             await self._watch()
@@ -358,13 +361,21 @@ class PluginManager:
                     found.setdefault(path.stem, path)
         return found
 
-    async def reload(self, paths: Iterable[Path] | None = None, *, force: bool = False) -> ReloadReport:
+    async def reload(self, paths: Iterable[Path] | None = None, *, force: bool = False,
+                     announce: bool = True) -> ReloadReport:
         """Bring the directory plugins up to date with their files and publish the result once.
 
         ``paths``: the files that changed (None: every file in the directories). A file
         that is there is (re)loaded when its bytes changed, or always with ``force``; a
-        plugin whose file is gone is removed.
+        plugin whose file is gone is removed. ``announce``: tell ``self.announce`` (False for
+        a reload another process announced already).
         """
+        report = await self._reload(paths, force)
+        if announce and self.announce is not None and (force or report.loaded or report.removed):
+            await self.announce([*report.loaded, *report.removed], force)
+        return report
+
+    async def _reload(self, paths: Iterable[Path] | None, force: bool) -> ReloadReport:
         report = ReloadReport()
         async with self._lock:
             files = self._scan()

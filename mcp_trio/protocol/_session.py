@@ -74,6 +74,14 @@ class SessionState:
         self.phase = Phase.INITIALIZED
         return self.client
 
+    def resume(self, client: ClientProfile, log_level: str | None) -> None:
+        """Take up a session initialized elsewhere (cluster mode: another process answered
+        its ``initialize``; the profile comes from the shared store)."""
+        self.client = client
+        self.phase = Phase.INITIALIZED
+        self.log_level = log_level
+        self.initialized_notified = True
+
     def set_log_level(self, level: str) -> None:
         self.log_level = level
 

@@ -85,6 +85,18 @@ class Admission:
         if cap is not None:
             self.running += 1
 
+    def share(self, shared: SharedLimiter) -> None:
+        """Decide rates with ``shared`` from now on (cluster mode): the buckets are the
+        cluster's, so this process keeps none of its own (the cap stays per process)."""
+        self.shared = shared
+        self.limiter = None
+        self.active = True
+
+    async def charge_shared(self, peer: Any) -> None:
+        """``charge`` on the shared limiter (``initialize``, answered outside the kernel)."""
+        if self.shared is not None:
+            self._refuse_if(await self.shared.try_admit(rate_key(peer), None))
+
     async def admit(self, peer: Any, method: str, tool: str | None) -> None:
         """``enter``, with the shared limiter's decision awaited first (cluster mode)."""
         if self.shared is not None:

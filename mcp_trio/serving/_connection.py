@@ -200,11 +200,14 @@ class Connection:
         session_id: str | None = None,
         principal: Any = None,
         peer: str | None = None,
+        first_request_id: int = 0,
     ) -> None:
         """``principal``: the authenticated caller (``mcp_trio.auth.Principal``), set by the
         transport at connect time; None on a trusted channel with no auth configured (stdio).
         ``peer``: the remote address (host only, no port), which keys the rate limit of
-        anonymous callers; None when there is none (stdio, in-memory)."""
+        anonymous callers; None when there is none (stdio, in-memory).
+        ``first_request_id``: where the ids of our requests to the client start (cluster mode:
+        several processes serve one session, and a client's answer must find its asker)."""
         self.supervisor = supervisor
         self._metrics = supervisor.metrics
         self.server = supervisor.server
@@ -219,7 +222,7 @@ class Connection:
         self.subscriptions: set[str] = set()
         self._running: dict[RequestId, InFlight] = {}
         self._pending: dict[RequestId, _Pending] = {}
-        self._next_request_id = 0
+        self._next_request_id = first_request_id
         self._slots = trio.Semaphore(self.limits.max_in_flight)
         self._client_request_slots: trio.Semaphore | None = None  # made on the first request to the client
         self._input_done = trio.Event()
@@ -445,6 +448,12 @@ class Connection:
             return
         if request.method == "initialize":
             # Answered here, in arrival order, so requests pipelined behind it see the new phase.
+            if self.supervisor.admission.shared is not None:  # cluster mode: charged in Redis first
+                try:
+                    await self.supervisor.admission.charge_shared(self)
+                except McpError as exc:
+                    await out.send((ErrorResponse(request.id, error_object(exc)), request.id))
+                    return
             await out.send((self._initialize(request), request.id))
             return
         # The era (protocol._era): once initialized (a client profile is set), a connection is

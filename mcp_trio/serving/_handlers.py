@@ -81,6 +81,9 @@ async def ping(peer: Peer, call: InFlight) -> EmptyResult:
 
 async def set_level(peer: Peer, call: InFlight) -> EmptyResult:
     params = call.decode()
+    persist = getattr(peer.channel, "persist_log_level", None)
+    if persist is not None:  # cluster mode: every process serving the session learns it
+        await persist(params.level)
     peer.state.set_log_level(params.level)
     return _EMPTY
 
@@ -175,6 +178,13 @@ async def subscribe(peer: Peer, call: InFlight) -> EmptyResult:
     if peer.principal is not None:
         require(peer, scopes, "resource", uri)
     peer.supervisor.subscribe(peer, uri)
+    persist = getattr(peer.channel, "persist_subscription", None)
+    if persist is not None:  # cluster mode: kept for whichever process holds the GET stream
+        try:
+            await persist(uri, True)
+        except BaseException:
+            peer.supervisor.unsubscribe(peer, uri)
+            raise
     return _EMPTY
 
 
@@ -186,6 +196,9 @@ def _resource_scopes(registry: Any, uri: str) -> frozenset[str]:
 
 async def unsubscribe(peer: Peer, call: InFlight) -> EmptyResult:
     params = call.decode()
+    persist = getattr(peer.channel, "persist_subscription", None)
+    if persist is not None:
+        await persist(params.uri, False)
     peer.supervisor.unsubscribe(peer, params.uri)
     return _EMPTY
 

@@ -36,6 +36,7 @@ from ._tool_threads import ToolThreads
 if TYPE_CHECKING:
     from .._asyncio_runtime import AsyncioRuntime
     from .._server import Server
+    from ..cluster import ClusterSettings
 
 
 class Session(Protocol):
@@ -79,10 +80,12 @@ class Supervisor:
         limiter: TokenBucket | None = None,
         rate_limits: RateLimits | None = None,
         shared_limiter: SharedLimiter | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         """``rate_limits``: the admission policy (None: admit everything, at no cost);
         ``limiter``: a ready-made per-principal bucket (instead of ``rate_limits.rate``);
-        ``shared_limiter``: buckets shared with other processes (cluster mode)."""
+        ``shared_limiter``: buckets shared with other processes (cluster mode);
+        ``cluster``: take part in a cluster on Redis (``_cluster.ClusterNode``, made in ``run``)."""
         if not hasattr(server, "_attach"):
             raise TypeError(f"{type(server).__name__} {server.name!r} is not served on its own: load it into a Server "
                             "(Server.use_plugins)")
@@ -91,6 +94,11 @@ class Supervisor:
         self.metrics = Metrics(frozenset(method for method in PARAMS if method != "initialize") | STATELESS_METHODS)
         #: Whether a request may run now: buckets, concurrency cap (``_admission``).
         self.admission = Admission(rate_limits, self.metrics, bucket=limiter, shared=shared_limiter)
+        #: The admission policy (the cluster's shared limiter is built from it).
+        self.rate_limits = rate_limits
+        self.cluster_settings = cluster
+        #: This process's part in a cluster (``_cluster.ClusterNode``) while running; None: alone.
+        self.cluster: Any = None
         self.registry = Registry()
         #: Per-principal quotas: sessions, tasks, listen streams, subscriptions (``_quotas``).
         self.quotas = Quotas(self.limits)
@@ -134,8 +142,21 @@ class Supervisor:
             # after ``close`` (every session has ended), in this one task.
             async with self._lifespan() as self.lifespan:
                 async with trio.open_nursery() as nursery:
+                    if self.cluster_settings is not None:
+                        # First: the cluster's switches apply to the first snapshot, plugins included.
+                        from ._cluster import ClusterNode
+
+                        self.cluster = await nursery.start(ClusterNode(self, self.cluster_settings).run)
                     if self.server.plugins is not None:
-                        await nursery.start(self.server.plugins.run)
+                        plugins = self.server.plugins
+                        if self.cluster is not None:
+                            from ._cluster import announced
+
+                            plugins.announce = self.cluster.plugins_reloaded
+                            with announced():  # its reloads are announced as such, not as list changes
+                                await nursery.start(plugins.run)
+                        else:
+                            await nursery.start(plugins.run)
                     for mounted in self.server._mounted_servers():  # their plugins change them, and so us
                         if mounted.plugins is not None and mounted._supervisor is None:
                             await nursery.start(mounted.plugins.run)
@@ -143,8 +164,13 @@ class Supervisor:
                     await nursery.start(self.stateless.tasks.run)  # tools running as tasks (2026-07-28)
                     task_status.started(self)
                     await self._stop.wait()
+                    if self.cluster is not None:
+                        await self.cluster.stop()
                     nursery.cancel_scope.cancel()
         finally:
+            self.cluster = None
+            if self.server.plugins is not None:
+                self.server.plugins.announce = None
             self.server._detach(self)
             if self.asyncio is not None:
                 with trio.CancelScope(shield=True):  # bounded by its close_timeout
@@ -242,7 +268,14 @@ class Supervisor:
         (``kind``: ``"tools"``, ``"resources"``, ``"prompts"``, or several of them)."""
         self.registry = self._published(change(self.registry))
         self.metrics.prune_tools(self.registry.tools)
-        for each in (kind,) if isinstance(kind, str) else sorted(kind):
+        kinds = (kind,) if isinstance(kind, str) else sorted(kind)
+        self.notify_list_changed(kinds)
+        if self.cluster is not None:
+            self.cluster.list_changed(kinds)
+
+    def notify_list_changed(self, kinds: Iterable[str]) -> None:
+        """Tell this process's live sessions and listen streams which lists changed."""
+        for each in kinds:
             method = _LIST_CHANGED.get(each)
             if method is not None:
                 for connection in self.connections:
@@ -299,6 +332,42 @@ class Supervisor:
             self.update_registry(lambda r: replace(r, version=r.version + 1), "tools")
         return flipped
 
+    async def switch(self, enabled: bool, *, tools: Collection[str] = (), tags: Collection[str] = ()) -> list[str]:
+        """``set_enabled``, for the whole cluster in cluster mode: recorded in Redis and
+        announced first (``RedisUnavailable``: nothing changed anywhere), then applied here."""
+        if self.cluster is None:
+            return self.set_enabled(enabled, tools=tools, tags=tags)
+        from ._cluster import announced
+
+        await self.cluster.switch(enabled, tools, tags)
+        with announced():
+            return self.set_enabled(enabled, tools=tools, tags=tags)
+
+    async def reload_plugins(self) -> Any:
+        """Reload every directory plugin now (``POST /admin/reload``): in cluster mode every
+        other process reloads its plugins too. The plugin manager's ``ReloadReport``."""
+        plugins = self.server.plugins
+        if plugins is None:
+            raise LookupError("this server has no plugins configured")
+        if self.cluster is None:
+            return await plugins.reload(force=True)
+        from ._cluster import announced
+
+        with announced():  # announced as a reload, not as a list change
+            return await plugins.reload(force=True)
+
+    def apply_switches(self, tools: Collection[str], tags: Collection[str]) -> list[str]:
+        """Make the switches exactly ``tools`` and ``tags`` off (the cluster's, read from Redis)."""
+        if set(tools) == self.disabled_tools and set(tags) == self.disabled_tags:
+            return []
+        before = {name: tool.enabled for name, tool in self.registry.tools.items()}
+        self.disabled_tools, self.disabled_tags = set(tools), set(tags)
+        registry = self._switched(self.registry)
+        flipped = sorted(name for name, tool in registry.tools.items() if before[name] != tool.enabled)
+        if flipped:
+            self.update_registry(lambda r: replace(r, version=r.version + 1), "tools")
+        return flipped
+
     def disabled_reason(self, name: str) -> str | None:
         """Why tool ``name`` is switched off (``"disabled"``, ``"tag 'x' disabled"``), or None."""
         if name in self.disabled_tools:
@@ -334,6 +403,12 @@ class Supervisor:
                 del self._subscribers[uri]
 
     def resource_updated(self, uri: str) -> None:
+        self.notify_resource_updated(uri)
+        if self.cluster is not None:
+            self.cluster.resource_updated(uri)
+
+    def notify_resource_updated(self, uri: str) -> None:
+        """Tell this process's sessions and listen streams subscribed to ``uri``."""
         for connection in self._subscribers.get(uri, ()):
             connection.post_notification("notifications/resources/updated", {"uri": uri}, key=uri)
         self.stateless.resource_updated(uri)

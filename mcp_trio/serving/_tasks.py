@@ -32,6 +32,9 @@ with ``tasks/update``, or stops it with ``tasks/cancel``. The server decides whe
 * Tasks live in the process that created them, for ``DEFAULT_TASK_TTL`` after creation
   (longer while running), visible to the caller that created them only (another caller's
   task id is unknown to it: ``-32602``); at most ``MAX_TASKS`` at once per server.
+* Cluster mode (``Tasks.shared``, ``_cluster.ClusterTasks``): a task is stored in Redis
+  before the caller learns its id, and each move after; ``tasks/get``, ``tasks/update`` and
+  ``tasks/cancel`` for a task running on another process go through Redis and the bus.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -74,6 +77,8 @@ POLL_INTERVAL_MS = 250
 MAX_TASKS = 1000
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _ATTRIBUTE = "__mcp_task_support__"
+#: Seconds a task's last move may take to be stored (cluster mode) after it was cancelled.
+_STORE_DEADLINE = 2.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,6 +113,24 @@ def missing_extension() -> MissingClientCapability:
         {"requiredCapabilities": {"extensions": {EXTENSION: {}}}})
 
 
+class SharedTasks(Protocol):
+    """Tasks kept where every process sees them (cluster mode: ``_cluster.ClusterTasks``)."""
+
+    node_id: str
+    #: Milliseconds a task stays readable after its last move (``ttlMs``).
+    ttl_ms: int
+
+    async def created(self, task: Task) -> None: ...
+
+    async def moved(self, task: Task) -> None: ...
+
+    async def get(self, subject: str, task_id: str, now: str) -> dict[str, Any] | None: ...
+
+    async def cancel(self, subject: str, task_id: str, now: str) -> bool: ...
+
+    async def answer(self, subject: str, task_id: str, responses: bytes) -> bool: ...
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -138,6 +161,8 @@ class Task:
         self.escalated = trio.Event()
         #: The caller's ``tasks`` quota this task holds until it expires: (quotas, key).
         self.quota: tuple[Any, Any] | None = None
+        #: Where its moves are stored for other processes (cluster mode), once escalated.
+        self.shared: SharedTasks | None = None
 
     def touch(self, status: str | None = None) -> None:
         if status is not None:
@@ -152,12 +177,17 @@ class Task:
         """Wait for ``tasks/update`` to answer ``request`` (status ``input_required`` meanwhile)."""
         asked = self.asked[key] = _Asked(request)
         self.touch("input_required")
+        if self.shared is not None:
+            await self.shared.moved(self)
         try:
             await asked.answered.wait()
         finally:
             self.asked.pop(key, None)
             if not self.asked and self.status == "input_required":
                 self.touch("working")
+                if self.shared is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.shared.moved(self)
         assert asked.response is not None
         return asked.response
 
@@ -193,6 +223,8 @@ class Tasks:
         self._server_info = server_info
         self.tasks: dict[str, Task] = {}
         self._nursery: trio.Nursery | None = None
+        #: Cluster mode: tasks kept in Redis too, for every process (set by the cluster node).
+        self.shared: SharedTasks | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the tasks' nursery until cancelled (the supervisor's nursery runs this)."""
@@ -235,6 +267,10 @@ class Tasks:
                 task.touch("cancelled")
             elif task.escalated.is_set():
                 self._settle(task, call.method, outcome[0] if outcome else None)
+            if task.shared is not None:
+                with trio.move_on_after(_STORE_DEADLINE) as storing:
+                    storing.shield = True  # a task cancelled by shutdown is stored as such
+                    await task.shared.moved(task)
 
         await nursery.start(runner)
         try:
@@ -246,6 +282,20 @@ class Tasks:
                 task.scope.cancel()
             raise
         if task.escalated.is_set():
+            shared = self.shared
+            if shared is not None:
+                # Stored before the caller learns the id: an acknowledged task is never lost,
+                # whichever process the caller asks next (and whatever becomes of this one).
+                try:
+                    await shared.created(task)
+                except BaseException:
+                    if task.scope is not None:
+                        task.scope.cancel()
+                    self._forget(task)
+                    raise
+                task.shared = shared
+                if task.status != "working":  # it moved (or finished) while being stored
+                    await shared.moved(task)
             body = {"resultType": "task", **task.envelope(), "_meta": {SERVER_INFO_KEY: self._server_info}}
             return Raw(msgspec.json.encode(body))
         kind, value = outcome[0]
@@ -312,7 +362,14 @@ class Tasks:
 
     # -- tasks/get, tasks/update, tasks/cancel ------------------------------------------------
     async def get(self, peer: Any, call: InFlight) -> Raw:
-        task, _ = self._find_for(peer, call)
+        task, params = self._find_for(peer, call)
+        if task is None:  # cluster mode: a task of another process
+            found = await self.shared.get(subject_of(peer.principal), params.task_id, _now())  # type: ignore[union-attr]
+            if found is None:
+                raise _unknown(params.task_id)
+            body = {"resultType": "complete", **found, "ttlMs": round(self.shared.ttl_ms), "pollIntervalMs": POLL_INTERVAL_MS,  # type: ignore[union-attr]
+                    "_meta": {SERVER_INFO_KEY: self._server_info}}
+            return Raw(msgspec.json.encode(body))
         body: dict[str, Any] = {"resultType": "complete", **task.envelope()}
         if task.status == "input_required" and task.asked:
             body["inputRequests"] = {key: asked.request for key, asked in task.asked.items()}
@@ -327,25 +384,66 @@ class Tasks:
         task, params = self._find_for(peer, call)
         if params.input_responses is UNSET:
             raise InvalidParams("tasks/update needs inputResponses")
+        if task is None:
+            responses = msgspec.json.encode(params.input_responses)
+            if not await self.shared.answer(subject_of(peer.principal), params.task_id, responses):  # type: ignore[union-attr]
+                raise _unknown(params.task_id)
+            return self._ack()
         task.answer(params.input_responses)
         return self._ack()
 
     async def cancel(self, peer: Any, call: InFlight) -> Raw:
-        task, _ = self._find_for(peer, call)
+        task, params = self._find_for(peer, call)
+        if task is None:
+            if not await self.shared.cancel(subject_of(peer.principal), params.task_id, _now()):  # type: ignore[union-attr]
+                raise _unknown(params.task_id)
+            return self._ack()
         if task.status not in TERMINAL and task.scope is not None:
             task.scope.cancel()
             task.touch("cancelled")
         return self._ack()
 
-    def _find_for(self, peer: Any, call: InFlight) -> tuple[Task, Any]:
+    def _find_for(self, peer: Any, call: InFlight) -> tuple[Task | None, Any]:
+        """The caller's task here; None when it may be another process's (cluster mode)."""
         if not client_can_task(call.envelope):
             raise missing_extension()
         params = call.decode()
         self._expire()
-        task = self.tasks.get(params.task_id) if isinstance(params.task_id, str) else None
+        if not isinstance(params.task_id, str):
+            raise _unknown(params.task_id)
+        task = self.tasks.get(params.task_id)
         if task is None or task.subject != subject_of(peer.principal):
-            raise InvalidParams(f"unknown task: {params.task_id!r}", {"taskId": params.task_id})
+            if self.shared is not None and task is None:
+                return None, params
+            raise _unknown(params.task_id)
         return task, params
+
+    # -- what other processes ask of tasks running here (cluster mode) -----------------------
+    def cancel_here(self, subject: str, task_id: str) -> None:
+        """``tasks/cancel`` reached another process: stop the task if it runs here."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.subject == subject and task.status not in TERMINAL and task.scope is not None:
+            task.scope.cancel()
+            task.touch("cancelled")
+
+    def answer_here(self, subject: str, task_id: str, responses: bytes) -> None:
+        """``tasks/update`` reached another process: hand its answers to the task here."""
+        task = self.tasks.get(task_id)
+        if task is None or task.subject != subject:
+            return
+        try:
+            answers = msgspec.json.decode(responses, type=dict[str, Raw])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            logger.debug("task %s: undecodable answers from another process", task_id)
+            return
+        task.answer(answers)
+
+    def _forget(self, task: Task) -> None:
+        self.tasks.pop(task.task_id, None)
+        if task.quota is not None:
+            quotas, key = task.quota
+            quotas.release("tasks", key)
+            task.quota = None
 
     def _ack(self) -> Raw:
         return Raw(msgspec.json.encode({"resultType": "complete", "_meta": {SERVER_INFO_KEY: self._server_info}}))
@@ -357,6 +455,10 @@ class Tasks:
             if task.quota is not None:
                 quotas, key = task.quota
                 quotas.release("tasks", key)
+
+
+def _unknown(task_id: Any) -> InvalidParams:
+    return InvalidParams(f"unknown task: {task_id!r}", {"taskId": task_id})
 
 
 async def _set_when(wait: Callable[[], Any], scope: trio.CancelScope) -> None:

@@ -37,7 +37,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import msgspec
@@ -46,9 +46,17 @@ import trio
 from .._containment import describe_raised, is_failure, run_session
 from ..auth import AuthError, Authenticator, Principal, insufficient_scope
 from ..protocol._era import decide_era, stateless_version_header
-from ..protocol._errors import FORBIDDEN, INVALID_REQUEST, SERVER_OVERLOADED, SHUTTING_DOWN, BatchRefused, QuotaExceeded
+from ..protocol._errors import (
+    FORBIDDEN,
+    INVALID_REQUEST,
+    SERVER_OVERLOADED,
+    SHUTTING_DOWN,
+    BatchRefused,
+    QuotaExceeded,
+    ServerOverloaded,
+)
 from ..protocol._headers import fold_headers
-from ..protocol._jsonrpc import ErrorObject, Malformed, MessageCodec, Notification, Request
+from ..protocol._jsonrpc import ErrorObject, ErrorResponse, Malformed, MessageCodec, Notification, Request, Response
 from ..protocol._params import cancelled_request_id
 from ..protocol._versions import DEFAULT_HTTP_VERSION, SUPPORTED_VERSIONS
 from ..serving._connection import Connection
@@ -71,7 +79,7 @@ from ._http_common import (
     same_caller,
     watch_disconnect,
 )
-from ._http_session import SSE_RETRY_MS, HttpSession, _Stream
+from ._http_session import SPILL_WAIT, SSE_RETRY_MS, HttpSession, SharedSessionTable, _Stream
 from ._legacy_sse import LegacySse
 from ._sessions import SessionGate, SessionRefused
 from ._ws_sessions import UpgradeRefused, WebSocketSessions, accept_head, check_upgrade
@@ -147,8 +155,15 @@ class McpHttpApp:
         self._json_response = self.json_response = json_response
         self._codec = MessageCodec()
         self._accept_memo: dict[bytes, tuple[bool, bool]] = {}
-        #: Live Streamable HTTP sessions by Mcp-Session-Id.
+        #: Live Streamable HTTP sessions by Mcp-Session-Id (cluster mode: those served here).
         self.sessions: dict[str, HttpSession] = {}
+        #: Cluster mode: the sessions are the cluster's, served by any process; the bus's news
+        #: of them (deleted, changed, an event for a GET stream, a client's answer) come here.
+        self.shared_sessions: SharedSessionTable | None = None
+        if supervisor.cluster is not None:
+            self.shared_sessions = SharedSessionTable(supervisor.cluster.http_sessions, self.sessions, self._replica,
+                                                      nursery.start_soon)
+            supervisor.cluster.http_sessions.listen(self.shared_sessions)
         #: WebSocket sessions served through ASGI (``asgi_websocket``, under hypercorn).
         self._asgi_websockets = 0
         #: The 2024-11-05 HTTP+SSE transport, when served.
@@ -212,9 +227,9 @@ class McpHttpApp:
                                   headers=[(b"allow", b"POST")])
                 principal = await self.authenticate(request.headers)
                 if method == "GET":
-                    await self._get(responder, headers, principal)
+                    await self._get(responder, headers, principal, _host_of(request))
                 else:
-                    await self._delete(responder, headers, principal)
+                    await self._delete(responder, headers, principal, _host_of(request))
             elif path == _ADMIN or path.startswith(_ADMIN_PREFIX):
                 # Routed on the raw path; the admin API reads its names from the decoded one.
                 decoded = path.decode("latin-1")
@@ -228,8 +243,11 @@ class McpHttpApp:
                     raise Refused(405, INVALID_REQUEST, "method not allowed", headers=[(b"allow", b"GET, HEAD")])
                 if path == METRICS_PATH:
                     await self._check_metrics_access(request.headers, _host_of(request))
+                    text = self._metrics_text()
+                    if self.supervisor.cluster is not None:  # and the cluster's figures
+                        text += await self.supervisor.cluster.metrics_text()
                     await responder.respond(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
-                                            self._metrics_text().encode())
+                                            text.encode())
                 else:
                     status, body = self._health()
                     await respond_json(responder, status, body)
@@ -262,10 +280,18 @@ class McpHttpApp:
                 self._accept_memo[value] = flags
         return flags
 
-    def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> HttpSession:
+    async def _session(self, headers: dict[bytes, bytes], principal: Principal | None, peer: str | None = None) -> HttpSession:
         token = headers.get(b"mcp-session-id")
         if token is None:
             raise Refused(400, INVALID_REQUEST, "bad request: missing Mcp-Session-Id header (send initialize first)")
+        if self.shared_sessions is not None:  # cluster mode: any process serves any session
+            try:
+                found = await self.shared_sessions.find(token.decode("latin-1"), principal, peer)
+            except ServerOverloaded as exc:  # Redis unreachable
+                raise _unavailable(exc) from None
+            if found is None:
+                raise Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+            return found
         session = self.sessions.get(token.decode("latin-1"))
         # A session is bound to the caller that opened it: to anyone else it does not exist.
         if session is None or session.terminated or not same_caller(session.principal, principal):
@@ -298,8 +324,10 @@ class McpHttpApp:
                 from ._http_batch import post_batch
 
                 self._check_version(headers)
-                await post_batch(self._session(headers, principal), body, self.limits.max_batch_size,
-                                 self.supervisor.shutting_down.is_set(), responder)
+                session = await self._session(headers, principal, _host_of(request))
+                if self.shared_sessions is not None:  # cluster mode: answers and cancellations for elsewhere
+                    await self._relay_batch(session, body)
+                await post_batch(session, body, self.limits.max_batch_size, self.supervisor.shutting_down.is_set(), responder)
                 return
             raise Refused(400, error.code, error.message, message.id)  # type: ignore[union-attr]
         if b"mcp-session-id" not in headers:
@@ -314,14 +342,14 @@ class McpHttpApp:
                 return
         if kind is Request and message.method == "initialize":  # type: ignore[union-attr]
             if b"mcp-session-id" in headers:
-                session = self._session(headers, principal)
+                session = await self._session(headers, principal, _host_of(request))
                 await self._post_request(session, message, body, responder, created=False)  # type: ignore[arg-type]
             else:
                 session = self._new_session(principal, _host_of(request))
                 await self._post_request(session, message, body, responder, created=True)  # type: ignore[arg-type]
             return
         self._check_version(headers)
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal, _host_of(request))
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down", message.id if kind is Request else None)  # type: ignore[union-attr]
         if kind is Request:
@@ -337,11 +365,31 @@ class McpHttpApp:
         session.begin()
         try:
             await session.deliver(body)
+            if self.shared_sessions is not None and (kind is not Notification or message.method == "notifications/cancelled"):  # type: ignore[union-attr]
+                # An answer to our request, or a cancellation: what it concerns may run on
+                # another process of the cluster.
+                await self.shared_sessions.relay(session, body)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Refused(404, INVALID_REQUEST, "session not found: the session has ended") from None
+        except ServerOverloaded as exc:  # Redis unreachable
+            raise _unavailable(exc) from None
         finally:
             session.end()
         await responder.respond(202, _NO_CONTENT)
+
+    async def _relay_batch(self, session: HttpSession, body: bytes) -> None:
+        """Cluster mode: a batch's answers to our requests and its cancellations, relayed to
+        every process serving the session (as single ones are)."""
+        items = self._codec.split_batch(body, self.limits.max_batch_size)
+        if isinstance(items, Malformed):
+            return  # post_batch refuses it
+        for data, item in items:
+            if type(item) in (Response, ErrorResponse) or (type(item) is Notification
+                                                          and item.method == "notifications/cancelled"):  # type: ignore[union-attr]
+                try:
+                    await self.shared_sessions.relay(session, data)  # type: ignore[union-attr]
+                except ServerOverloaded as exc:
+                    raise _unavailable(exc) from None
 
     def session_room(self) -> None:
         """Refuse a new session (503) when shutting down or at ``max_sessions`` (the
@@ -349,6 +397,8 @@ class McpHttpApp:
         if self.supervisor.shutting_down.is_set():
             raise Refused(503, SHUTTING_DOWN, "server shutting down")
         limit = self.limits.max_sessions
+        if self.shared_sessions is not None:  # cluster mode: an idle replica gives way
+            self.shared_sessions.make_room(limit - (len(self.legacy.sessions) if self.legacy is not None else 0))
         if len(self.sessions) + (len(self.legacy.sessions) if self.legacy is not None else 0) >= limit:
             self.supervisor.metrics.connections_refused += 1
             raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {limit}); try again later",
@@ -358,10 +408,35 @@ class McpHttpApp:
         self.session_room()
         quota = self.take_session_quota(principal, peer)
         token = secrets.token_urlsafe(32)  # 43 visible ASCII characters, 256 random bits
-        session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
-        session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
-        self.sessions[token] = session
+        session = self._open(token, principal, peer)
         self._nursery.start_soon(self._run_session, session, quota)
+        return session
+
+    def _open(self, token: str, principal: Principal | None, peer: str | None) -> HttpSession:
+        shared = self.shared_sessions
+        if shared is None:
+            session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal)
+            session.connection = Connection(self.supervisor, session, principal=principal, peer=peer)
+        else:
+            session = HttpSession(token, self.limits, json_response=self._json_response, principal=principal,
+                                  shared=shared.shared, spawn=self._nursery.start_soon)
+            # In a cluster, several processes ask the client things within one session: each
+            # replica numbers its requests from a random start, so an answer finds its asker.
+            session.connection = Connection(self.supervisor, session, principal=principal, peer=peer,
+                                            first_request_id=secrets.randbits(31) << 20)
+        self.sessions[token] = session
+        return session
+
+    def _replica(self, token: str, record: Any, principal: Principal | None, peer: str | None) -> HttpSession:
+        """Cluster mode: serve here a session another process opened (its stored profile)."""
+        limit = self.limits.max_sessions - (len(self.legacy.sessions) if self.legacy is not None else 0)
+        if not self.shared_sessions.make_room(limit):  # type: ignore[union-attr]
+            self.supervisor.metrics.connections_refused += 1
+            raise Refused(503, SERVER_OVERLOADED, f"too many sessions (limit {self.limits.max_sessions}); try again later",
+                          headers=[(b"retry-after", b"1")])
+        session = self._open(token, principal, peer)
+        session.connection.state.resume(record.profile, record.log_level)  # type: ignore[union-attr]
+        self._nursery.start_soon(self._run_session, session, None)
         return session
 
     def take_session_quota(self, principal: Principal | None, peer: str | None) -> Any:
@@ -400,6 +475,12 @@ class McpHttpApp:
             extra: list[tuple[bytes, bytes]] = []
             if created:
                 if session.connection is not None and session.connection.state.client is not None:
+                    if self.shared_sessions is not None:
+                        try:  # stored for every process before the client learns the id
+                            await self.shared_sessions.created(session)
+                        except ServerOverloaded as exc:
+                            session.terminate()
+                            raise _unavailable(exc, request.id) from None
                     extra.append((b"mcp-session-id", session.token.encode()))
                 else:
                     session.terminate()  # initialize failed: no session to keep
@@ -421,12 +502,16 @@ class McpHttpApp:
             session.end()
 
     # -- Streamable HTTP: GET, DELETE -------------------------------------------------------
-    async def _get(self, responder: Responder, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+    async def _get(self, responder: Responder, headers: dict[bytes, bytes], principal: Principal | None,
+                   peer: str | None = None) -> None:
         if not self.accept_flags(headers)[1]:
             raise Refused(406, INVALID_REQUEST, "not acceptable: Accept must list text/event-stream")
         self._check_version(headers)
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal, peer)
         last = headers.get(b"last-event-id")
+        if session.shared is not None and (last is None or not self._local_stream(session, last)):
+            await self._get_shared(responder, session, last)
+            return
         if last is not None:
             number_text, _, seq_text = last.decode("latin-1").strip().partition("-")
             try:
@@ -450,11 +535,74 @@ class McpHttpApp:
         finally:
             session.end()
 
-    async def _delete(self, responder: Responder, headers: dict[bytes, bytes], principal: Principal | None) -> None:
+    @staticmethod
+    def _local_stream(session: HttpSession, last: bytes) -> bool:
+        """Whether ``Last-Event-ID`` names a request stream this process holds (cluster mode)."""
+        number, _, _ = last.decode("latin-1").strip().partition("-")
+        return number.isdigit() and int(number) != 0 and session.find_stream(int(number)) is not None
+
+    async def _get_shared(self, responder: Responder, session: HttpSession, last: bytes | None) -> None:
+        """Cluster mode: a GET stream (or a request stream resumed) fed from the shared log."""
+        shared = session.shared
+        assert shared is not None
+        prefix = b""
+        parts = last.decode("latin-1").strip().split("-") if last is not None else []
+        try:
+            if last is None:
+                # A new GET goes on after the last event a listener was written, wherever; with
+                # none yet, it gets every event kept (as one process's GET stream does).
+                record = await shared.get(session.token)
+                if record is None:
+                    raise Refused(404, INVALID_REQUEST, "session not found: unknown, expired or terminated Mcp-Session-Id")
+                after = record.delivered or "0-0"
+                stream = session.feed(0)
+            elif len(parts) == 3 and parts[0] == "0" and all(p.isdigit() and len(p) <= 20 for p in parts[1:]):
+                after = f"{parts[1]}-{parts[2]}"
+                stream = session.feed(0)
+            elif len(parts) == 2 and all(p.isdigit() and len(p) <= 20 for p in parts) and int(parts[0]) != 0:
+                after = None
+                stream = session.feed(int(parts[0]))
+                stream.seq = cursor = int(parts[1])
+            else:
+                raise Refused(400, INVALID_REQUEST, "bad request: malformed Last-Event-ID header")
+        except ServerOverloaded as exc:
+            raise _unavailable(exc) from None
+        if stream.number == 0:
+            cursor = 0
+        self._nursery.start_soon(session.follow, stream, after)
+        try:
+            if stream.number != 0:
+                # A request stream of another process: its events are in the log once that
+                # process saw its listener go; wait a little for the first.
+                with trio.move_on_after(SPILL_WAIT):
+                    while not stream.events and not stream.done:
+                        await stream.lot.park()
+                if not stream.events:
+                    raise Refused(400, INVALID_REQUEST, "bad request: the stream the Last-Event-ID header names "
+                                  "is unknown, finished or expired")
+            elif session.resumable_streams:
+                prefix = b"id: 0-%b\nretry: %d\ndata: \n\n" % (after.encode(), SSE_RETRY_MS)  # type: ignore[union-attr]
+            session.begin()
+            try:
+                await self._sse(session, stream, cursor, responder, SSE_HEADERS, prefix)
+            finally:
+                session.end()
+        finally:
+            stream.stopped = True
+            stream.wake.set()
+
+    async def _delete(self, responder: Responder, headers: dict[bytes, bytes], principal: Principal | None,
+                      peer: str | None = None) -> None:
         self._check_version(headers)
-        session = self._session(headers, principal)
-        del self.sessions[session.token]
-        session.terminate()
+        session = await self._session(headers, principal, peer)
+        if self.shared_sessions is not None:
+            try:
+                await self.shared_sessions.delete(session)
+            except ServerOverloaded as exc:
+                raise _unavailable(exc) from None
+        else:
+            del self.sessions[session.token]
+            session.terminate()
         await responder.respond(204)
 
     # -- SSE writing ------------------------------------------------------------------------
@@ -510,6 +658,8 @@ class McpHttpApp:
             finally:
                 if stream.listener is scope:
                     stream.listener = None
+                    if not stream.final:
+                        session.spill(stream)  # cluster mode: resumable from any process
 
     # -- WebSocket on /ws -------------------------------------------------------------------
     async def upgrade(self, request: HttpRequest, stream: trio.abc.Stream, data: bytes) -> None:
@@ -680,6 +830,11 @@ def _behind(proxies: TrustedProxies, request: HttpRequest) -> None:
     request.client = (named.address, 0) if named.address is not None else None
     if named.scheme is not None:
         request.scheme = named.scheme
+
+
+def _unavailable(exc: ServerOverloaded, request_id: Any = None) -> Refused:
+    """Cluster mode: Redis could not be reached for this request: 503 with ``Retry-After``."""
+    return Refused(503, exc.code, exc.message, request_id, headers=[(b"retry-after", b"1")])
 
 
 def _host_of(request: HttpRequest) -> str | None:

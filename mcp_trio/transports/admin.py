@@ -17,7 +17,8 @@ Served by the same ASGI app as ``/mcp`` (``transports/http.py`` hands it every p
     POST /admin/tags/{tag}/disable
     GET  /admin/plugins                 plugin directories and each plugin's state and last error
     POST /admin/reload                  reload every directory plugin now
-    GET  /admin/stats                   server counts and per-tool statistics
+    GET  /admin/stats                   server counts and per-tool statistics (cluster mode:
+                                        and "cluster", the figures summed over every process)
 
 Who may use it:
 
@@ -32,7 +33,9 @@ Who may use it:
   the operator page itself (same origin, ``X-Mcp-Trio-Admin``), never from another page.
 
 Switching tools on or off and reloading plugins answer once the change is published: every
-live session has been sent ``notifications/tools/list_changed``.
+live session has been sent ``notifications/tools/list_changed``. In cluster mode they act on
+every process (the switch is recorded in Redis and announced on the bus; a reload makes every
+process reload its plugin directories): any process's ``/admin`` acts on the whole cluster.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import msgspec
 
 from .._metrics import ToolStats
 from ..auth import Authenticator, AuthError, Principal, insufficient_scope
+from ..protocol._errors import ServerOverloaded
 from ._gate import auth_refusal, is_loopback_address
 
 if TYPE_CHECKING:
@@ -134,20 +138,23 @@ class AdminApi:
                 return 200, {"tools": [self.tool_view(tool) for _, tool in sorted(self.supervisor.registry.tools.items())]}
             if rest == "plugins":
                 return 200, self.plugins_view()
-            return 200, self.stats_view()
+            view = self.stats_view()
+            if self.supervisor.cluster is not None:
+                view["cluster"] = await self.cluster_view()
+            return 200, view
         if rest == "reload":
             _allow(method, "POST")
             plugins = self.supervisor.server.plugins
             if plugins is None:
                 raise _Answer(409, "this server has no plugins configured (mcp-trio serve --plugins DIR)")
-            report = await plugins.reload(force=True)
+            report = await self.supervisor.reload_plugins()
             return 200, {**report.to_dict(), **plugins.status()}
         kind, _, tail = rest.partition("/")
         if kind == "tools" and tail:
             name, _, action = tail.rpartition("/")
             if action in ("enable", "disable") and name:
                 _allow(method, "POST")
-                return 200, self.switch_tool(name, action == "enable")
+                return 200, await self.switch_tool(name, action == "enable")
             _allow(method, "GET", "HEAD")
             tool = self.supervisor.registry.tools.get(tail)
             if tool is None:
@@ -157,7 +164,7 @@ class AdminApi:
             tag, _, action = tail.rpartition("/")
             if action in ("enable", "disable") and tag:
                 _allow(method, "POST")
-                return 200, self.switch_tag(tag, action == "enable")
+                return 200, await self.switch_tag(tag, action == "enable")
         raise _Answer(404, f"not found: {path}")
 
     # -- views and actions ------------------------------------------------------------------
@@ -192,20 +199,30 @@ class AdminApi:
             "stats": stats.snapshot(),
         }
 
-    def switch_tool(self, name: str, enabled: bool) -> dict[str, Any]:
+    async def switch_tool(self, name: str, enabled: bool) -> dict[str, Any]:
         supervisor = self.supervisor
         if name not in supervisor.registry.tools:
             raise _Answer(404, f"unknown tool: {name!r}")
-        changed = supervisor.set_enabled(enabled, tools=[name])
+        changed = await self._switch(enabled, tools=[name])
         tool = supervisor.registry.tools[name]
         return {"tool": name, "enabled": tool.enabled, "disabled_by": supervisor.disabled_reason(name), "changed": changed}
 
-    def switch_tag(self, tag: str, enabled: bool) -> dict[str, Any]:
+    async def switch_tag(self, tag: str, enabled: bool) -> dict[str, Any]:
         supervisor = self.supervisor
-        changed = supervisor.set_enabled(enabled, tags=[tag])
+        changed = await self._switch(enabled, tags=[tag])
         tools = sorted(name for name, tool in supervisor.registry.tools.items() if tag in tool.tags)
         return {"tag": tag, "enabled": enabled, "tools": tools, "changed": changed,
                 "disabled_tags": sorted(supervisor.disabled_tags)}
+
+    async def _switch(self, enabled: bool, *, tools: list[str] = [], tags: list[str] = []) -> list[str]:  # noqa: B006
+        """Switch here, and in cluster mode for every process (recorded in Redis first: when
+        it cannot be reached, nothing changes anywhere and the answer is 503)."""
+        try:
+            return await self.supervisor.switch(enabled, tools=tools, tags=tags)
+        except ValueError as exc:  # the cluster holds its maximum of switches
+            raise _Answer(409, str(exc)) from None
+        except ServerOverloaded as exc:  # Redis unreachable (cluster mode)
+            raise _Answer(503, str(exc), [(b"retry-after", b"1")]) from None
 
     def plugins_view(self) -> dict[str, Any]:
         plugins = self.supervisor.server.plugins
@@ -221,6 +238,17 @@ class AdminApi:
                        "disabled_tags": sorted(supervisor.disabled_tags)},
             "tools": {name: (tools.get(name) or ToolStats()).snapshot() for name in sorted(supervisor.registry.tools)},
         }
+
+
+    async def cluster_view(self) -> dict[str, Any]:
+        """Cluster mode: the figures summed over every process (``server`` and ``tools`` in
+        ``/admin/stats`` are this process's), the live processes, and this one's id."""
+        node = self.supervisor.cluster
+        try:
+            figures: dict[str, Any] = await node.figures()
+        except ServerOverloaded as exc:  # Redis unreachable: this process's figures still answer
+            return {"node": node.node_id, "error": str(exc)}
+        return figures
 
 
 def _allow(method: str, *allowed: str) -> None:

@@ -25,7 +25,7 @@ import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -41,6 +41,9 @@ from .admin_page import ServedSettings
 from .h1 import AsgiHost, H1Limits, H1Server
 from .h1._asgi import Receive, Scope, Send
 from .h1._io import bind
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSettings
 
 __all__ = ["McpAsgiApp", "McpHttpApp", "asgi_app", "hypercorn_config", "metrics_access", "serve_http"]
 
@@ -124,6 +127,7 @@ async def serve_http(
     watch_signals: bool | None = None,
     trusted_proxies: Iterable[str] | None = None,
     proxy_headers: str = "x-forwarded",
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """Serve ``server`` over Streamable HTTP (``/mcp``) and WebSocket (``/ws``) on one port.
 
@@ -150,6 +154,8 @@ async def serve_http(
     whose ``proxy_headers`` (``"x-forwarded"``: X-Forwarded-For/-Proto; ``"forwarded"``:
     RFC 7239) name the client: its address keys rate limits and quotas, decides ``/admin``'s
     loopback rule and is the session's peer. From any other peer those headers are ignored.
+    ``cluster``: take part in a cluster on Redis: handshake-era sessions served by any
+    process, shared rate limits, switches, plugin reloads and tasks (docs/cluster.md).
     """
     if watch_signals is not None:
         warnings.warn("serve_http(watch_signals=...) is now handle_signals=..., as for serve_websocket", DeprecationWarning,
@@ -161,7 +167,7 @@ async def serve_http(
     if allowed_hosts is None and not is_loopback_name(host):
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits, cluster=cluster).run)
         if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
         async with trio.open_nursery() as sessions:
@@ -233,8 +239,10 @@ class McpAsgiApp:
     its sessions (shutdown), so a router in front of it must pass them on. Until startup,
     requests are answered 503."""
 
-    def __init__(self, server: Server, limits: Limits | None, options: dict[str, Any], rate_limits: RateLimits | None) -> None:
+    def __init__(self, server: Server, limits: Limits | None, options: dict[str, Any], rate_limits: RateLimits | None,
+                 cluster: ClusterSettings | None = None) -> None:
         self.server = server
+        self._cluster = cluster
         self.limits = limits or Limits()
         self._options = options
         self._rate_limits = rate_limits
@@ -269,7 +277,8 @@ class McpAsgiApp:
         started = False
         try:
             async with trio.open_nursery() as nursery:
-                supervisor: Supervisor = await nursery.start(Supervisor(self.server, limits, rate_limits=self._rate_limits).run)
+                supervisor: Supervisor = await nursery.start(Supervisor(self.server, limits, rate_limits=self._rate_limits,
+                                                                          cluster=self._cluster).run)
                 async with trio.open_nursery() as sessions:
                     app = McpHttpApp(supervisor, sessions, **self._options)
                     background = trio.CancelScope()
@@ -310,6 +319,7 @@ def asgi_app(
     legacy_sse: bool = False,
     trusted_proxies: Iterable[str] | None = None,
     proxy_headers: str = "x-forwarded",
+    cluster: ClusterSettings | None = None,
 ) -> McpAsgiApp:
     """``server`` as an ASGI 3 application: the routes of ``serve_http`` (``/mcp``, ``/ws``,
     ``/healthz``, ``/metrics``, ``/admin``...) to mount in an ASGI stack of your own, run by
@@ -317,9 +327,10 @@ def asgi_app(
     events start and stop it: a router in front must pass them on. Routes match the path
     after the router's ``root_path``. ``bind_host``: the address the ASGI server listens on,
     for the default Host and Origin policy (pass ``allowed_hosts`` when it is not loopback).
-    The other keywords are ``serve_http``'s."""
+    The other keywords are ``serve_http``'s (``cluster``: its processes, hosts and
+    workers serve as one service on Redis, docs/cluster.md)."""
     metrics = metrics_access(metrics, authenticator)
     proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
     options = dict(bind_host=bind_host, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, json_response=json_response,
                    authenticator=authenticator, metrics=metrics, legacy_sse=legacy_sse, trusted_proxies=proxies)
-    return McpAsgiApp(server, limits, options, rate_limits)
+    return McpAsgiApp(server, limits, options, rate_limits, cluster)

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     import ssl
 
     from ..auth import Authenticator
+    from ..cluster import ClusterSettings
 
 logger = logging.getLogger("mcp_trio.websocket")
 
@@ -319,6 +320,7 @@ async def serve_websocket(
     listeners: Sequence[trio.abc.Listener[Any]] | None = None,
     reuse_port: bool = False,
     rate_limits: RateLimits | None = None,
+    cluster: ClusterSettings | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
     trusted_proxies: Iterable[str] | None = None,
     proxy_headers: str = "x-forwarded",
@@ -337,7 +339,8 @@ async def serve_websocket(
     ``reuse_port``: bind with ``SO_REUSEPORT``, so several processes (``--workers``) share
     the port and the kernel spreads connections over them. ``trusted_proxies``,
     ``proxy_headers``: the proxies in front, whose forwarding headers name the client (as for
-    ``serve_http``); from any other peer those headers are ignored.
+    ``serve_http``); from any other peer those headers are ignored. ``cluster``: take part in a
+    cluster on Redis (shared rate limits, switches, plugin reloads, tasks; docs/cluster.md).
     """
     limits = limits or Limits()
     proxies = TrustedProxies(trusted_proxies, proxy_headers) if trusted_proxies else None
@@ -353,7 +356,7 @@ async def serve_websocket(
     if policy.any_host and allowed_hosts is None:
         logger.warning("serving on %s with no allowed_hosts: the Host header is not checked (DNS rebinding)", host)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits).run)
+        supervisor: Supervisor = await nursery.start(Supervisor(server, limits, rate_limits=rate_limits, cluster=cluster).run)
         if handle_signals:
             nursery.start_soon(supervisor.watch_signals)
         endpoint = WebSocketServer(supervisor, policy, authenticator=authenticator, scheme="ws" if ssl_context is None else "wss",
