@@ -24,12 +24,15 @@ into ``bench/peers/ts/node_modules`` from its pinned ``package-lock.json`` (the 
 package from the npm registry; the machine's own node is not used). HTTP peers answer with
 JSON, as ours does, so every HTTP row measures the same wire format.
 
-Scenarios (``tools/call echo``, closed loop): stdio sequential (1x1) and pipelined (1x8);
-WebSocket 1x1 and 100x8 (two client processes); Streamable HTTP sequential (1x1) and
+Scenarios (``tools/call echo``, closed loop; ``echo`` is a plain ``async def`` tool, as a
+user writes one, with no opt-in of any kind): stdio sequential (1x1) and pipelined (1x8);
+WebSocket 1x1, 100x8 and 1,000x2 (two client processes); Streamable HTTP sequential (1x1) and
 concurrent (8 sessions x 4 in flight, two client processes); idle sessions (WebSocket and
-HTTP): open N, hold them, server memory per session. Each load row is measured in
-``--rounds`` rounds in which the servers take turns, so a burst of background load on a
-shared machine lands on every server alike; the rounds' histograms are merged.
+HTTP): open N, hold them, server memory per session; stdio cold start: spawn to
+``initialize`` answered, the median of ``--spawns`` fresh children per server, the servers
+taking turns. Each load row is measured in ``--rounds`` rounds in which the servers take
+turns, so a burst of background load on a shared machine lands on every server alike; the
+rounds' histograms are merged.
 
 A server that cannot start, or a transport not built yet, is reported as that row's error
 and the run goes on. The results go to ``bench/results/<date>-<host>.json`` (every
@@ -43,9 +46,12 @@ import contextlib
 import importlib.metadata
 import os
 import platform
+import select
 import shlex
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,6 +239,7 @@ class Scenario:
     in_flight: int = 1
     processes: int = 1
     idle: bool = False
+    cold: bool = False  # stdio cold start: spawn to initialize answered, in milliseconds
 
 
 SCENARIOS = [
@@ -240,11 +247,14 @@ SCENARIOS = [
     Scenario("stdio_pipelined", "stdio, pipelined (1×8)", "stdio", in_flight=8),
     Scenario("ws_1x1", "WebSocket, 1 connection × 1", "ws"),
     Scenario("ws_100x8", "WebSocket, 100 connections × 8 in flight", "ws", connections=100, in_flight=8, processes=2),
+    Scenario("ws_1000x2", "WebSocket, 1,000 connections × 2 in flight", "ws", connections=1000, in_flight=2,
+             processes=2),
     Scenario("http_seq", "Streamable HTTP, sequential (1×1)", "http"),
     Scenario("http_concurrent", "Streamable HTTP, 8 sessions × 4 in flight", "http", connections=8, in_flight=4,
              processes=2),
     Scenario("idle_ws", "idle WebSocket sessions", "ws", idle=True),
     Scenario("idle_http", "idle Streamable HTTP sessions", "http", idle=True),
+    Scenario("cold_start", "stdio cold start (spawn → initialize answered)", "stdio", cold=True),
 ]
 
 
@@ -256,6 +266,7 @@ class Row:
     command: str = ""
     rounds: list[BenchResult] = field(default_factory=list)
     error: str | None = None
+    cold_ms: list[float] = field(default_factory=list)  # cold-start rows: one per spawn
 
     def result(self) -> BenchResult | None:
         return merge_results(self.rounds) if self.rounds else None
@@ -398,6 +409,87 @@ def run_load_scenarios(transport: str, scenarios: list[Scenario], table: dict[st
             instance.stop()
 
 
+INITIALIZE = msgspec.json.encode({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcp-trio-bench", "version": "1"}}}) + b"\n"
+
+
+def cold_start_once(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> float:
+    """Milliseconds from spawning ``argv`` to its answer to ``initialize`` (its first line)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=env)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(INITIALIZE)
+        process.stdin.flush()
+        answer = b""
+        deadline = started + timeout
+        while not answer.endswith(b"\n"):
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
+                raise StartFailed(f"no answer to initialize within {timeout:g} s")
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                raise StartFailed(f"exited with code {process.wait()} before answering initialize")
+            answer += chunk
+        elapsed = (time.perf_counter() - started) * 1000
+        if b'"result"' not in answer.split(b"\n", 1)[0]:
+            raise StartFailed(f"initialize was refused: {answer[:200]!r}")
+        return elapsed
+    finally:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_cold_scenario(scenario: Scenario, table: dict[str, dict[str, Row]], server_list: list[Server],
+                      args: argparse.Namespace) -> None:
+    """``--spawns`` cold starts per stdio server, the servers taking turns (one spawn each
+    first, not counted: it fills the caches a host's second start finds warm too)."""
+    rows = table[scenario.name]
+    # Every Python child compiles into one private bytecode cache, filled by the uncounted
+    # first spawn, whatever the caller's environment says (PYTHONDONTWRITEBYTECODE would make
+    # every start of a source checkout compile it again, and the floor, one small file over
+    # installed packages, would not pay that).
+    pycache = tempfile.mkdtemp(prefix="bench-cold-pycache-")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    try:
+        _cold_spawns(scenario, rows, server_list, args, env)
+    finally:
+        shutil.rmtree(pycache, ignore_errors=True)
+
+
+def _cold_spawns(scenario: Scenario, rows: dict[str, Row], server_list: list[Server], args: argparse.Namespace,
+                 env: dict[str, str]) -> None:
+    for server in server_list:
+        row = rows[server.name] = Row(server, command=shlex.join(server.argv))
+        try:
+            check_script(server)
+        except StartFailed as exc:
+            row.error = str(exc)
+    for spawn in range(args.spawns + 1):
+        for server in server_list:
+            row = rows[server.name]
+            if row.error is not None:
+                continue
+            try:
+                elapsed = cold_start_once(list(server.argv), args.timeout, env)
+            except (StartFailed, OSError) as exc:
+                row.error = f"cold start failed: {exc}"
+                continue
+            if spawn:
+                row.cold_ms.append(elapsed)
+    for server in server_list:
+        row = rows[server.name]
+        if row.cold_ms:
+            say(f"{scenario.name} {server.name}: median {statistics.median(row.cold_ms):.1f} ms of {len(row.cold_ms)}")
+
+
 def _target_text(target: Any) -> str:
     return target if isinstance(target, str) else "stdio:" + shlex.join(target)
 
@@ -440,7 +532,13 @@ def _value(result: BenchResult | None, idle: bool) -> float | None:
     return result.calls_per_s
 
 
+def _cold(row: Row | None) -> float | None:
+    return statistics.median(row.cold_ms) if row is not None and row.cold_ms and row.error is None else None
+
+
 def summarise(scenario: Scenario, rows: dict[str, Row]) -> list[dict[str, Any]]:
+    if scenario.cold:
+        return summarise_cold(rows)
     results = {name: row.result() for name, row in rows.items()}
     floor = _value(results.get("floor"), scenario.idle)
     sdk = _value(results.get("sdk"), scenario.idle)
@@ -479,6 +577,24 @@ def summarise(scenario: Scenario, rows: dict[str, Row]) -> list[dict[str, Any]]:
     return out
 
 
+def summarise_cold(rows: dict[str, Row]) -> list[dict[str, Any]]:
+    """Cold-start rows: the median spawn-to-initialize time (lower is better), and the
+    ratios to the floor's and the official SDKs' in the same run."""
+    floor, sdk, ts = (_cold(rows.get(name)) for name in ("floor", "sdk", "ts"))
+    out = []
+    for name, row in rows.items():
+        value = _cold(row)
+        out.append({
+            "server": name, "label": row.server.label, "command": row.command, "ok": value is not None,
+            "error": row.error, "errors": {}, "median_ms": value, "spawns": len(row.cold_ms),
+            "min_ms": min(row.cold_ms) if row.cold_ms else None, "max_ms": max(row.cold_ms) if row.cold_ms else None,
+            "vs_floor": _ratio(value, floor) if name != "floor" else None,
+            "vs_sdk": _ratio(value, sdk) if name != "sdk" else None,
+            "vs_ts": _ratio(value, ts) if name != "ts" else None,
+        })
+    return out
+
+
 def _f(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -507,11 +623,15 @@ def markdown(document: dict[str, Any]) -> str:
     ]
     problems = []
     idle_rows = []
+    cold_rows = []
     for scenario in document["scenarios"]:
         for row in scenario["rows"]:
             if row["error"] or (row.get("requests_failed") or 0) or (row["errors"] and not row["ok"]):
                 what = row["error"] or ", ".join(f"{k}: {n}" for k, n in row["errors"].items())
                 problems.append(f"- **{scenario['name']} / {row['server']}**: {what.splitlines()[0] if what else 'failed'}")
+            if scenario.get("cold"):
+                cold_rows.append(row)
+                continue
             if scenario["idle"]:
                 idle_rows.append((scenario, row))
                 continue
@@ -529,6 +649,14 @@ def markdown(document: dict[str, Any]) -> str:
         for scenario, row in idle_rows:
             per = "error" if row["error"] else bytes_text(row["rss_per_session_bytes"])
             lines.append(f"| {scenario['title']} | {row['server']} | {_f(row['sessions'], ',d')} | {per} | "
+                         f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} | {_x(row.get('vs_ts'))} |")
+    if cold_rows:
+        lines += ["", f"| stdio cold start (spawn → initialize answered; median of {s.get('spawns', '–')}) | "
+                      "server | median ms | min ms | × floor | × SDK | × TS |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for row in cold_rows:
+            median = "error" if row["error"] else _f(row["median_ms"], ".1f")
+            lines.append(f"| cold start | {row['server']} | {median} | {_f(row['min_ms'], '.1f')} | "
                          f"{_x(row['vs_floor'])} | {_x(row['vs_sdk'])} | {_x(row.get('vs_ts'))} |")
     if problems:
         lines += ["", "Errors (a row with errors has no speed; see the JSON for details):", "", *problems]
@@ -553,15 +681,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-ws", type=int, default=2000, metavar="N", help="idle WebSocket sessions (default: 2000)")
     parser.add_argument("--idle-http", type=int, default=500, metavar="N", help="idle HTTP sessions (default: 500)")
     parser.add_argument("--hold", type=float, default=3.0, help="seconds idle sessions are held (default: 3)")
+    parser.add_argument("--spawns", type=int, default=10, help="cold starts per stdio server (default: 10)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s, few idle sessions")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go (default: bench/results)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any row has errors")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup, args.hold = 1, 1.0, 0.5, 1.0
-        args.idle_ws, args.idle_http = 200, 50
-    if args.rounds < 1 or args.duration <= 0:
-        parser.error("--rounds and --duration must be positive")
+        args.idle_ws, args.idle_http, args.spawns = 200, 50, 3
+    if args.rounds < 1 or args.duration <= 0 or args.spawns < 1:
+        parser.error("--rounds, --duration and --spawns must be positive")
     return args
 
 
@@ -585,10 +714,12 @@ def main(argv: list[str] | None = None) -> int:
             every = [s for s in servers(transport, peers_python or "python", node or "node")
                      if not args.servers or s.name in args.servers]
             runnable = [s for s in every if not (s.peer and peers_error) and not (s.node and ts_error)]
-            load = [s for s in chosen if s.transport == transport and not s.idle]
+            load = [s for s in chosen if s.transport == transport and not s.idle and not s.cold]
             run_load_scenarios(transport, load, table, runnable, args, log_dir)
             for scenario in (s for s in chosen if s.transport == transport and s.idle):
                 run_idle_scenario(scenario, table, [s for s in runnable if s.url is not None], args, log_dir)
+            for scenario in (s for s in chosen if s.transport == transport and s.cold):
+                run_cold_scenario(scenario, table, runnable, args)
             for scenario in (s for s in chosen if s.transport == transport):
                 for server in every:
                     if server not in runnable and (server.url is not None or not scenario.idle):
@@ -611,11 +742,11 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform()},
         "versions": versions,
         "settings": {"rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
-                     "idle_ws": args.idle_ws, "idle_http": args.idle_http, "hold_s": args.hold},
+                     "idle_ws": args.idle_ws, "idle_http": args.idle_http, "hold_s": args.hold, "spawns": args.spawns},
         "json": str(json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path),
         "scenarios": [
             {"name": s.name, "title": s.title, "transport": s.transport, "connections": s.connections,
-             "in_flight": s.in_flight, "processes": s.processes, "idle": s.idle,
+             "in_flight": s.in_flight, "processes": s.processes, "idle": s.idle, "cold": s.cold,
              "rows": summarise(s, table[s.name])}
             for s in chosen
         ],

@@ -40,3 +40,28 @@ class BatchChannel(Protocol):
     """A channel that can write several messages at once (the writer batches what is ready)."""
 
     async def send_batch(self, messages: list[bytes]) -> None: ...
+
+
+class NowaitChannel(Protocol):
+    """A channel that can write without waiting, when the peer is keeping up.
+
+    ``send_batch_nowait`` writes ``messages`` at once if the socket or pipe takes them (True),
+    and never waits: whatever it could not write (part of a frame, or all of it), it keeps,
+    and returns False; ``flush`` then writes what was kept (the connection's writer calls it,
+    shielded and bounded by ``send_timeout``, before anything else is sent). It raises nothing:
+    a broken peer is found by ``flush``. The connection writes a reply this way from the task
+    that made it, at the moment that task would wait anyway, when its writer has nothing to do:
+    a request answered with no trip through the scheduler at all (stdio and WebSocket, whose
+    sockets and pipes are non-blocking). A channel offers it only when its stream can: it
+    leaves the attribute ``None`` otherwise (TLS, threads, in-memory streams).
+    """
+
+    def send_batch_nowait(self, messages: list[bytes]) -> bool: ...
+
+    # Optional: ``message_ready()`` is True when ``receive`` would return a message without
+    # waiting (one is buffered whole). The connection then keeps batching replies; when it is
+    # False the replies are written before the read (stdio has it; without it they are written
+    # the moment the read waits).
+
+    async def flush(self) -> None: ...
+

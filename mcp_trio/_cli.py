@@ -105,8 +105,17 @@ def _default_text(metavar: str, default: float) -> str:
     return f"{default:,}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = ("serve", "token", "admin", "dev", "install", "bench")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s subcommand: ``mcp-trio serve`` (a stdio
+    child a host spawns, waiting on its first answer) does not import what the others need."""
     from ._config import add_config_arguments
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
 
     parser = UsageParser(prog="mcp-trio", description="Serve MCP tools, resources and prompts on trio.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -173,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
         limits.add_argument(flag, dest=field, type=kind, default=None, metavar=metavar,
                             help=f"{text} (default: {_default_text(metavar, default)})")
 
+    if wanted("token"):
+        _add_token(commands)
+    if wanted("admin"):
+        _add_admin(commands)
+    if wanted("dev"):
+        _add_dev(commands)
+    if wanted("install"):
+        _add_install(commands)
+    if wanted("bench"):
+        _add_bench(commands)
+    return parser
+
+
+def _add_token(commands: Any) -> None:
     token = commands.add_parser("token", help="mint a development token or API key for a secured server",
                                 description="Print a development JWT (or a new API key) for the server configured "
                                             "by --config.")
@@ -180,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_token_arguments(token)
 
+
+def _add_admin(commands: Any) -> None:
     admin = commands.add_parser("admin", help="switch tools on/off, reload plugins, read statistics of a running server",
                                 description="Call the /admin surface of a server served over HTTP "
                                             "(needs the admin scope when it authenticates callers).")
@@ -187,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_arguments(admin)
 
+
+
+def _add_dev(commands: Any) -> None:
     dev = commands.add_parser("dev", help="serve an app over HTTP while you work on it: reload on change, the MCP Inspector",
                               description="Serve APP over Streamable HTTP (as serve --transport http), execute APP's file "
                                           "again whenever it changes (its tools, resources and prompts are swapped in; "
@@ -197,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
                      help="any option of serve but --transport, --workers and --stdio-io (--port, --plugins, --config, ...)")
 
+
+def _add_install(commands: Any) -> None:
     install = commands.add_parser("install", help="register a server with Claude Desktop, Claude Code, Cursor or VS Code",
                                   description="Add (or update) a server in an MCP host's configuration file: a local "
                                               "server this Python starts over stdio, or a remote one at --url.")
@@ -204,16 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_install_arguments(install)
 
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="load-test an MCP server (ours or anyone's)",
                                 description="Measure an MCP server's throughput, latency and memory under load.")
     from .bench.cli import add_bench_arguments
 
     add_bench_arguments(bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    # The subcommand comes first (``mcp-trio serve ...``): build only its parser.
+    args = build_parser(given[0] if given and given[0] in COMMANDS else None).parse_args(argv)
     if args.command == "token":
         from ._token import run_token
 

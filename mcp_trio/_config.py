@@ -165,12 +165,9 @@ variable is an error (a misspelt secret must not leave a server open).
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-import json
+import functools
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -249,6 +246,8 @@ class ServerConfig(_Section):
             if _ORIGIN.fullmatch(origin) is None:
                 raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (no path, one origin "
                                  "per entry; comma-separated in MCP_TRIO_SERVER_ALLOWED_ORIGINS)")
+        if self.trusted_proxies:
+            import ipaddress  # only a server behind proxies pays for it
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy.strip(), strict=False)
@@ -264,7 +263,7 @@ class ServerConfig(_Section):
 def _limits_struct() -> type[Struct]:
     """``LimitsConfig``: the fields of ``Limits``, same names, types and defaults."""
     hints = typing.get_type_hints(Limits)
-    fields = [(f.name, hints[f.name], f.default) for f in dataclasses.fields(Limits)]
+    fields = [(f.name, hints[f.name], f.default) for f in msgspec.structs.fields(Limits)]
     return msgspec.defstruct("LimitsConfig", fields, bases=(_Section,), module=__name__)
 
 
@@ -838,10 +837,25 @@ def _leaves(struct: type, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...],
     return out
 
 
-_LEAVES = _leaves(Config)
-#: ``MCP_TRIO_SERVER_PORT`` -> ("server", "port"), for every key.
-ENV_VARS: dict[str, tuple[str, ...]] = {ENV_PREFIX + "_".join(path).upper(): path for path in _LEAVES}
-assert len(ENV_VARS) == len(_LEAVES), "two settings map to one environment variable"
+@functools.cache
+def _settings() -> tuple[dict[tuple[str, ...], msgspec.inspect.Type], dict[str, tuple[str, ...]]]:
+    """Every settable key by path (``_LEAVES``), and ``MCP_TRIO_SERVER_PORT`` -> ("server",
+    "port") for every key (``ENV_VARS``). Worked out on first use: resolving the annotations
+    of every section costs a stdio child's start-up a third of its own time, and a start with
+    no ``MCP_TRIO_*`` variable and no flag never needs them."""
+    leaves = _leaves(Config)
+    env_vars = {ENV_PREFIX + "_".join(path).upper(): path for path in leaves}
+    assert len(env_vars) == len(leaves), "two settings map to one environment variable"
+    return leaves, env_vars
+
+
+def __getattr__(name: str) -> Any:
+    """``_LEAVES`` and ``ENV_VARS``, as module attributes, computed on first use (``_settings``)."""
+    if name == "_LEAVES":
+        return _settings()[0]
+    if name == "ENV_VARS":
+        return _settings()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _kind(tp: msgspec.inspect.Type) -> str:
@@ -866,6 +880,8 @@ def _env_value(name: str, raw: str, tp: msgspec.inspect.Type) -> Any:
     if kind == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]
     if kind == "json":
+        import json  # only a JSON-valued variable pays for it
+
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -911,7 +927,7 @@ def _subject(problem: Problem, source: str) -> str:
     if source == "environment":
         for end in range(len(problem.parts), 0, -1):
             head = problem.parts[:end]
-            if all(isinstance(p, str) for p in head) and head in _LEAVES:
+            if all(isinstance(p, str) for p in head) and head in _settings()[0]:
                 rest = join_path(problem.parts[end:])
                 variable = ENV_PREFIX + "_".join(head).upper()  # type: ignore[arg-type]
                 return variable + (rest if rest.startswith("[") else f".{rest}" if rest else "")
@@ -951,6 +967,8 @@ def _check(layer: Mapping[str, Any], source: str) -> None:
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML file as a dict, relative key-file paths made relative to its directory."""
+    import tomllib  # only a start with a config file pays for it
+
     file = Path(path)
     try:
         with file.open("rb") as handle:
@@ -982,13 +1000,14 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        path = ENV_VARS.get(name)
+        leaves, env_vars = _settings()
+        path = env_vars.get(name)
         if path is None:
             from ._explain import suggest
 
-            unknown.append(name + suggest(name, list(ENV_VARS)))
+            unknown.append(name + suggest(name, list(env_vars)))
             continue
-        flat[path] = _env_value(name, raw, _LEAVES[path])
+        flat[path] = _env_value(name, raw, leaves[path])
     if unknown:
         raise ConfigError(f"unknown environment variable{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}: "
                           "unset or rename (docs/security.md lists every setting)")
@@ -1004,10 +1023,10 @@ def from_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if "." in key:
             path = tuple(key.split("."))
-            if path not in _LEAVES:
+            if key not in _FLAG_SETTINGS and path not in _settings()[0]:
                 from ._explain import suggest
 
-                raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _LEAVES])}")
+                raise ConfigError(f"unknown setting {key!r}{suggest(key, ['.'.join(p) for p in _settings()[0]])}")
             flat[path] = value
         else:
             nested = _merge(nested, {key: value})
@@ -1126,8 +1145,12 @@ FLAG_KEYS: dict[str, str] = {
     "watch_plugins": "plugins.watch",
     "redis": "cluster.redis_url",
     "tracing": "tracing.enabled",
-    **{name: f"limits.{name}" for name in (f.name for f in dataclasses.fields(Limits))},
+    **{name: f"limits.{name}" for name in (f.name for f in msgspec.structs.fields(Limits))},
 }
+
+
+#: The settings flags map to (known to exist: no need to look them up among all settings).
+_FLAG_SETTINGS = frozenset(FLAG_KEYS.values())
 
 
 def overrides_from_args(args: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ no lock (DESIGN.md, "Supervisor").
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 #: Keys remembered at most; past it, keys whose bucket is full again are forgotten first.
 DEFAULT_MAX_KEYS = 100_000
@@ -77,8 +78,7 @@ class TokenBucket:
 DEFAULT_BURST = 10
 
 
-@dataclass(frozen=True, slots=True)
-class ToolLimit:
+class ToolLimit(msgspec.Struct, frozen=True):
     """Per-tool admission: ``cost`` tokens of the caller's bucket per call (default 1), and
     optionally a bucket of the tool's own, per caller (``rate`` calls/s, ``burst``)."""
 
@@ -95,15 +95,14 @@ class ToolLimit:
             raise ValueError("a tool's burst must not be negative")
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimits:
+class RateLimits(msgspec.Struct, frozen=True):
     """The admission policy: ``rate`` requests/s per principal with ``burst`` saved up (None:
     no per-principal limit), per-tool costs and limits, and ``max_concurrent`` requests
     running server-wide (None: no cap; past it requests are shed, not queued)."""
 
     rate: float | None = None
     burst: int = DEFAULT_BURST
-    tools: Mapping[str, ToolLimit] = field(default_factory=dict)
+    tools: Mapping[str, ToolLimit] = msgspec.field(default_factory=dict)
     max_concurrent: int | None = None
     max_keys: int = DEFAULT_MAX_KEYS
 

@@ -22,7 +22,6 @@ from ._request_state import RequestStateCodec
 from .offer._mount import Mount, MountError
 from .offer._registrar import Registrar
 from .offer._registry import Registry, RegistryKeys
-from .plugins._manager import PluginManager
 from .protocol._types import Icon, Implementation
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +42,7 @@ class RootsHook:
 
 if TYPE_CHECKING:
     from .offer._remote import Remote
+    from .plugins._manager import PluginManager  # imported by use_plugins: a server without plugins never loads it
 
 
 class RegistryOwner(Protocol):
@@ -263,6 +263,8 @@ class Server(Registrar):
         """
         if self.plugins is not None:
             raise RuntimeError(f"server {self.name!r} already has plugins configured")
+        from .plugins._manager import PluginManager
+
         self.plugins = PluginManager(self, directories, entry_points=entry_points, watch=watch)
         return self.plugins
 

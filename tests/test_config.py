@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from joserfc.jwk import RSAKey
 
@@ -61,7 +62,7 @@ def test_loading_config_does_not_import_the_auth_stack() -> None:
 def test_every_limit_is_a_setting() -> None:
     import dataclasses
 
-    names = {f.name for f in dataclasses.fields(Limits)}
+    names = {f.name for f in msgspec.structs.fields(Limits)}
     assert names == set(Config().limits.__struct_fields__)
     assert {f"MCP_TRIO_LIMITS_{n.upper()}" for n in names} <= set(ENV_VARS)
     assert {f"limits.{n}" for n in names} <= set(FLAG_KEYS.values())

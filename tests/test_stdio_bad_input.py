@@ -505,7 +505,11 @@ async def test_max_in_flight_bounds_concurrent_tool_runs() -> None:
             assert state["peak"] == 2 and state["started"] == 5, state
             await assert_alive(client)
             await trio.testing.wait_all_tasks_blocked()
-            assert connection.statistics() == {"in_flight": 0, "client_requests_pending": 0, "slots_free": 2}
+            stats = connection.statistics()
+            assert {k: stats[k] for k in ("in_flight", "client_requests_pending", "slots_free")} == \
+                {"in_flight": 0, "client_requests_pending": 0, "slots_free": 2}, stats
+            # Tasks kept for the next requests that wait: no more than ever ran at once.
+            assert stats["parked_tasks"] <= 2 + 1, stats
 
 
 # -- grace period at shutdown ------------------------------------------------------------------------

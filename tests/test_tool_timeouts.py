@@ -201,3 +201,70 @@ async def test_the_timeouts_are_settings_with_named_defaults(tmp_path: Any) -> N
         Limits(tool_timeout=-1)
     with pytest.raises(ValueError, match="max_abandoned_threads_per_tool must be at least 1"):
         Limits(max_abandoned_threads_per_tool=0)
+
+
+class _Methods:
+    async def computes(self) -> int:
+        return 1
+
+    async def waits(self) -> None:
+        await trio.sleep(0)
+
+    async def __call__(self) -> int:
+        return 1
+
+
+def test_only_tools_that_cannot_suspend_run_without_a_deadline_scope() -> None:
+    """``never_waits`` is read from the function's own code: any ``await``, ``async with`` or
+    ``async for`` (or a callable it cannot read) keeps the timeout scope."""
+    import functools
+
+    from mcp_trio.offer._registry import never_waits
+
+    async def computes(text: str) -> str:
+        return "".join(part for part in text.split())  # a generator of its own: still no await
+
+    async def awaits() -> None:
+        await trio.sleep(0)
+
+    async def awaits_late(flag: bool) -> None:
+        if flag:
+            await trio.sleep(0)
+
+    async def with_async_with() -> None:
+        async with trio.open_nursery():
+            pass
+
+    async def with_async_for(items: Any) -> None:
+        async for _ in items:
+            pass
+
+    def sync() -> None:
+        return None
+
+    assert never_waits(computes) and never_waits(_Methods().computes)
+    for fn in (awaits, awaits_late, with_async_with, with_async_for, sync, _Methods().waits, _Methods(),
+               functools.partial(computes, "x")):
+        assert not never_waits(fn), fn
+
+
+async def test_a_tool_that_computes_then_waits_is_still_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    app = Server("computes-then-waits")
+
+    @app.tool
+    async def late(wait: bool) -> str:
+        if wait:
+            await trio.sleep_forever()
+        return "quick"
+
+    @app.tool
+    async def echo(text: str) -> str:
+        return text
+
+    assert not app.registry.tools["late"].never_waits and app.registry.tools["echo"].never_waits
+    with trio.fail_after(10_000):
+        async with serve_in_memory(app, Limits(tool_timeout=5)) as (client, _, _):
+            await client.initialize()
+            assert (await call(client, "late", {"wait": False}))["result"]["content"][0]["text"] == "quick"
+            assert (await call(client, "late", {"wait": True}))["error"]["code"] == -32001
+            assert (await call(client, "echo", {"text": "hi"}))["result"]["content"][0]["text"] == "hi"

@@ -32,6 +32,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 from mcp_trio import Limits, Server
 from mcp_trio.demo import server as demo
 from mcp_trio.protocol._errors import SHUTTING_DOWN
+from mcp_trio.serving._connection import _MAX_BATCH, _WRITER_SLACK
 from mcp_trio.transports.websocket import (
     WebSocketServer,
     serve_websocket,
@@ -681,7 +682,9 @@ async def test_a_client_that_stops_reading_stalls_only_itself(autojump_clock: tr
                 stalled_session = next(c for c in endpoint.supervisor.connections if c.session_id != "s2")
                 # max_in_flight running, plus the one the reader holds while it waits for a slot
                 assert stalled_session.in_flight <= limits.max_in_flight + 1
-                assert sent < 20  # the server stopped reading it: its sends block too
+                # The server stopped reading it (its sends block too) after a fixed number: the
+                # writer's batch, its queue, the requests in flight and the one the reader holds.
+                assert sent <= _MAX_BATCH + limits.max_in_flight + _WRITER_SLACK + limits.max_in_flight + 1, sent
                 assert (await other.request("tools/call", ECHO))["result"]["content"][0]["text"] == "hello"
                 await wait_for(lambda: endpoint.statistics()["connections"] == 1, step=0.5)
                 assert 10 <= trio.current_time() - started <= 10 + 0.6

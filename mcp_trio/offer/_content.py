@@ -7,10 +7,10 @@ content blocks (``TextContent``, ``EmbeddedResource``, ...) directly.
 from __future__ import annotations
 
 import base64
-import mimetypes
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import msgspec
 
 from ..protocol._types import CONTENT_TYPES, AudioContent, ContentBlock, ImageContent, PromptMessage, TextContent
 
@@ -25,14 +25,15 @@ def _guess(data: bytes | str | Path, mime_type: str | None, fallback: str) -> st
     if mime_type:
         return mime_type
     if isinstance(data, (str, Path)):
+        import mimetypes  # only a file named without its type pays for it (a stdio child's start does not)
+
         guessed, _ = mimetypes.guess_type(str(data))
         if guessed:
             return guessed
     return fallback
 
 
-@dataclass(frozen=True, slots=True)
-class Image:
+class Image(msgspec.Struct, frozen=True):
     """Raw image bytes (or a file path) sent as an ``image`` content block, base64-encoded."""
 
     data: bytes | str | Path
@@ -43,8 +44,7 @@ class Image:
         return ImageContent(data=base64.b64encode(raw).decode("ascii"), mime_type=_guess(self.data, self.mime_type, "image/png"))
 
 
-@dataclass(frozen=True, slots=True)
-class Audio:
+class Audio(msgspec.Struct, frozen=True):
     """Raw audio bytes (or a file path) sent as an ``audio`` content block, base64-encoded."""
 
     data: bytes | str | Path
@@ -66,8 +66,7 @@ def to_block(value: object) -> ContentBlock | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     """One prompt message: a role and one piece of content (text, image, audio, resource)."""
 
     content: object

@@ -31,10 +31,10 @@ import copy
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from ._registry import MountedFrom, Registry, RegistryKeys, compile_template
 

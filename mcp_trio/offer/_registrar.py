@@ -31,6 +31,7 @@ from ._registry import (
     ToolDef,
     compile_template,
     is_async_callable,
+    never_waits,
 )
 from ._schema import ContextParameter, SignatureError, build_parser, is_context_annotation, output_shape
 from ..protocol._errors import InvalidParams
@@ -217,7 +218,7 @@ class Registrar:
         definition = ToolDef(
             name=tool_name, fn=fn, parser=parser, output=shape, wire=wire, is_async=is_async,
             timeout=timeout, tags=tags, scopes=_scope_set(scopes), category=category, version=version,
-            deprecated=note, examples=examples, coerce_arguments=coerce_arguments,
+            deprecated=note, examples=examples, coerce_arguments=coerce_arguments, never_waits=never_waits(fn),
         )
         self._update(lambda r: r.with_tool(definition), "tools")
         return definition

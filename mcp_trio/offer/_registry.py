@@ -4,15 +4,19 @@ snapshot of them that request tasks read.
 The supervisor is the only writer: it builds a new ``Registry`` (copy on write) and publishes
 it; a request task takes the snapshot once and uses it to the end, so a change never shows a
 half-updated registry and needs no lock.
+
+The definitions are frozen ``msgspec.Struct``s (``msgspec.structs.replace`` makes changed
+copies): defining a frozen dataclass costs about 0.6 ms of generated code, a Struct 50 times
+less, and a stdio child defines these on every start.
 """
 
 from __future__ import annotations
 
 import base64
+import dis
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -25,8 +29,7 @@ from ..protocol._types import Prompt, Resource, ResourceTemplate, Tool
 Handler = Callable[..., Any]
 
 
-@dataclass(frozen=True, slots=True)
-class MountedFrom:
+class MountedFrom(msgspec.Struct, frozen=True):
     """A definition another server offers, mounted here (``Server.mount``): its name (or URI,
     or URI template) in that server, the prefix it is mounted under, and that server's own
     middleware chain, which runs around calls of it (after this server's own, seeing the
@@ -45,8 +48,7 @@ class MountedFrom:
         return cls(prefix, name, middleware, inner, bool(middleware) or (inner is not None and inner.middleware_below))
 
 
-@dataclass(frozen=True, slots=True)
-class ToolDef:
+class ToolDef(msgspec.Struct, frozen=True):
     """One tool: the function, how its arguments are parsed, and how it is listed."""
 
     name: str
@@ -73,10 +75,12 @@ class ToolDef:
     #: Where a mounted definition comes from (``Server.mount``): its own name there and that
     #: server's middleware; None for the server's own definitions.
     mount: MountedFrom | None = None
+    #: An ``async def`` with no ``await`` of its own (``never_waits``): a deadline can never
+    #: cancel it, so a call runs it with no timeout scope.
+    never_waits: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceDef:
+class ResourceDef(msgspec.Struct, frozen=True):
     """A resource at a fixed URI."""
 
     uri: str
@@ -108,8 +112,7 @@ def compile_template(uri_template: str) -> tuple[re.Pattern[str], tuple[str, ...
     return re.compile("".join(pattern)), tuple(names)
 
 
-@dataclass(frozen=True, slots=True)
-class TemplateDef:
+class TemplateDef(msgspec.Struct, frozen=True):
     """A family of resources named by a URI template (``test://template/{id}/data``)."""
 
     uri_template: str
@@ -128,8 +131,7 @@ class TemplateDef:
         return found.groupdict() if found else None
 
 
-@dataclass(frozen=True, slots=True)
-class PromptDef:
+class PromptDef(msgspec.Struct, frozen=True):
     name: str
     fn: Handler
     parser: ArgumentParser
@@ -139,8 +141,7 @@ class PromptDef:
     mount: MountedFrom | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CompletionDef:
+class CompletionDef(msgspec.Struct, frozen=True):
     """Suggests values for one prompt argument or template variable."""
 
     fn: Handler
@@ -150,8 +151,7 @@ class CompletionDef:
 CompletionKey = tuple[str, str, str]  # ("ref/prompt" | "ref/resource", prompt name | uri template, argument)
 
 
-@dataclass(frozen=True, slots=True)
-class MethodDef:
+class MethodDef(msgspec.Struct, frozen=True):
     """A custom JSON-RPC method (``@server.method("vendor/name")``): its params' type, and the
     function's parameters that receive the params and the ``Context``."""
 
@@ -174,8 +174,11 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryKeys:
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+class RegistryKeys(msgspec.Struct, frozen=True):
     """The names of what one registry (a plugin's, say) defines: what to remove on a reload."""
 
     tools: frozenset[str] = frozenset()
@@ -221,48 +224,47 @@ class RegistryKeys:
                     or self.middleware)
 
 
-@dataclass(frozen=True, slots=True)
-class Registry:
+class Registry(msgspec.Struct, frozen=True):
     """An immutable snapshot of everything a server offers. Build new ones with ``with_*``."""
 
-    tools: Mapping[str, ToolDef] = field(default_factory=lambda: _frozen({}))
-    resources: Mapping[str, ResourceDef] = field(default_factory=lambda: _frozen({}))
+    tools: Mapping[str, ToolDef] = msgspec.field(default_factory=_empty)
+    resources: Mapping[str, ResourceDef] = msgspec.field(default_factory=_empty)
     templates: tuple[TemplateDef, ...] = ()
-    prompts: Mapping[str, PromptDef] = field(default_factory=lambda: _frozen({}))
-    completions: Mapping[CompletionKey, CompletionDef] = field(default_factory=lambda: _frozen({}))
+    prompts: Mapping[str, PromptDef] = msgspec.field(default_factory=_empty)
+    completions: Mapping[CompletionKey, CompletionDef] = msgspec.field(default_factory=_empty)
     #: Custom JSON-RPC methods by name (``@server.method``).
-    methods: Mapping[str, MethodDef] = field(default_factory=lambda: _frozen({}))
+    methods: Mapping[str, MethodDef] = msgspec.field(default_factory=_empty)
     #: The middleware chain, outermost first (``@server.middleware``); empty: none runs.
     middleware: tuple[Handler, ...] = ()
     #: Bumped on every change, so caches of listings know when to rebuild.
     version: int = 0
 
     def with_tool(self, tool: ToolDef) -> Registry:
-        return replace(self, tools=_frozen({**self.tools, tool.name: tool}), version=self.version + 1)
+        return msgspec.structs.replace(self, tools=_frozen({**self.tools, tool.name: tool}), version=self.version + 1)
 
     def without_tool(self, name: str) -> Registry:
         tools = dict(self.tools)
         tools.pop(name, None)
-        return replace(self, tools=_frozen(tools), version=self.version + 1)
+        return msgspec.structs.replace(self, tools=_frozen(tools), version=self.version + 1)
 
     def with_resource(self, resource: ResourceDef) -> Registry:
-        return replace(self, resources=_frozen({**self.resources, resource.uri: resource}), version=self.version + 1)
+        return msgspec.structs.replace(self, resources=_frozen({**self.resources, resource.uri: resource}), version=self.version + 1)
 
     def with_template(self, template: TemplateDef) -> Registry:
         others = tuple(t for t in self.templates if t.uri_template != template.uri_template)
-        return replace(self, templates=(*others, template), version=self.version + 1)
+        return msgspec.structs.replace(self, templates=(*others, template), version=self.version + 1)
 
     def with_prompt(self, prompt: PromptDef) -> Registry:
-        return replace(self, prompts=_frozen({**self.prompts, prompt.name: prompt}), version=self.version + 1)
+        return msgspec.structs.replace(self, prompts=_frozen({**self.prompts, prompt.name: prompt}), version=self.version + 1)
 
     def with_completion(self, key: CompletionKey, completion: CompletionDef) -> Registry:
-        return replace(self, completions=_frozen({**self.completions, key: completion}), version=self.version + 1)
+        return msgspec.structs.replace(self, completions=_frozen({**self.completions, key: completion}), version=self.version + 1)
 
     def with_method(self, method: MethodDef) -> Registry:
-        return replace(self, methods=_frozen({**self.methods, method.name: method}), version=self.version + 1)
+        return msgspec.structs.replace(self, methods=_frozen({**self.methods, method.name: method}), version=self.version + 1)
 
     def with_middleware(self, middleware: Handler) -> Registry:
-        return replace(self, middleware=(*self.middleware, middleware), version=self.version + 1)
+        return msgspec.structs.replace(self, middleware=(*self.middleware, middleware), version=self.version + 1)
 
     def keys(self) -> RegistryKeys:
         return RegistryKeys(frozenset(self.tools), frozenset(self.resources), frozenset(t.uri_template for t in self.templates),
@@ -329,3 +331,22 @@ def paginate(items: list[Any], cursor: str | None, page_size: int) -> tuple[list
 
 def is_async_callable(fn: Handler) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+
+
+def never_waits(fn: Handler) -> bool:
+    """True when ``fn`` is an ``async def`` (or a method of one) whose own code has no
+    ``await``, ``async with`` or ``async for``: its coroutine cannot suspend (a coroutine only
+    suspends by yielding from its own frame), so it runs to its end when first stepped, and no
+    deadline can cancel it. Any other callable (an object with ``__call__``, a partial, a
+    ``def``) is assumed to wait. Read once, when the tool is registered."""
+    function = getattr(fn, "__func__", fn)
+    if not inspect.iscoroutinefunction(function):
+        return False
+    code = getattr(function, "__code__", None)
+    # Wordcode: every instruction (and every inline cache entry, opcode 0) is two bytes, the
+    # opcode first, so the even bytes are the opcodes (``dis`` reads them the same way, 100
+    # times slower: this runs for every tool at every start).
+    return code is not None and _YIELD_VALUE not in code.co_code[::2]

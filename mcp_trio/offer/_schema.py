@@ -8,7 +8,6 @@ schema the client sees and the check the server runs cannot drift apart.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 import types
@@ -252,7 +251,8 @@ def _is_structured_type(tp: Any) -> bool:
     if origin is typing.Annotated:
         return _is_structured_type(typing.get_args(tp)[0])
     if isinstance(origin, type):
-        if issubclass(origin, msgspec.Struct) or dataclasses.is_dataclass(origin):
+        # (``dataclasses.is_dataclass`` reads this attribute; importing dataclasses costs every start.)
+        if issubclass(origin, msgspec.Struct) or hasattr(origin, "__dataclass_fields__"):
             return True
         if issubclass(origin, dict):
             return True

@@ -45,11 +45,12 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from msgspec import Raw, UnsetType
 
-from ._jsonschema import SchemaValidator
+if TYPE_CHECKING:  # imported by schema_parser: a server with no schema-typed tool never loads it
+    from ._jsonschema import SchemaValidator
 
 #: What the 2025-11-25 specification says a tool name SHOULD be (SEP-986): 1 to 128 ASCII
 #: letters, digits, ``_``, ``-`` and ``.``. Class-based tools are held to it.
@@ -190,6 +191,8 @@ class Tool:
 
     def schema_parser(self, target: Callable[..., Any]) -> SchemaArgumentParser:
         assert self.input_schema is not None
+        from ._jsonschema import SchemaValidator
+
         arguments_param, context_param = _handler_parameters(target, self.owner)
         return SchemaArgumentParser(SchemaValidator(self.input_schema, owner=self.owner), arguments_param, context_param)
 

@@ -126,7 +126,9 @@ async def _run_tool(peer: Peer, tool: ToolDef, arguments: Any, context: Callable
         tracing = peer.supervisor.tracing
         if tracing is not None:  # the tool's own span: its code, its thread, see it as current
             call = tracing.tool_call(tool.name, call)
-        if timeout is None:
+        if timeout is None or (tool.never_waits and tracing is None):
+            # No deadline, or none that could ever cancel it (it cannot suspend): no scope
+            # (a scope per call measured ~6 us on this machine, a fifth of an echo's CPU).
             value = await call
         else:
             with trio.move_on_after(timeout) as deadline:

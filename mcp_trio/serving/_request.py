@@ -38,7 +38,9 @@ class InFlight:
         self.params: Any = decision.params if decision is not None else None
         #: The request's own envelope when it is a stateless (2026-07-28) request, else None.
         self.envelope: Envelope | None = decision.envelope if decision is not None else None
-        self.scope = trio.CancelScope()
+        #: The cancel scope the request runs in, set by whoever runs it (a connection's
+        #: session task, whose scope it is while the request runs); None until then.
+        self.scope: trio.CancelScope | None = None
         self.reason: str | None = None
         #: True while the request holds one of its connection's ``max_in_flight`` slots.
         self.holds_slot = False
@@ -63,9 +65,11 @@ class InFlight:
         return params
 
     def cancel(self, reason: str) -> None:
+        """Cancel the request (its scope, once it runs); its runner reads ``reason``."""
         if self.reason is None:
             self.reason = reason
-        self.scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
 
     @property
     def escalated(self) -> bool:

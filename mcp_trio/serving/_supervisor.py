@@ -13,11 +13,11 @@ import logging
 import signal
 from collections.abc import Callable, Collection, Hashable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
+from msgspec.structs import replace
 
 from .._limiter import RateLimits, RequestLimiter, TokenBucket
 from .._limits import Limits

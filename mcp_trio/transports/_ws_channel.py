@@ -108,6 +108,14 @@ class SocketIO(trio.abc.Stream):
                         raise trio.ClosedResourceError("socket closed") from None
                     raise trio.BrokenResourceError(f"send failed: {exc}") from exc
 
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the socket takes now, without waiting: the bytes sent (0 when its buffer
+        is full, or it is closed or broken: ``send_all`` then waits, or finds out and raises)."""
+        try:
+            return self._sock.send(data)
+        except OSError:  # BlockingIOError when full
+            return 0
+
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
 
@@ -179,6 +187,9 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         "_fragments",
         "_frames",
         "_got_close",
+        "_kept",
+        "_kept_started",
+        "_write_nowait",
         "_listener",
         "_listener_done",
         "_max_fragments",
@@ -208,6 +219,7 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         "received",
         "seen_activity",
         "seen_received",
+        "send_batch_nowait",
     )
 
     def __init__(self, stream: trio.abc.Stream, limits: Limits, shutting_down: trio.Event, *, trailing_data: bytes = b"") -> None:
@@ -252,6 +264,12 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
         self.ping_at: float | None = None
         self.seen_activity = 0
         self.idle_since = 0.0
+        # Writing without waiting (``_channel.NowaitChannel``), on a plain socket only.
+        self._kept: bytes | None = None  # what send_batch_nowait could not write yet
+        self._kept_started = False  # part of it is on the wire: it holds the turn to write
+        # A plain socket (ours, or the h1 engine's on /ws of the HTTP port): not TLS.
+        self._write_nowait: Any = getattr(stream, "write_nowait", None)
+        self.send_batch_nowait = self._send_batch_nowait if self._write_nowait is not None else None
 
     # -- receiving --------------------------------------------------------------------------
     async def receive(self) -> bytes:
@@ -397,10 +415,12 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
     # -- sending ----------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
         """Write one message as one text frame."""
+        await self.flush()
         await self._write(b"".join(_text_frame(data)), data_frame=True)
 
     async def send_batch(self, messages: list[bytes]) -> None:
         """Write several messages, one text frame each, with one write."""
+        await self.flush()
         if len(messages) == 1:
             frame = b"".join(_text_frame(messages[0]))
         else:
@@ -409,6 +429,52 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
                 parts += _text_frame(message)
             frame = b"".join(parts)
         await self._write(frame, data_frame=True)
+
+    def _send_batch_nowait(self, messages: list[bytes]) -> bool:
+        """Write ``messages`` (one text frame each) now if the socket takes them all, when no
+        other write is under way; else keep the rest for ``flush``. Never waits, never raises."""
+        parts: list[bytes] = []
+        for message in messages:
+            parts += _text_frame(message)
+        frame = b"".join(parts)
+        if self._kept is not None:
+            self._kept += frame
+            return False
+        if self._writing or self._torn or self._sent_close:
+            self._kept = frame  # flush waits its turn, or raises what _write would
+            return False
+        sent = self._write_nowait(frame)
+        if sent == len(frame):
+            self.activity += 1
+            return True
+        self._kept = frame[sent:]
+        if sent:
+            # Part of a frame is on the wire: nothing else may be written before the rest.
+            self._kept_started = True
+            self._writing = True
+            self._torn = True
+        return False
+
+    async def flush(self) -> None:
+        """Write what ``send_batch_nowait`` kept (raising as ``send_batch`` would)."""
+        kept = self._kept
+        if kept is None:
+            return
+        self._kept = None
+        if not self._kept_started:
+            await self._write(kept, data_frame=True)
+            return
+        self._kept_started = False
+        try:  # the rest of a frame already begun: it holds the turn (_writing) already
+            await self._stream.send_all(kept)
+            self._torn = False
+        finally:
+            self._writing = False
+            turn = self._turn
+            if turn is not None:
+                self._turn = None
+                turn.set()
+        self.activity += 1
 
     async def _write(self, frame: bytes | bytearray, *, data_frame: bool = False) -> None:
         """Write ``frame`` when no other write is under way (a frame is never interleaved)."""

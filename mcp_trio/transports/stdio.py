@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Literal
 
 import trio
@@ -44,7 +45,13 @@ def uses_threads(io: StdioIO, platform: str = sys.platform) -> bool:
 
 
 class LineChannel(trio.abc.Channel[bytes]):
-    """Newline-delimited messages over a pair of byte streams, with a line-length limit."""
+    """Newline-delimited messages over a pair of byte streams, with a line-length limit.
+
+    Over a ``PipeStream`` it also writes without waiting (``send_batch_nowait``, see
+    ``_channel.NowaitChannel``); over other streams that attribute is None.
+    """
+
+    send_batch_nowait: Callable[[list[bytes]], bool] | None
 
     def __init__(self, receive_stream: trio.abc.ReceiveStream, send_stream: trio.abc.SendStream, max_line: int) -> None:
         self._receive_stream = receive_stream
@@ -53,6 +60,9 @@ class LineChannel(trio.abc.Channel[bytes]):
         self._buffer = bytearray()
         self._scan_from = 0
         self._eof = False
+        self._write_nowait: Callable[[bytes], int] | None = getattr(send_stream, "write_nowait", None)
+        self.send_batch_nowait = self._send_batch_nowait if self._write_nowait is not None else None
+        self._kept: bytes | None = None  # what send_batch_nowait could not write yet
 
     async def receive(self) -> bytes:
         """The next non-empty line without its newline; ``trio.EndOfChannel`` at EOF."""
@@ -80,6 +90,10 @@ class LineChannel(trio.abc.Channel[bytes]):
                 self._eof = True
             buffer += chunk
 
+    def message_ready(self) -> bool:
+        """A whole line is buffered already: ``receive`` will return it without waiting."""
+        return self._buffer.find(b"\n", self._scan_from) >= 0
+
     async def _skip_line(self) -> None:
         """Discard the oversized line through its newline, then report it."""
         skipped = len(self._buffer)
@@ -99,12 +113,35 @@ class LineChannel(trio.abc.Channel[bytes]):
         raise MessageTooLarge(skipped, self._max_line)
 
     async def send(self, data: bytes) -> None:
+        await self.flush()
         await self._send_stream.send_all(data + b"\n")
 
     async def send_batch(self, messages: list[bytes]) -> None:
         """Write several messages with one write (the connection's writer batches)."""
+        await self.flush()
         messages.append(b"")
         await self._send_stream.send_all(b"\n".join(messages))
+
+    def _send_batch_nowait(self, messages: list[bytes]) -> bool:
+        """Write ``messages`` now if the pipe takes them all; else keep the rest for ``flush``."""
+        messages.append(b"")
+        data = b"\n".join(messages)
+        if self._kept is not None:
+            self._kept += data
+            return False
+        assert self._write_nowait is not None
+        written = self._write_nowait(data)
+        if written == len(data):
+            return True
+        self._kept = data[written:]
+        return False
+
+    async def flush(self) -> None:
+        """Write what ``send_batch_nowait`` kept (it raises, as ``send`` does, if the peer is gone)."""
+        kept = self._kept
+        if kept is not None:
+            self._kept = None
+            await self._send_stream.send_all(kept)
 
     async def aclose(self) -> None:
         await self._send_stream.aclose()
@@ -162,6 +199,16 @@ class PipeStream(trio.abc.HalfCloseableStream):
                     await trio.lowlevel.wait_writable(self._fd)
                 except OSError as exc:
                     raise trio.BrokenResourceError(f"write failed: {exc}") from exc
+
+    def write_nowait(self, data: bytes) -> int:
+        """Write what the pipe takes now, without waiting: the bytes written (0 when it is
+        full, closed or broken: ``send_all`` then waits, or finds out and raises)."""
+        if self._closed:
+            return 0
+        try:
+            return os.write(self._fd, data)
+        except OSError:  # BlockingIOError when full
+            return 0
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._fd)

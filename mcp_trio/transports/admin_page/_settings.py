@@ -10,11 +10,12 @@ read; URLs lose any user:password part and their query string.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
 
 from ..._limiter import RateLimits
 from ..._limits import Limits
@@ -61,7 +62,7 @@ def settings_view(settings: ServedSettings, server: Server) -> dict[str, Any]:
             "trusted_proxies": list(settings.trusted_proxies) or "none: the TCP peer is the client",
             "proxy_headers": settings.proxy_headers if settings.trusted_proxies else None,
         },
-        "limits": dataclasses.asdict(settings.limits),
+        "limits": msgspec.structs.asdict(settings.limits),
         "rate_limits": _rate_limits_view(settings.rate_limits),
         "auth": auth_summary(settings.authenticator),
     }

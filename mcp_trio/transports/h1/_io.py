@@ -78,6 +78,15 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 except OSError as exc:
                     raise self._send_error(exc) from exc
 
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the socket takes now, without waiting: the bytes sent (0 when its buffer
+        is full, or it is closed or broken: ``send_all`` then waits, or finds out and raises).
+        A WebSocket session on ``/ws`` writes its replies this way (``_channel.NowaitChannel``)."""
+        try:
+            return self.socket.send(data)
+        except OSError:  # BlockingIOError when full
+            return 0
+
     def _send_error(self, exc: OSError) -> Exception:
         if self.socket.fileno() < 0:
             return trio.ClosedResourceError("socket closed")
