@@ -323,7 +323,11 @@ class Connection:
                     async with trio.open_nursery() as side:
                         self._side_nursery = side
                         await side.start(self._dispatcher)
-                        await self._input_done.wait()
+                        # This task is the first session task: a task of its own that only
+                        # read, while this one waited for the end of input, cost an idle
+                        # session ~1 KiB (its Task, coroutine frames and wait).
+                        await self._session_task()
+                        await self._input_done.wait()  # when its request was cancelled, say
                     self._side_nursery = None
         finally:
             self.supervisor.detach(self)
@@ -625,13 +629,12 @@ class Connection:
 
     # -- dispatcher -------------------------------------------------------------------------
     async def _dispatcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the session tasks' nursery, start the first leader; when input ends, give
-        in-flight requests the grace period."""
+        """Own the session tasks' nursery (the first leader is ``run``'s own task); when input
+        ends, give in-flight requests the grace period."""
         async with trio.open_nursery() as requests:
             self._requests = requests
             self._base_context = contextvars.copy_context()
-            requests.start_soon(self._session_task)
-            task_status.started()
+            task_status.started()  # the connection's own task leads first (``run``)
             try:
                 await self._input_done.wait()
             except trio.Cancelled:
