@@ -15,7 +15,9 @@
   the scheduler. When a request first waits, its task stops leading there and then: another
   task (parked from earlier, or new) takes over reading, and the request goes on in the task
   it started in, whose cancel scope is now that request's (``notifications/cancelled``,
-  shutdown). When it is done, that task parks until it is asked to lead again.
+  shutdown). When it is done, that task parks until it is asked to lead again. The first
+  leader is the connection's own task (``run``): an idle session is three tasks, that one,
+  the dispatcher and the writer.
 * A request takes a slot (``max_in_flight``) before it runs, so a flooding client stalls its
   own reader, nobody else.
 * The writer is the only task that sends; a frame is never half-written (the write is
@@ -177,17 +179,20 @@ class _run_until_it_waits:  # noqa: N801 (used as a function: ``await _run_until
         return self
 
     def __next__(self) -> Any:
-        return self.send(None)
-
-    def send(self, value: Any) -> Any:
-        # StopIteration (the coroutine's result) passes through: it ends the ``await``.
+        # The first step (``await`` starts here). StopIteration (the coroutine's result)
+        # passes through: it ends the ``await`` with no wait.
         context = self._context
-        trap = context.run(self._coro.send, value) if context is not None else self._coro.send(value)
+        trap = context.run(self._coro.send, None) if context is not None else self._coro.send(None)
         on_wait = self._on_wait
         if on_wait is not None:
             self._on_wait = None
             on_wait()
         return trap
+
+    def send(self, value: Any) -> Any:
+        # Resumed by trio after a wait: ``on_wait`` has run by then.
+        context = self._context
+        return context.run(self._coro.send, value) if context is not None else self._coro.send(value)
 
     def throw(self, *exc_info: Any) -> Any:
         """Thrown in by trio (``Cancelled``, say): passed on to the coroutine."""
