@@ -232,6 +232,7 @@ class Connection:
         "_side_nursery",
         "_slots",
         "_stop_requested",
+        "_subscriptions",
         "_unsent",
         "_unsent_taken",
         "_writer_gone",
@@ -245,7 +246,6 @@ class Connection:
         "server",
         "session_id",
         "state",
-        "subscriptions",
         "supervisor",
     )
 
@@ -276,7 +276,7 @@ class Connection:
         self.state = SessionState()
         self.codec = MessageCodec(self.limits.max_message_size)
         self.encoder = msgspec.json.Encoder()
-        self.subscriptions: set[str] = set()
+        self._subscriptions: set[str] | None = None  # made at first use (``subscriptions``)
         self._running: dict[RequestId, InFlight] = {}
         self._pending: dict[RequestId, _Pending] = {}
         self._next_request_id = first_request_id
@@ -288,7 +288,8 @@ class Connection:
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](self.limits.max_in_flight + _WRITER_SLACK)
         self._peak_buffer_used = 0
         self._side_nursery: trio.Nursery | None = None
-        self._posted: set[tuple[str, str]] = set()
+        #: Server-initiated notifications queued and not sent yet (None when there are none).
+        self._posted: set[tuple[str, str]] | None = None
         #: The session task reading now (None between two, or once input is over).
         self._leader: _SessionTask | None = None
         #: Session tasks parked until asked to lead.
@@ -318,6 +319,14 @@ class Connection:
         if self._session_state is None:
             self._session_state = {}
         return self._session_state
+
+    @property
+    def subscriptions(self) -> set[str]:
+        """The resource URIs this session subscribed to; made at first use (an empty set is
+        216 bytes, and most sessions never subscribe)."""
+        if self._subscriptions is None:
+            self._subscriptions = set()
+        return self._subscriptions
 
     @property
     def in_flight(self) -> int:
@@ -910,13 +919,20 @@ class Connection:
         if self._side_nursery is None or not self.state.client:
             return
         tag = (method, key)
-        if tag in self._posted:
+        posted = self._posted
+        if posted is None:
+            posted = self._posted = set()
+        elif tag in posted:
             return
-        self._posted.add(tag)
+        posted.add(tag)
         self._side_nursery.start_soon(self._deliver_posted, tag, Notification(method, params))
 
     async def _deliver_posted(self, tag: tuple[str, str], note: Notification) -> None:
-        self._posted.discard(tag)
+        posted = self._posted
+        if posted is not None:
+            posted.discard(tag)
+            if not posted:
+                self._posted = None  # an idle session keeps no empty set
         try:
             await self._out_send.send((note, None))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
