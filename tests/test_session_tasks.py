@@ -20,7 +20,7 @@ import trio.testing
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from mcp_trio import Limits, Server
-from mcp_trio.serving._connection import _MAX_IDLE_TASKS
+from mcp_trio.serving._connection import _MAX_IDLE_TASKS, Connection
 from mcp_trio.transports._ws_channel import SocketIO, WebSocketChannel
 
 from .helpers import serve_in_memory, spawn_stdio
@@ -88,6 +88,27 @@ async def test_requests_that_never_wait_are_answered_by_the_task_that_read_them(
             assert sorted(r["id"] for r in replies) == [1, 2, 3]
             assert len(set(state["tasks"])) == 1  # one task read and ran all three
             assert connection.statistics()["parked_tasks"] == 0  # none was needed
+
+
+def _tasks_under(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    return [task] + [t for nursery in task.child_nurseries for child in nursery.child_tasks for t in _tasks_under(child)]
+
+
+async def test_an_idle_session_is_three_tasks_and_its_own_task_reads() -> None:
+    """Idle-session memory (issue 13): the connection's own task leads first, so an idle
+    session is its reader, the dispatcher and the writer, as before requests ran inline (a
+    fourth task that only waited for the end of input cost ~1 KiB a session)."""
+    server, state = _server()
+    with trio.fail_after(5):
+        async with serve_in_memory(server) as (client, _, connection):
+            await client.initialize()
+            assert _text(await client.request("tools/call", {"name": "where", "arguments": {}})) == "here"
+            await trio.testing.wait_all_tasks_blocked()
+            [run_task] = [task for task in _tasks_under(trio.lowlevel.current_root_task())
+                          if getattr(task.coro, "cr_code", None) is Connection.run.__code__]
+            assert len(_tasks_under(run_task)) == 3
+            assert state["tasks"] == [run_task]  # the request ran inline, in the reading task
+            assert connection.statistics()["parked_tasks"] == 0
 
 
 async def test_a_request_that_waits_hands_the_reading_over_and_stays_cancellable() -> None:

@@ -15,7 +15,9 @@
   the scheduler. When a request first waits, its task stops leading there and then: another
   task (parked from earlier, or new) takes over reading, and the request goes on in the task
   it started in, whose cancel scope is now that request's (``notifications/cancelled``,
-  shutdown). When it is done, that task parks until it is asked to lead again.
+  shutdown). When it is done, that task parks until it is asked to lead again. The first
+  leader is the connection's own task (``run``): an idle session is three tasks, that one,
+  the dispatcher and the writer.
 * A request takes a slot (``max_in_flight``) before it runs, so a flooding client stalls its
   own reader, nobody else.
 * The writer is the only task that sends; a frame is never half-written (the write is
@@ -32,8 +34,7 @@ import contextvars
 import logging
 import math
 import time
-import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -101,6 +102,8 @@ Outgoing = tuple[Message | Malformed, RequestId | None]
 #: what the channel kept from a write that could not wait (``_FLUSH``), before anything else.
 _WAKE: Any = object()
 _FLUSH: Any = object()
+_WAKE_ITEM: Outgoing = (_WAKE, None)
+_FLUSH_ITEM: Outgoing = (_FLUSH, None)
 
 
 def _error_of(message: Message | Malformed) -> ErrorObject | None:
@@ -151,13 +154,7 @@ class _SessionTask:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
-def _call(fn: Callable[[Any], Any], value: Any) -> Any:
-    return fn(value)
-
-
-@types.coroutine
-def _run_until_it_waits(coro: Any, on_wait: Callable[[], None],
-                        context: contextvars.Context | None = None) -> Generator[Any, Any, Any]:
+class _run_until_it_waits:  # noqa: N801 (used as a function: ``await _run_until_it_waits(...)``)
     """``await coro`` (in ``context``, when given), calling ``on_wait()`` the first time it waits.
 
     The coroutine runs in the calling task from start to end (its cancel scopes, its
@@ -166,27 +163,45 @@ def _run_until_it_waits(coro: Any, on_wait: Callable[[], None],
     other job (reading, writing) to another task before this one is suspended. It must not
     raise: the coroutine's wait is registered by then. A request gets a context of its own,
     as a task of its own would: what it sets does not leak to the next.
+
+    An iterator, not a generator: an idle session's leader waits in ``receive`` through one,
+    and a generator kept its frame (~0.6 KiB a session) for as long as the session was idle.
     """
-    run = context.run if context is not None else _call
-    send = coro.send
-    try:
-        trap = run(send, None)
-    except StopIteration as done:
-        return done.value
-    on_wait()
-    while True:
-        try:
-            value = yield trap
-        except BaseException as exc:  # thrown in by trio: pass it on to the coroutine
-            try:
-                trap = run(coro.throw, exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                trap = run(send, value)
-            except StopIteration as done:
-                return done.value
+
+    __slots__ = ("_coro", "_on_wait", "_context")
+
+    def __init__(self, coro: Any, on_wait: Callable[[], None], context: contextvars.Context | None = None) -> None:
+        self._coro = coro
+        self._on_wait: Callable[[], None] | None = on_wait
+        self._context = context
+
+    def __await__(self) -> _run_until_it_waits:
+        return self
+
+    def __next__(self) -> Any:
+        # The first step (``await`` starts here). StopIteration (the coroutine's result)
+        # passes through: it ends the ``await`` with no wait.
+        context = self._context
+        trap = context.run(self._coro.send, None) if context is not None else self._coro.send(None)
+        on_wait = self._on_wait
+        if on_wait is not None:
+            self._on_wait = None
+            on_wait()
+        return trap
+
+    def send(self, value: Any) -> Any:
+        # Resumed by trio after a wait: ``on_wait`` has run by then.
+        context = self._context
+        return context.run(self._coro.send, value) if context is not None else self._coro.send(value)
+
+    def throw(self, *exc_info: Any) -> Any:
+        """Thrown in by trio (``Cancelled``, say): passed on to the coroutine."""
+        exc = exc_info[1] if len(exc_info) > 1 and exc_info[1] is not None else exc_info[0]
+        context = self._context
+        return context.run(self._coro.throw, exc) if context is not None else self._coro.throw(exc)
+
+    def close(self) -> None:
+        self._coro.close()
 
 
 class Connection:
@@ -217,6 +232,7 @@ class Connection:
         "_side_nursery",
         "_slots",
         "_stop_requested",
+        "_subscriptions",
         "_unsent",
         "_unsent_taken",
         "_writer_gone",
@@ -230,7 +246,6 @@ class Connection:
         "server",
         "session_id",
         "state",
-        "subscriptions",
         "supervisor",
     )
 
@@ -261,7 +276,7 @@ class Connection:
         self.state = SessionState()
         self.codec = MessageCodec(self.limits.max_message_size)
         self.encoder = msgspec.json.Encoder()
-        self.subscriptions: set[str] = set()
+        self._subscriptions: set[str] | None = None  # made at first use (``subscriptions``)
         self._running: dict[RequestId, InFlight] = {}
         self._pending: dict[RequestId, _Pending] = {}
         self._next_request_id = first_request_id
@@ -273,7 +288,8 @@ class Connection:
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](self.limits.max_in_flight + _WRITER_SLACK)
         self._peak_buffer_used = 0
         self._side_nursery: trio.Nursery | None = None
-        self._posted: set[tuple[str, str]] = set()
+        #: Server-initiated notifications queued and not sent yet (None when there are none).
+        self._posted: set[tuple[str, str]] | None = None
         #: The session task reading now (None between two, or once input is over).
         self._leader: _SessionTask | None = None
         #: Session tasks parked until asked to lead.
@@ -305,6 +321,14 @@ class Connection:
         return self._session_state
 
     @property
+    def subscriptions(self) -> set[str]:
+        """The resource URIs this session subscribed to; made at first use (an empty set is
+        216 bytes, and most sessions never subscribe)."""
+        if self._subscriptions is None:
+            self._subscriptions = set()
+        return self._subscriptions
+
+    @property
     def in_flight(self) -> int:
         """Requests read and not yet answered."""
         return len(self._running)
@@ -323,7 +347,11 @@ class Connection:
                     async with trio.open_nursery() as side:
                         self._side_nursery = side
                         await side.start(self._dispatcher)
-                        await self._input_done.wait()
+                        # This task is the first session task: a task of its own that only
+                        # read, while this one waited for the end of input, cost an idle
+                        # session ~1 KiB (its Task, coroutine frames and wait).
+                        await self._session_task()
+                        await self._input_done.wait()  # when its request was cancelled, say
                     self._side_nursery = None
         finally:
             self.supervisor.detach(self)
@@ -395,12 +423,12 @@ class Connection:
         try:
             nowait = self._send_nowait
             if nowait is None:
-                self._out_send.send_nowait((_WAKE, None))
+                self._out_send.send_nowait(_WAKE_ITEM)
                 return
             unsent, self._unsent = self._unsent, []
             _, frames = self._frames(unsent)
             if frames and not nowait(frames):
-                self._out_send.send_nowait((_FLUSH, None))
+                self._out_send.send_nowait(_FLUSH_ITEM)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
             logger.debug("writer gone; replies dropped")
         except Exception:  # boundary: raising here, as a task is about to wait, would corrupt trio
@@ -414,7 +442,7 @@ class Connection:
         self._flush_unsent()
         while self._unsent and not self._writer_gone:
             if self._writer_idle and self._out_recv.statistics().tasks_waiting_receive:
-                self._out_send.send_nowait((_WAKE, None))
+                self._out_send.send_nowait(_WAKE_ITEM)
             taken = self._unsent_taken = trio.Event()
             await taken.wait()
 
@@ -482,6 +510,8 @@ class Connection:
                     await out.send((message, message.id))
             else:
                 self._route_reply(message)  # type: ignore[arg-type]
+            # Waiting for the next message, an idle session keeps nothing of the last one.
+            data = message = None  # type: ignore[assignment]
 
     async def _accept_request(self, request: Request, me: _SessionTask) -> None:
         out = self._out_send
@@ -625,13 +655,12 @@ class Connection:
 
     # -- dispatcher -------------------------------------------------------------------------
     async def _dispatcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the session tasks' nursery, start the first leader; when input ends, give
-        in-flight requests the grace period."""
+        """Own the session tasks' nursery (the first leader is ``run``'s own task); when input
+        ends, give in-flight requests the grace period."""
         async with trio.open_nursery() as requests:
             self._requests = requests
             self._base_context = contextvars.copy_context()
-            requests.start_soon(self._session_task)
-            task_status.started()
+            task_status.started()  # the connection's own task leads first (``run``)
             try:
                 await self._input_done.wait()
             except trio.Cancelled:
@@ -773,20 +802,20 @@ class Connection:
             with out_recv, trio.CancelScope() as writing:
                 ended = False
                 while not ended:
-                    batch: list[Outgoing] = []
                     flushing = False
-                    if not self._unsent:
+                    if self._unsent:
+                        batch: list[Outgoing] = []
+                    else:
                         self._writer_idle = True
                         try:
                             item = await out_recv.receive()
                         except trio.EndOfChannel:
                             ended = True
+                            batch = []
                         else:
                             # _FLUSH is sent only to an idle writer: it comes first.
-                            if item[0] is _FLUSH:
-                                flushing = True
-                            elif item[0] is not _WAKE:
-                                batch.append(item)
+                            batch = [] if item[0] is _FLUSH or item[0] is _WAKE else [item]
+                            flushing = item[0] is _FLUSH
                         finally:
                             self._writer_idle = False
                     while not ended and len(batch) < _MAX_BATCH:
@@ -801,7 +830,7 @@ class Connection:
                             batch.append(item)
                     if self._unsent:  # the leader's replies, after what was queued before them
                         batch += self._unsent
-                        self._unsent = []
+                        self._unsent.clear()
                         if self._unsent_taken is not None:
                             self._unsent_taken.set()
                             self._unsent_taken = None
@@ -825,9 +854,9 @@ class Connection:
                             await self.channel.send(frame)
                     writing.deadline = math.inf
                     writing.shield = False
-                    # An idle session keeps nothing of what it last wrote while it waits.
-                    batch = frames = []  # type: ignore[assignment]
-                    message = frame = None  # type: ignore[assignment]
+                    # An idle session keeps nothing of what it last wrote while it waits (not
+                    # even an empty list: the next one is made once there is something to write).
+                    batch = frames = item = message = frame = None  # type: ignore[assignment]
             if writing.cancelled_caught:
                 logger.warning("peer did not read for %.1f s; closing the connection", timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -890,13 +919,20 @@ class Connection:
         if self._side_nursery is None or not self.state.client:
             return
         tag = (method, key)
-        if tag in self._posted:
+        posted = self._posted
+        if posted is None:
+            posted = self._posted = set()
+        elif tag in posted:
             return
-        self._posted.add(tag)
+        posted.add(tag)
         self._side_nursery.start_soon(self._deliver_posted, tag, Notification(method, params))
 
     async def _deliver_posted(self, tag: tuple[str, str], note: Notification) -> None:
-        self._posted.discard(tag)
+        posted = self._posted
+        if posted is not None:
+            posted.discard(tag)
+            if not posted:
+                self._posted = None  # an idle session keeps no empty set
         try:
             await self._out_send.send((note, None))
         except (trio.BrokenResourceError, trio.ClosedResourceError):

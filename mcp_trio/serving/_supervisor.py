@@ -44,7 +44,9 @@ class Session(Protocol):
 
     principal: Any
     peer: str | None
-    subscriptions: set[str]
+
+    @property
+    def subscriptions(self) -> set[str]: ...
 
     @property
     def in_flight(self) -> int: ...
