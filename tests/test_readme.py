@@ -63,7 +63,7 @@ def test_make_bench_duration_is_stated_once_and_truly() -> None:
     seconds = json.loads(latest.read_text())["seconds"]
     stated = re.findall(r"`make bench`[^.]*?\. It takes about ([\w ]+?) minutes", one_paragraph(README))
     assert len(stated) == 1, stated
-    minutes = {"five and a half": 5.5, "five": 5, "six": 6, "five to six": 5.5, "eight and a half": 8.5}[stated[0]]
+    minutes = {"five and a half": 5.5, "five": 5, "six": 6, "five to six": 5.5, "eight and a half": 8.5, "ten and a half": 10.5}[stated[0]]
     assert abs(minutes * 60 - seconds) <= 45, (stated, seconds)
     assert f"{seconds:.0f} s" in one_paragraph(README)
 
