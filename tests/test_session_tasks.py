@@ -21,7 +21,8 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from mcp_trio import Limits, Server
 from mcp_trio.serving._connection import _MAX_IDLE_TASKS, Connection
-from mcp_trio.transports._ws_channel import SocketIO, WebSocketChannel
+from mcp_trio.transports._sockets import SocketStream
+from mcp_trio.transports._ws_channel import WebSocketChannel
 
 from .helpers import serve_in_memory, spawn_stdio
 
@@ -198,7 +199,7 @@ async def test_a_websocket_frame_the_socket_cannot_take_at_once_is_finished_befo
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     theirs.setblocking(False)
     message = msgspec.json.encode({"text": "y" * 300_000})
-    channel = WebSocketChannel(SocketIO(ours), Limits(), trio.Event())
+    channel = WebSocketChannel(SocketStream(ours), Limits(), trio.Event())
     assert channel.send_batch_nowait is not None
     received: list[tuple[Opcode, bytes]] = []
 
@@ -252,15 +253,13 @@ async def test_stdio_says_when_a_whole_message_is_buffered() -> None:
 
 
 def test_websocket_sessions_on_both_ports_write_replies_without_waiting() -> None:
-    """``--transport ws`` and ``/ws`` of the HTTP port (the h1 engine's socket) both offer
-    ``send_batch_nowait``: a reply made without waiting needs no trip through the writer."""
-    from mcp_trio.transports.h1._io import SocketStream
-
-    for make in (SocketIO, SocketStream):
-        ours, theirs = socket.socketpair()
-        with ours, theirs:
-            channel = WebSocketChannel(make(ours), Limits(), trio.Event())
-            assert channel.send_batch_nowait is not None, make
-            assert channel.send_batch_nowait([b'{"x":1}'])
-            theirs.setblocking(False)
-            assert theirs.recv(100) == b'\x81\x07{"x":1}'
+    """``--transport ws`` and ``/ws`` of the HTTP port (the h1 engine's socket) both read
+    ``_sockets.SocketStream``, which offers ``send_batch_nowait``: a reply made without
+    waiting needs no trip through the writer."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        channel = WebSocketChannel(SocketStream(ours), Limits(), trio.Event())
+        assert channel.send_batch_nowait is not None
+        assert channel.send_batch_nowait([b'{"x":1}'])
+        theirs.setblocking(False)
+        assert theirs.recv(100) == b'\x81\x07{"x":1}'

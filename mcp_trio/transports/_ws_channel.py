@@ -5,15 +5,13 @@ accepted it: the WebSocket server (``websocket.py``, its own handshake) and ``/w
 HTTP port (``http.py``, the h1 engine's upgrade hand-off). The session's reader *is* the
 WebSocket reader: ``receive`` reads the socket and turns wsproto frames into whole messages
 (no reader task of its own, no channel hop), bounding what a partial message costs (one
-``bytearray`` of its size). ``SocketIO`` is a TCP socket with one trip through the scheduler
-per operation at most.
+``bytearray`` of its size). Both read a ``_sockets.SocketStream``, one trip through the
+scheduler per operation at most.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket as socket_module
 import struct
 from typing import Any
 
@@ -21,11 +19,10 @@ import trio
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from .._limits import Limits
+from ._sockets import READ_SIZE as RECEIVE_SIZE
+from ._sockets import SocketStream
 
 logger = logging.getLogger("mcp_trio.websocket")
-
-#: Bytes asked of the socket per read.
-RECEIVE_SIZE = 65536
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -51,95 +48,6 @@ def _text_frame(payload: bytes) -> list[bytes]:
     return [struct.pack("!BBQ", 0x81, 127, size), payload]
 
 
-# -- socket I/O ---------------------------------------------------------------------------------
-class SocketIO(trio.abc.Stream):
-    """A connected TCP socket with one trip through the scheduler per operation at most.
-
-    ``trio.SocketStream`` checkpoints after every read that did not wait and after every
-    write, and parks a reader six coroutine frames deep. As stdio's ``PipeStream`` does for
-    pipes: a read that had to wait returns as soon as the data is there; one that did not
-    still yields once (``cancel_shielded_checkpoint``, so no data is lost to a cancellation);
-    a write that completes at once does not yield (the writer has just yielded receiving
-    what it writes). ``close_now`` closes synchronously (the reaper drops dead peers with it).
-    """
-
-    __slots__ = ("_sock",)
-
-    def __init__(self, sock: socket_module.socket) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        sock = self._sock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            try:
-                data = sock.recv(max_bytes or RECEIVE_SIZE)
-                break
-            except BlockingIOError:
-                if sock.fileno() < 0:
-                    raise trio.ClosedResourceError("socket closed") from None
-            except OSError as exc:
-                if sock.fileno() < 0:
-                    raise trio.ClosedResourceError("socket closed") from None
-                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-            # Waited for outside the except block: there, the BlockingIOError (its traceback
-            # and strings, about 400 bytes) would be held for as long as the peer is quiet.
-            await trio.lowlevel.wait_readable(sock)
-            waited = True
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        sock = self._sock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        with memoryview(data) as view:
-            sent = 0
-            total = len(view)
-            while sent < total:
-                try:
-                    sent += sock.send(view[sent:])
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
-                except OSError as exc:
-                    if sock.fileno() < 0:
-                        raise trio.ClosedResourceError("socket closed") from None
-                    raise trio.BrokenResourceError(f"send failed: {exc}") from exc
-
-    def write_nowait(self, data: bytes | bytearray | memoryview) -> int:
-        """Send what the socket takes now, without waiting: the bytes sent (0 when its buffer
-        is full, or it is closed or broken: ``send_all`` then waits, or finds out and raises)."""
-        try:
-            return self._sock.send(data)
-        except OSError:  # BlockingIOError when full
-            return 0
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
-
-    async def send_eof(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket_module.SHUT_WR)
-        await trio.lowlevel.checkpoint()
-
-    def close_now(self) -> None:
-        if self._sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(self._sock)
-            self._sock.close()
-
-    async def aclose(self) -> None:
-        self.close_now()
-        await trio.lowlevel.checkpoint()
-
-    def peer_host(self) -> str | None:
-        try:
-            return str(self._sock.getpeername()[0])
-        except OSError:
-            return None
-
-
 def _close_now(stream: trio.abc.Stream) -> bool:
     """Close ``stream``'s socket at once, without awaiting; False if it has none."""
     while isinstance(stream, trio.SSLStream):
@@ -147,7 +55,7 @@ def _close_now(stream: trio.abc.Stream) -> bool:
     if isinstance(stream, trio.SocketStream):
         stream.socket.close()
         return True
-    close_now = getattr(stream, "close_now", None)  # SocketIO, or the h1 engine's SocketStream
+    close_now = getattr(stream, "close_now", None)  # our SocketStream
     if close_now is None:
         return False
     close_now()
@@ -157,7 +65,7 @@ def _close_now(stream: trio.abc.Stream) -> bool:
 def _peer_host(stream: trio.abc.Stream) -> str | None:
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
-    if isinstance(stream, SocketIO):
+    if isinstance(stream, SocketStream):
         return stream.peer_host()
     if isinstance(stream, trio.SocketStream):
         try:

@@ -63,7 +63,9 @@ from .._server import Server
 from ..serving._supervisor import Supervisor
 from ._gate import HostPolicy, TrustedProxies, check_head
 from ._sessions import SessionGate, SessionRefused
-from ._ws_channel import RECEIVE_SIZE, SocketIO, WebSocketChannel, _peer_host
+from ._sockets import READ_SIZE as RECEIVE_SIZE
+from ._sockets import SocketStream
+from ._ws_channel import WebSocketChannel, _peer_host
 from ._ws_sessions import SUBPROTOCOL, UpgradeRefused, WebSocketSessions, accept_head, check_upgrade
 
 if TYPE_CHECKING:
@@ -207,7 +209,7 @@ class WebSocketServer:
                     await trio.sleep(0.1)
                     continue
                 if isinstance(stream, trio.SocketStream):
-                    stream = SocketIO(socket_module.socket(fileno=stream.socket.detach()))
+                    stream = SocketStream(socket_module.socket(fileno=stream.socket.detach()))
                 sessions.start_soon(self._handle, stream)
 
     def _refuse(self, status: int) -> None:

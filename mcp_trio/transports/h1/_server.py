@@ -48,7 +48,8 @@ from typing import Any, Protocol
 
 import trio
 
-from ._io import ACCEPT_CAPACITY_ERRNOS, SocketStream, bind, socket_of
+from .._sockets import SocketStream, socket_of
+from ._io import ACCEPT_CAPACITY_ERRNOS, bind
 from ._limits import H1Limits
 from ._parser import READ_SIZE, Refusal, Request, RequestParser
 from ._wire import CONTINUE, LAST_CHUNK, DateHeader, chunk, has_body, render_head
