@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from .protocol._errors import InvalidParams
 from .protocol._params import params_type
 
 if TYPE_CHECKING:
@@ -176,8 +177,11 @@ class Tracing:
         answering = _answering.set(call)
         try:
             reply = await inner(peer, call)
-        except BaseException:
+        except trio.Cancelled:
             span.set_attribute("mcp_trio.outcome", "cancelled")
+            raise
+        except BaseException as exc:  # the kernel answers every failure: only a bug of ours gets here
+            span.set_attributes({"mcp_trio.outcome": "error", "error.type": type(exc).__qualname__})
             raise
         else:
             if name == method and call.params is not None:  # params decoded by the kernel only now
@@ -359,7 +363,7 @@ def _params_of(call: Any) -> Any:
     if call.params is None and params_type(call.method, False) is not None:
         try:
             call.decode()
-        except Exception:  # the kernel decodes again and answers -32602
+        except InvalidParams:  # the kernel decodes again and answers -32602
             return None
     return call.params
 
