@@ -377,12 +377,16 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
             await self._stream.send_all(kept)
             self._torn = False
         finally:
-            self._writing = False
-            turn = self._turn
-            if turn is not None:
-                self._turn = None
-                turn.set()
+            self._end_write()
         self.activity += 1
+
+    def _end_write(self) -> None:
+        """Give up the turn to write: the next waiting writer goes on."""
+        self._writing = False
+        turn = self._turn
+        if turn is not None:
+            self._turn = None
+            turn.set()
 
     async def _write(self, frame: bytes | bytearray, *, data_frame: bool = False) -> None:
         """Write ``frame`` when no other write is under way (a frame is never interleaved)."""
@@ -402,11 +406,7 @@ class WebSocketChannel(trio.abc.Channel[bytes]):
             await self._stream.send_all(frame)
             self._torn = False
         finally:
-            self._writing = False
-            turn = self._turn
-            if turn is not None:
-                self._turn = None
-                turn.set()
+            self._end_write()
         if data_frame:
             self.activity += 1
 
